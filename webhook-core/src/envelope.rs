@@ -1,0 +1,391 @@
+//! The wire contract between the request handler and the consumer: message properties,
+//! headers, and the rules for ids, source names and event types.
+//!
+//! The message body is the request body, byte for byte. Everything else the consumer needs
+//! travels in properties and headers, named without an `x-` prefix because RabbitMQ 4 treats
+//! `x-` headers as its own.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use sha2::{Digest, Sha256};
+
+/// Header names carried by every event message.
+pub mod header {
+    /// The source (vendor) the event came from.
+    pub const SOURCE: &str = "source";
+    /// The event type, e.g. `push` or `charge.succeeded`.
+    pub const EVENT_TYPE: &str = "event-type";
+    /// When the handler received the request, RFC 3339 with microseconds.
+    pub const RECEIVED_AT: &str = "received-at";
+    /// How many times the consumer has sent this message down the retry ladder.
+    pub const RETRY_COUNT: &str = "retry-count";
+    /// Why a message was dead-lettered (only on dead letters).
+    pub const ERROR: &str = "error";
+    /// When a message was dead-lettered, RFC 3339 (only on dead letters).
+    pub const DEAD_LETTERED_AT: &str = "dead-lettered-at";
+}
+
+/// Longest accepted delivery id, in bytes.
+pub const MAX_DELIVERY_ID_BYTES: usize = 200;
+/// Longest accepted event type, in bytes.
+pub const MAX_EVENT_TYPE_BYTES: usize = 128;
+/// Longest accepted source name, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 64;
+/// The content type stamped on every event message.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}`.
+pub fn is_valid_source_name(name: &str) -> bool {
+    (1..=MAX_SOURCE_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Checks a delivery id: 1 to 200 bytes, no control characters.
+pub fn check_delivery_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        Err("delivery id is empty")
+    } else if id.len() > MAX_DELIVERY_ID_BYTES {
+        Err("delivery id is longer than 200 bytes")
+    } else if id.chars().any(char::is_control) {
+        Err("delivery id contains control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks an event type: 1 to 128 bytes, no control characters.
+pub fn check_event_type(event_type: &str) -> Result<(), &'static str> {
+    if event_type.is_empty() {
+        Err("event type is empty")
+    } else if event_type.len() > MAX_EVENT_TYPE_BYTES {
+        Err("event type is longer than 128 bytes")
+    } else if event_type.chars().any(char::is_control) {
+        Err("event type contains control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// The delivery id used when the request carries none: the hex SHA-256 of the body, so a
+/// vendor resending the same body is still stored once.
+pub fn body_delivery_id(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Formats a time the way `received-at` carries it: RFC 3339, UTC, microseconds.
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Everything about an event that travels beside its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The source (vendor) name.
+    pub source: String,
+    /// The vendor's id for this delivery (the idempotency key together with `source`).
+    pub delivery_id: String,
+    /// The event type.
+    pub event_type: String,
+    /// When the handler received the request.
+    pub received_at: DateTime<Utc>,
+    /// How many retries the consumer has spent on it.
+    pub retry_count: u32,
+}
+
+/// Why a message cannot be read as an event: it is poison and goes straight to the
+/// dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// A required header or property is absent.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A required header or property has a value of the wrong form.
+    #[error("invalid {0}: {1}")]
+    Invalid(&'static str, String),
+}
+
+impl Envelope {
+    /// The routing key on the topic exchange: `{source}.{event_type}`.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}", self.source, self.event_type)
+    }
+
+    /// Message properties for publishing: persistent, JSON, `message_id` = delivery id,
+    /// timestamp, and the envelope headers.
+    ///
+    /// The caller must have validated `source`, `delivery_id` and `event_type`: lapin's
+    /// short strings panic above 255 bytes.
+    pub fn properties(&self) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        headers.insert(header::SOURCE.into(), long_string(&self.source));
+        headers.insert(header::EVENT_TYPE.into(), long_string(&self.event_type));
+        headers.insert(header::RECEIVED_AT.into(), long_string(&format_time(self.received_at)));
+        headers.insert(
+            header::RETRY_COUNT.into(),
+            AMQPValue::LongLongInt(i64::from(self.retry_count)),
+        );
+        BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(CONTENT_TYPE_JSON.into())
+            .with_message_id(ShortString::from(self.delivery_id.as_str()))
+            .with_timestamp(u64::try_from(self.received_at.timestamp()).unwrap_or_default())
+            .with_headers(headers)
+    }
+
+    /// Reads an envelope from the properties of a delivered message.
+    pub fn from_properties(properties: &BasicProperties) -> Result<Self, EnvelopeError> {
+        let headers = properties.headers().as_ref().ok_or(EnvelopeError::Missing("headers"))?;
+        let delivery_id = properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str().to_owned())
+            .ok_or(EnvelopeError::Missing("message_id (delivery id)"))?;
+        check_delivery_id(&delivery_id).map_err(|why| EnvelopeError::Invalid("message_id", why.to_owned()))?;
+        let source = string_header(headers, header::SOURCE)?;
+        if !is_valid_source_name(&source) {
+            return Err(EnvelopeError::Invalid(
+                "header source",
+                format!("{source:?} is not a source name ([a-z0-9_-]{{1,64}})"),
+            ));
+        }
+        let event_type = string_header(headers, header::EVENT_TYPE)?;
+        let received_at = string_header(headers, header::RECEIVED_AT)?;
+        let received_at = DateTime::parse_from_rfc3339(&received_at)
+            .map_err(|err| EnvelopeError::Invalid("header received-at", format!("{received_at:?}: {err}")))?
+            .with_timezone(&Utc);
+        let retry_count = match headers.inner().get(header::RETRY_COUNT) {
+            None => return Err(EnvelopeError::Missing("header retry-count")),
+            Some(value) => integer(value)
+                .and_then(|count| u32::try_from(count).ok())
+                .ok_or_else(|| EnvelopeError::Invalid("header retry-count", format!("{value:?}")))?,
+        };
+        Ok(Self {
+            source,
+            delivery_id,
+            event_type,
+            received_at,
+            retry_count,
+        })
+    }
+}
+
+/// Properties for republishing a delivered message (to a retry queue or the dead-letter
+/// exchange): the original properties with `retry-count` set and, for dead letters, the
+/// `error` header and the time it was dead-lettered.
+pub fn republish_properties(original: &BasicProperties, retry_count: u32, error: Option<&str>) -> BasicProperties {
+    let mut headers = original.headers().clone().unwrap_or_default();
+    headers.insert(
+        header::RETRY_COUNT.into(),
+        AMQPValue::LongLongInt(i64::from(retry_count)),
+    );
+    if let Some(error) = error {
+        headers.insert(header::ERROR.into(), long_string(&truncate(error, 1000)));
+        headers.insert(header::DEAD_LETTERED_AT.into(), long_string(&format_time(Utc::now())));
+    }
+    let properties = original.clone().with_headers(headers);
+    if original.delivery_mode().is_none() {
+        properties.with_delivery_mode(2)
+    } else {
+        properties
+    }
+}
+
+/// Reads a header as text, whichever AMQP string type carries it.
+pub fn header_text(headers: &FieldTable, name: &str) -> Option<String> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok().map(str::to_owned),
+        AMQPValue::ShortString(value) => Some(value.as_str().to_owned()),
+        other => integer(other).map(|value| value.to_string()),
+    }
+}
+
+fn string_header(headers: &FieldTable, name: &'static str) -> Result<String, EnvelopeError> {
+    match headers.inner().get(name) {
+        None => Err(EnvelopeError::Missing(match name {
+            header::SOURCE => "header source",
+            header::EVENT_TYPE => "header event-type",
+            header::RECEIVED_AT => "header received-at",
+            _ => "header",
+        })),
+        Some(AMQPValue::LongString(value)) => std::str::from_utf8(value.as_bytes())
+            .map(str::to_owned)
+            .map_err(|_| EnvelopeError::Invalid(name, "not UTF-8".to_owned())),
+        Some(AMQPValue::ShortString(value)) => Ok(value.as_str().to_owned()),
+        Some(other) => Err(EnvelopeError::Invalid(name, format!("not a string: {other:?}"))),
+    }
+}
+
+fn integer(value: &AMQPValue) -> Option<i64> {
+    match value {
+        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongString(v) => std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok(),
+        AMQPValue::ShortString(v) => v.as_str().trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value.as_bytes()))
+}
+
+fn truncate(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            source: "stripe".to_owned(),
+            delivery_id: "evt_1".to_owned(),
+            event_type: "charge.succeeded".to_owned(),
+            received_at: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
+                + chrono::Duration::microseconds(123_456),
+            retry_count: 0,
+        }
+    }
+
+    #[test]
+    fn properties_round_trip_through_from_properties() {
+        let original = envelope();
+        let properties = original.properties();
+        assert_eq!(properties.delivery_mode(), &Some(2));
+        assert_eq!(
+            properties.content_type().as_ref().map(ShortString::as_str),
+            Some("application/json")
+        );
+        assert_eq!(Envelope::from_properties(&properties), Ok(original));
+    }
+
+    #[test]
+    fn received_at_carries_microseconds_in_utc() {
+        let properties = envelope().properties();
+        let headers = properties.headers().as_ref().unwrap();
+        assert_eq!(
+            header_text(headers, header::RECEIVED_AT).unwrap(),
+            "2026-11-22T10:00:00.123456Z"
+        );
+    }
+
+    #[test]
+    fn the_routing_key_is_source_dot_event_type() {
+        assert_eq!(envelope().routing_key(), "stripe.charge.succeeded");
+    }
+
+    #[test]
+    fn a_message_without_headers_or_message_id_is_poison() {
+        assert_eq!(
+            Envelope::from_properties(&BasicProperties::default()),
+            Err(EnvelopeError::Missing("headers"))
+        );
+        let without_id = envelope().properties().with_message_id(ShortString::from(""));
+        assert!(matches!(
+            Envelope::from_properties(&without_id),
+            Err(EnvelopeError::Invalid("message_id", _))
+        ));
+    }
+
+    #[test]
+    fn each_missing_header_is_named() {
+        for name in [
+            header::SOURCE,
+            header::EVENT_TYPE,
+            header::RECEIVED_AT,
+            header::RETRY_COUNT,
+        ] {
+            let properties = envelope().properties();
+            let mut headers = FieldTable::default();
+            for (key, value) in properties.headers().as_ref().unwrap().inner() {
+                if key.as_str() != name {
+                    headers.insert(key.clone(), value.clone());
+                }
+            }
+            let err = Envelope::from_properties(&properties.with_headers(headers)).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn retry_count_is_read_from_any_integer_type_or_numeric_text() {
+        for value in [
+            AMQPValue::LongInt(3),
+            AMQPValue::ShortShortUInt(3),
+            AMQPValue::LongString("3".into()),
+        ] {
+            let properties = envelope().properties();
+            let mut headers = properties.headers().clone().unwrap();
+            headers.insert(header::RETRY_COUNT.into(), value);
+            let read = Envelope::from_properties(&properties.with_headers(headers)).unwrap();
+            assert_eq!(read.retry_count, 3);
+        }
+    }
+
+    #[test]
+    fn republishing_sets_retry_count_and_keeps_everything_else() {
+        let properties = envelope().properties();
+        let retried = republish_properties(&properties, 2, None);
+        assert_eq!(Envelope::from_properties(&retried).unwrap().retry_count, 2);
+        assert_eq!(retried.message_id(), properties.message_id());
+        let dead = republish_properties(&properties, 5, Some("Data too long for column 'x'"));
+        let headers = dead.headers().as_ref().unwrap();
+        assert_eq!(
+            header_text(headers, header::ERROR).unwrap(),
+            "Data too long for column 'x'"
+        );
+        assert!(header_text(headers, header::DEAD_LETTERED_AT).is_some());
+    }
+
+    #[test]
+    fn source_names_follow_the_documented_pattern() {
+        for good in ["default", "stripe", "shop-1", "a_b", &"x".repeat(64)] {
+            assert!(is_valid_source_name(good), "{good}");
+        }
+        for bad in ["", "Stripe", "a.b", "a b", "ä", &"x".repeat(65)] {
+            assert!(!is_valid_source_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn delivery_ids_are_bounded_and_printable() {
+        assert!(check_delivery_id("72d3162e-cc78-11e3-81ab-4c9367dc0958").is_ok());
+        assert!(check_delivery_id(&"x".repeat(200)).is_ok());
+        assert!(check_delivery_id(&"x".repeat(201)).is_err());
+        assert!(check_delivery_id("a\nb").is_err());
+        assert!(check_delivery_id("").is_err());
+    }
+
+    #[test]
+    fn the_body_id_is_the_hex_sha256_of_the_body() {
+        // printf '%s' '{}' | sha256sum
+        assert_eq!(
+            body_delivery_id(b"{}"),
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+    }
+
+    #[test]
+    fn long_error_texts_are_cut_on_a_char_boundary() {
+        let cut = truncate(&"é".repeat(600), 1000);
+        assert!(cut.len() <= 1000 + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
+}

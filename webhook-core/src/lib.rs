@@ -1,0 +1,13 @@
+//! What the request handler and the consumer must agree on.
+//!
+//! - [`config`]: reading and validating settings, one clear line per bad value.
+//! - [`signature`]: HMAC signature schemes, verified over the raw body in constant time.
+//! - [`envelope`]: the headers and properties that travel beside an event's body.
+//! - [`topology`]: the exchanges and queues, declared idempotently by every service.
+//! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+
+pub mod broker;
+pub mod config;
+pub mod envelope;
+pub mod signature;
+pub mod topology;
