@@ -1,0 +1,362 @@
+//! Test support for webhook-inbox, always against the real RabbitMQ and MySQL/MariaDB.
+//!
+//! Every test isolates itself: [`TestDatabase`] creates `test_<random>` and drops it when it
+//! goes out of scope, [`TestBroker`] hands out a unique `AMQP_PREFIX` and deletes that prefix's
+//! queues and exchanges at the end. [`TcpProxy`] sits between a service and the broker or
+//! database so a test can cut the connection and restore it. [`eventually`] polls with a
+//! deadline instead of sleeping.
+//!
+//! The services are found through `TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`)
+//! and `TEST_DATABASE_URL` (default `mysql://root@127.0.0.1:3306`, a server URL without a
+//! database name).
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use sqlx::{Connection as _, Executor as _, MySqlConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The broker the tests use.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// The database server the tests use, without a database name.
+pub fn database_server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// A short random suffix for names.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// Configuration for a service under test: a map that `webhook_core::config::Vars` reads.
+#[derive(Debug, Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    /// An empty environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `name` to `value`.
+    #[must_use]
+    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.insert(name.to_owned(), value.to_string());
+        self
+    }
+
+    /// Sets `name` to `value` in place.
+    pub fn set(&mut self, name: &str, value: impl ToString) {
+        self.0.insert(name.to_owned(), value.to_string());
+    }
+
+    /// The lookup function for `Vars::new`.
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        |name| self.0.get(name).cloned()
+    }
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, or panics naming `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs `cleanup` to completion on a fresh runtime in its own thread: usable from `Drop`,
+/// inside or outside a Tokio runtime.
+fn run_detached<F>(cleanup: impl FnOnce() -> F + Send + 'static)
+where
+    F: Future<Output = ()>,
+{
+    let joined = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(cleanup());
+    })
+    .join();
+    if joined.is_err() {
+        eprintln!("test cleanup panicked");
+    }
+}
+
+/// A database of its own for one test, dropped when this value is.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    server: String,
+}
+
+impl TestDatabase {
+    /// A name and URL for a database that does not exist yet (the consumer creates it and
+    /// applies the migrations). It is dropped at the end either way.
+    pub fn new() -> Self {
+        Self {
+            name: format!("test_{}", unique_suffix()),
+            server: database_server_url(),
+        }
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `mysql://…/test_<random>`.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    /// Same database reached through `proxy` (for outage tests).
+    pub fn url_through(&self, proxy: &TcpProxy) -> String {
+        let server = self.server.trim_start_matches("mysql://");
+        let credentials = server.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+        format!("mysql://{credentials}{}/{}", proxy.addr(), self.name)
+    }
+
+    /// A fresh connection to this database (which must exist by now).
+    pub async fn connect(&self) -> MySqlConnection {
+        MySqlConnection::connect(&self.url()).await.unwrap()
+    }
+
+    /// Creates the database, empty (for tests that need it before any consumer runs).
+    pub async fn create(&self) {
+        let mut server = MySqlConnection::connect(&self.server).await.unwrap();
+        let statement = format!("CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", self.name);
+        server.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
+    }
+}
+
+impl Default for TestDatabase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let name = self.name.clone();
+        run_detached(move || async move {
+            if let Ok(mut connection) = MySqlConnection::connect(&server).await {
+                let statement = format!("DROP DATABASE IF EXISTS `{name}`");
+                if let Err(error) = connection.execute(sqlx::AssertSqlSafe(statement)).await {
+                    eprintln!("could not drop test database {name}: {error}");
+                }
+            }
+        });
+    }
+}
+
+/// A topology prefix of its own for one test; its queues and exchanges are deleted when this
+/// value is dropped.
+#[derive(Debug)]
+pub struct TestBroker {
+    prefix: String,
+}
+
+/// A message read from a queue by [`TestBroker::take_all`].
+#[derive(Debug)]
+pub struct Taken {
+    /// Properties and headers.
+    pub properties: BasicProperties,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl TestBroker {
+    /// A fresh prefix `test_<random>`.
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("test_{}", unique_suffix()),
+        }
+    }
+
+    /// The `AMQP_PREFIX` for services under this test.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A connection for the test's own inspection.
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap()
+    }
+
+    /// The number of ready messages in `{prefix}{suffix}` (e.g. `.events`), or `None` when the
+    /// queue does not exist yet.
+    pub async fn depth(&self, suffix: &str) -> Option<u32> {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = format!("{}{suffix}", self.prefix);
+        let depth = channel
+            .queue_declare(queue.as_str().into(), options, FieldTable::default())
+            .await
+            .ok()
+            .map(|queue| queue.message_count());
+        let _ = connection.close(200, "OK".into()).await;
+        depth
+    }
+
+    /// Takes (and acks) every message now ready in `{prefix}{suffix}`.
+    pub async fn take_all(&self, suffix: &str) -> Vec<Taken> {
+        let connection = self.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        let queue = format!("{}{suffix}", self.prefix);
+        let mut taken = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            taken.push(Taken {
+                properties: message.delivery.properties.clone(),
+                body: message.delivery.data.clone(),
+            });
+        }
+        let _ = connection.close(200, "OK".into()).await;
+        taken
+    }
+}
+
+impl Default for TestBroker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        run_detached(move || async move {
+            let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await else {
+                return;
+            };
+            let mut queues = vec![format!("{prefix}.events"), format!("{prefix}.dead")];
+            queues.extend((1..=10).map(|n| format!("{prefix}.retry.{n}")));
+            for queue in queues {
+                // A channel per delete: deleting a queue that does not exist is fine, but other
+                // errors close the channel.
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            for exchange in [prefix.clone(), format!("{prefix}.dlx")] {
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+                }
+            }
+            let _ = connection.close(200, "OK".into()).await;
+        });
+    }
+}
+
+/// A TCP proxy a test can cut (every open connection is closed and new ones are refused
+/// until it is restored).
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl TcpProxy {
+    /// Listens on a free loopback port and forwards to `target` (`host:port`).
+    pub async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = watch::channel(true);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let target = target.to_owned();
+        let state = up.clone();
+        let stop = Arc::clone(&stopped);
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if !*state.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = state.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let (mut inbound, mut outbound) = (inbound, outbound);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, stopped }
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// An `amqp://` URL through this proxy with the test broker's credentials.
+    pub fn amqp_url(&self) -> String {
+        let url = amqp_url();
+        let (scheme_and_credentials, rest) = url.rsplit_once('@').unwrap_or(("amqp://", &url));
+        let vhost = rest.split_once('/').map(|(_, vhost)| vhost).unwrap_or("%2f");
+        format!("{scheme_and_credentials}@{}/{vhost}", self.addr)
+    }
+
+    /// Closes every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.up.send_replace(false);
+    }
+}
+
+/// The `X-Hub-Signature-256` value for `body` under `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    webhook_core::signature::sign_github(secret.as_bytes(), body)
+}
