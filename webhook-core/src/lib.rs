@@ -3,11 +3,15 @@
 //! - [`config`]: reading and validating settings, one clear line per bad value.
 //! - [`signature`]: HMAC signature schemes, verified over the raw body in constant time.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
+//! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`service`]: start-up and shutdown plumbing every binary shares.
 
 pub mod broker;
 pub mod config;
 pub mod envelope;
+pub mod payload;
+pub mod service;
 pub mod signature;
 pub mod topology;

@@ -1,0 +1,72 @@
+//! Every way an ingest request can end other than "queued", and the status each one gets.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use webhook_core::broker::PublishError;
+use webhook_core::payload::NotJson;
+use webhook_core::signature::Rejection;
+
+/// Why a webhook was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// No source of that name is configured.
+    #[error("unknown source")]
+    UnknownSource,
+    /// The body is larger than `MAX_BODY_BYTES`.
+    #[error("body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body did not arrive within `BODY_READ_TIMEOUT_MS`.
+    #[error("body not received in time")]
+    BodyTimeout,
+    /// The connection failed while the body was being read.
+    #[error("body could not be read: {0}")]
+    BodyRead(String),
+    /// Missing or wrong signature. The reason is logged and counted, never sent back.
+    #[error("invalid signature")]
+    Signature(Rejection),
+    /// A delivery id or event type that cannot be used.
+    #[error("{0}")]
+    BadHeader(String),
+    /// The body is not one JSON document.
+    #[error("{0}")]
+    NotJson(#[from] NotJson),
+    /// The broker did not confirm the message.
+    #[error("not enqueued")]
+    NotEnqueued(#[from] PublishError),
+}
+
+impl IngestError {
+    /// A bounded label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownSource => "unknown_source",
+            Self::TooLarge { .. } => "too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::BodyRead(_) => "body_read_error",
+            Self::Signature(rejection) => rejection.label(),
+            Self::BadHeader(_) => "bad_header",
+            Self::NotJson(_) => "not_json",
+            Self::NotEnqueued(error) => error.label(),
+        }
+    }
+}
+
+impl ResponseError for IngestError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyRead(_) | Self::BadHeader(_) | Self::NotJson(_) => StatusCode::BAD_REQUEST,
+            Self::Signature(_) => StatusCode::UNAUTHORIZED,
+            Self::NotEnqueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+    }
+}

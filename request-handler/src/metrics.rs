@@ -1,0 +1,96 @@
+//! The handler's Prometheus metrics, served at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The `source` label for a request whose source is not configured; parentheses cannot
+/// appear in a source name, so it never clashes with one.
+pub const UNKNOWN_SOURCE_LABEL: &str = "(unknown)";
+
+/// Labels of `webhook_handler_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// A configured source name, or [`UNKNOWN_SOURCE_LABEL`].
+    pub source: String,
+    /// `queued`, `rejected` or `not_enqueued`.
+    pub outcome: &'static str,
+    /// Why, for `rejected` and `not_enqueued`; empty for `queued`.
+    pub reason: &'static str,
+}
+
+/// Every metric the handler exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by source, outcome and reason.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time from the start of the publish to the broker's confirm.
+    pub enqueue_seconds: Histogram,
+    /// Requests being handled right now.
+    pub in_flight: Gauge,
+    /// Sizes of bodies that were read completely.
+    pub body_bytes: Histogram,
+    /// 1 when the publishing connection is usable.
+    pub broker_connected: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `webhook_handler` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("webhook_handler");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Webhook requests by source, outcome and reason",
+            requests.clone(),
+        );
+        let enqueue_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register_with_unit(
+            "enqueue",
+            "Time from publish to broker confirm",
+            Unit::Seconds,
+            enqueue_seconds.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_requests",
+            "Webhook requests being handled",
+            in_flight.clone(),
+        );
+        let body_bytes = Histogram::new(exponential_buckets(64.0, 4.0, 10));
+        registry.register_with_unit("body", "Sizes of received bodies", Unit::Bytes, body_bytes.clone());
+        let broker_connected = Gauge::default();
+        registry.register(
+            "broker_connected",
+            "1 when the publishing connection to RabbitMQ is usable",
+            broker_connected.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            enqueue_seconds,
+            in_flight,
+            body_bytes,
+            broker_connected,
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            log::error!("encoding metrics failed: {error}");
+        }
+        text
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,34 @@
+//! The HTTP surface: ingest endpoints, health and metrics.
+
+mod health;
+mod ingest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use webhook_core::broker::Publisher;
+
+use crate::metrics::Metrics;
+use crate::settings::Sources;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) sources: Arc<Sources>,
+    pub(crate) publisher: Publisher,
+    pub(crate) exchange: String,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Registers every route.
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/webhook").post(ingest::default_source))
+        .service(web::resource("/webhooks/{source}").post(ingest::named_source))
+        .service(web::resource("/healthz").get(health::healthz))
+        .service(web::resource("/readyz").get(health::readyz))
+        .service(web::resource("/metrics").get(health::metrics));
+}

@@ -1,0 +1,202 @@
+//! The handler's settings, read once at start from the environment (or a map in tests).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use webhook_core::broker::BrokerSettings;
+use webhook_core::config::{ConfigError, Secret, Vars};
+
+/// The source that `POST /webhook` posts to, verified with `WEBHOOK_SECRET`.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// A vendor: its name and the secrets its signatures may be made with (all are tried).
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// `[a-z0-9_-]{1,64}`, the `{source}` of `POST /webhooks/{source}`.
+    pub name: String,
+    /// HMAC secrets; the first that verifies wins.
+    pub secrets: Vec<Secret>,
+}
+
+/// Every configured source by name.
+#[derive(Debug, Clone, Default)]
+pub struct Sources(HashMap<String, Source>);
+
+impl Sources {
+    /// The source called `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<&Source> {
+        self.0.get(name)
+    }
+
+    fn insert(&mut self, source: Source) {
+        self.0.insert(source.name.clone(), source);
+    }
+}
+
+/// Everything the handler needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Broker URL and topology.
+    pub broker: BrokerSettings,
+    /// `HANDLER_ADDR`, default `0.0.0.0:3000`.
+    pub addr: SocketAddr,
+    /// Configured sources.
+    pub sources: Arc<Sources>,
+    /// `MAX_BODY_BYTES`, default 1 MiB.
+    pub max_body_bytes: usize,
+    /// `ENQUEUE_TIMEOUT_MS`, default 5 s: publish plus confirm must finish within it.
+    pub enqueue_timeout: Duration,
+    /// `BODY_READ_TIMEOUT_MS`, default 10 s: the whole body must arrive within it (else 408).
+    pub body_read_timeout: Duration,
+    /// `SHUTDOWN_GRACE_MS`, default 10 s: how long in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// `HANDLER_WORKERS`, default the number of CPUs.
+    pub workers: usize,
+    /// `PUBLISH_CHANNELS`, default 2: confirm-mode channels on the one broker connection.
+    pub publish_channels: usize,
+}
+
+impl Settings {
+    /// Reads and validates every variable; the first bad one is the error.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let broker = BrokerSettings::from_vars(vars)?;
+        let addr = vars.socket_addr("HANDLER_ADDR", "0.0.0.0:3000")?;
+        if let Some(file) = vars.get("SOURCES_FILE") {
+            return Err(ConfigError::invalid(
+                "SOURCES_FILE",
+                Some(&file),
+                "to be unset: this version reads one source, `default`, from WEBHOOK_SECRET",
+            ));
+        }
+        let secret = vars.secret("WEBHOOK_SECRET").ok_or_else(|| {
+            ConfigError::missing(
+                "WEBHOOK_SECRET",
+                "the HMAC secret vendors sign POST /webhook with (e.g. WEBHOOK_SECRET=$(openssl rand -hex 32))",
+            )
+        })?;
+        let mut sources = Sources::default();
+        sources.insert(Source {
+            name: DEFAULT_SOURCE.to_owned(),
+            secrets: vec![secret],
+        });
+        let max_body_bytes = vars.integer("MAX_BODY_BYTES", 1_048_576, 1, 64 * 1_048_576, "bytes")?;
+        let workers = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+        Ok(Self {
+            broker,
+            addr,
+            sources: Arc::new(sources),
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            enqueue_timeout: vars.millis("ENQUEUE_TIMEOUT_MS", 5_000, 1, 600_000)?,
+            body_read_timeout: vars.millis("BODY_READ_TIMEOUT_MS", 10_000, 1, 600_000)?,
+            shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
+            workers: vars.integer("HANDLER_WORKERS", workers, 1, 256, "worker threads")? as usize,
+            publish_channels: vars.integer("PUBLISH_CHANNELS", 2, 1, 64, "channels")? as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        Settings::from_vars(&Vars::new(&lookup))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let settings = read(&[("WEBHOOK_SECRET", "s3cret")]).unwrap();
+        assert_eq!(settings.addr.to_string(), "0.0.0.0:3000");
+        assert_eq!(settings.max_body_bytes, 1_048_576);
+        assert_eq!(settings.enqueue_timeout, Duration::from_secs(5));
+        assert!(settings.sources.get(DEFAULT_SOURCE).is_some());
+        assert!(settings.sources.get("other").is_none());
+    }
+
+    #[test]
+    fn a_missing_secret_stops_the_handler_with_one_line() {
+        let error = read(&[]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid configuration: WEBHOOK_SECRET is not set: expected"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'));
+    }
+
+    #[test]
+    fn the_secret_never_shows_in_debug_output() {
+        let settings = read(&[("WEBHOOK_SECRET", "hunter2-very-secret")]).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable_and_what_was_expected() {
+        let cases = [
+            (
+                "HANDLER_ADDR",
+                "localhost",
+                "invalid configuration: HANDLER_ADDR=\"localhost\": expected a socket address such as 0.0.0.0:3000",
+            ),
+            (
+                "MAX_BODY_BYTES",
+                "1MB",
+                "invalid configuration: MAX_BODY_BYTES=\"1MB\": expected an integer number of bytes from 1 to 67108864",
+            ),
+            (
+                "MAX_BODY_BYTES",
+                "0",
+                "invalid configuration: MAX_BODY_BYTES=\"0\": expected an integer number of bytes from 1 to 67108864",
+            ),
+            (
+                "ENQUEUE_TIMEOUT_MS",
+                "-5",
+                "invalid configuration: ENQUEUE_TIMEOUT_MS=\"-5\": expected an integer number of milliseconds from 1 to 600000",
+            ),
+            (
+                "BODY_READ_TIMEOUT_MS",
+                "soon",
+                "invalid configuration: BODY_READ_TIMEOUT_MS=\"soon\": expected an integer number of milliseconds from 1 to 600000",
+            ),
+            (
+                "SHUTDOWN_GRACE_MS",
+                "1h",
+                "invalid configuration: SHUTDOWN_GRACE_MS=\"1h\": expected an integer number of milliseconds from 0 to 3600000",
+            ),
+            (
+                "HANDLER_WORKERS",
+                "0",
+                "invalid configuration: HANDLER_WORKERS=\"0\": expected an integer number of worker threads from 1 to 256",
+            ),
+            (
+                "PUBLISH_CHANNELS",
+                "many",
+                "invalid configuration: PUBLISH_CHANNELS=\"many\": expected an integer number of channels from 1 to 64",
+            ),
+            (
+                "QUEUE_TYPE",
+                "stream",
+                "invalid configuration: QUEUE_TYPE=\"stream\": expected quorum or classic",
+            ),
+        ];
+        for (variable, value, expected) in cases {
+            let error = read(&[("WEBHOOK_SECRET", "s"), (variable, value)]).unwrap_err();
+            assert_eq!(error.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn a_bad_amqp_url_does_not_show_its_password() {
+        let error = read(&[("WEBHOOK_SECRET", "s"), ("AMQP_URL", "amqp://user:pa55word@host:port/")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("invalid configuration: AMQP_URL="), "{error}");
+        assert!(!error.contains("pa55word"), "{error}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Wiring: the broker publisher, the HTTP server, and an orderly stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use webhook_core::broker::Publisher;
+
+use crate::metrics::Metrics;
+use crate::routes::{self, State};
+use crate::settings::Settings;
+
+/// A running request handler: listening, and connecting to the broker in the background.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    publisher: Publisher,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds `HANDLER_ADDR` (port 0 picks a free port) and starts connecting to the broker.
+    /// The handler serves even while the broker is down: ingest answers 500 and `/readyz` 503
+    /// until the connection is up.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let name = format!("request-handler pid={}", std::process::id());
+        let publisher = Publisher::start(
+            settings.broker.clone(),
+            &name,
+            settings.publish_channels,
+            settings.enqueue_timeout,
+        );
+        let listener = std::net::TcpListener::bind(settings.addr)
+            .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let state = web::Data::new(State {
+            sources: Arc::clone(&settings.sources),
+            publisher: publisher.clone(),
+            exchange: settings.broker.topology.exchange(),
+            max_body_bytes: settings.max_body_bytes,
+            body_read_timeout: settings.body_read_timeout,
+            metrics: Arc::new(Metrics::new()),
+        });
+        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
+            .workers(settings.workers)
+            .shutdown_timeout(settings.shutdown_grace.as_secs_f64().ceil() as u64)
+            .disable_signals()
+            .listen(listener)
+            .context("starting the HTTP server")?
+            .run();
+        log::info!(
+            "request-handler listening on http://{addr} broker={} prefix={}",
+            settings.broker.url.redacted(),
+            settings.broker.topology.prefix()
+        );
+        Ok(Self {
+            addr,
+            server,
+            publisher,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Cancel this token to stop: no new connections; requests in flight finish (each gets its
+    /// true answer) within `SHUTDOWN_GRACE_MS`; then the broker connection is closed.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled or the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = self.shutdown.cancelled() => {
+                log::info!("request-handler stopping: finishing requests in flight");
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        self.publisher.close().await;
+        log::info!("request-handler stopped");
+        result
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")
+    }
+}
