@@ -1,0 +1,102 @@
+use std::time::Duration;
+
+use request_handler::{Application, Settings};
+use testkit::{Env, TestBroker, eventually};
+use tokio_util::sync::CancellationToken;
+use webhook_core::config::Vars;
+
+pub(crate) const SECRET: &str = "It's a Secret to Everybody";
+
+/// A handler running in-process on a free port, with a prefix of its own.
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) broker: TestBroker,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub(crate) fn env(broker: &TestBroker) -> Env {
+    Env::new()
+        .with("AMQP_URL", testkit::amqp_url())
+        .with("AMQP_PREFIX", broker.prefix())
+        .with("WEBHOOK_SECRET", SECRET)
+        .with("HANDLER_ADDR", "127.0.0.1:0")
+        .with("HANDLER_WORKERS", 2)
+}
+
+impl TestApp {
+    /// Starts a handler and waits until it is ready (connected to the broker).
+    pub(crate) async fn spawn() -> Self {
+        let broker = TestBroker::new();
+        let env = env(&broker);
+        let app = Self::spawn_with(broker, &env).await;
+        app.wait_ready().await;
+        app
+    }
+
+    /// Starts a handler with `env` without waiting for the broker.
+    pub(crate) async fn spawn_with(broker: TestBroker, env: &Env) -> Self {
+        let lookup = env.lookup();
+        let settings = Settings::from_vars(&Vars::new(&lookup)).unwrap();
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://{}", app.addr());
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run_until_stopped());
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            broker,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub(crate) async fn wait_ready(&self) {
+        eventually("the handler to become ready", Duration::from_secs(20), || async {
+            (self.get("/readyz").await.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+
+    /// POSTs `body` to `path` with the given headers.
+    pub(crate) async fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// POSTs `body` to `/webhook` signed with the right secret (X-Hub-Signature-256) plus
+    /// `headers`.
+    pub(crate) async fn post_signed(&self, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
+        let signature = testkit::sign(SECRET, body);
+        let mut all = vec![("X-Hub-Signature-256", signature.as_str())];
+        all.extend_from_slice(headers);
+        self.post("/webhook", body, &all).await
+    }
+
+    /// Stops the handler gracefully and waits for it.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The JSON body of a response.
+pub(crate) async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.unwrap()
+}

@@ -1,0 +1,8 @@
+//! The handler's contract, against the real RabbitMQ: every status code, what is published
+//! for an accepted request and that nothing is published for a rejected one.
+
+#![allow(clippy::unwrap_used)]
+
+mod broker_outage;
+mod helpers;
+mod ingest;
