@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: reading and validating settings, one clear line per bad value.
 //! - [`signature`]: HMAC signature schemes, verified over the raw body in constant time.
+//! - [`schemes`]: Stripe, Shopify, Slack, Standard Webhooks and generic HMAC schemes.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
@@ -12,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod envelope;
 pub mod payload;
+pub mod schemes;
 pub mod service;
 pub mod signature;
 pub mod topology;

@@ -36,6 +36,9 @@ pub enum Rejection {
     /// A well-formed signature that no configured secret produces.
     #[error("signature does not match")]
     Mismatch,
+    /// A signed timestamp too far from now (a replay, or a badly wrong clock).
+    #[error("signed timestamp outside the tolerance")]
+    Stale,
 }
 
 impl Rejection {
@@ -45,6 +48,7 @@ impl Rejection {
             Rejection::Missing => "signature_missing",
             Rejection::Malformed => "signature_malformed",
             Rejection::Mismatch => "signature_mismatch",
+            Rejection::Stale => "timestamp_out_of_tolerance",
         }
     }
 }
