@@ -10,6 +10,7 @@ pub mod error;
 pub mod metrics;
 mod routes;
 pub mod settings;
+pub mod sources;
 pub mod startup;
 
 pub use settings::Settings;

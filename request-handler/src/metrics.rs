@@ -22,6 +22,16 @@ pub struct RequestLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `webhook_handler_signatures_verified_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerifiedLabels {
+    /// A configured source name.
+    pub source: String,
+    /// Which of the source's secrets matched (0 = first): when only the new one is used, the
+    /// old one can be retired.
+    pub secret_index: usize,
+}
+
 /// Every metric the handler exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -36,6 +46,8 @@ pub struct Metrics {
     pub body_bytes: Histogram,
     /// 1 when the publishing connection is usable.
     pub broker_connected: Gauge,
+    /// Queued requests by source and the index of the secret that verified them.
+    pub verified: Family<VerifiedLabels, Counter>,
 }
 
 impl Metrics {
@@ -69,7 +81,14 @@ impl Metrics {
             "1 when the publishing connection to RabbitMQ is usable",
             broker_connected.clone(),
         );
+        let verified = Family::<VerifiedLabels, Counter>::default();
+        registry.register(
+            "signatures_verified",
+            "Queued requests by source and the index of the secret that verified them",
+            verified.clone(),
+        );
         Self {
+            verified,
             registry,
             requests,
             enqueue_seconds,

@@ -1,39 +1,13 @@
 //! The handler's settings, read once at start from the environment (or a map in tests).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use webhook_core::broker::BrokerSettings;
-use webhook_core::config::{ConfigError, Secret, Vars};
+use webhook_core::config::{ConfigError, Vars};
 
-/// The source that `POST /webhook` posts to, verified with `WEBHOOK_SECRET`.
-pub const DEFAULT_SOURCE: &str = "default";
-
-/// A vendor: its name and the secrets its signatures may be made with (all are tried).
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// `[a-z0-9_-]{1,64}`, the `{source}` of `POST /webhooks/{source}`.
-    pub name: String,
-    /// HMAC secrets; the first that verifies wins.
-    pub secrets: Vec<Secret>,
-}
-
-/// Every configured source by name.
-#[derive(Debug, Clone, Default)]
-pub struct Sources(HashMap<String, Source>);
-
-impl Sources {
-    /// The source called `name`, if configured.
-    pub fn get(&self, name: &str) -> Option<&Source> {
-        self.0.get(name)
-    }
-
-    fn insert(&mut self, source: Source) {
-        self.0.insert(source.name.clone(), source);
-    }
-}
+use crate::sources::{DEFAULT_SOURCE, Source, Sources};
 
 /// Everything the handler needs to run.
 #[derive(Debug, Clone)]
@@ -63,24 +37,22 @@ impl Settings {
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         let broker = BrokerSettings::from_vars(vars)?;
         let addr = vars.socket_addr("HANDLER_ADDR", "0.0.0.0:3000")?;
-        if let Some(file) = vars.get("SOURCES_FILE") {
-            return Err(ConfigError::invalid(
-                "SOURCES_FILE",
-                Some(&file),
-                "to be unset: this version reads one source, `default`, from WEBHOOK_SECRET",
-            ));
+        let mut sources = match vars.get("SOURCES_FILE") {
+            Some(path) => Sources::from_file(std::path::Path::new(&path), &|name| vars.get(name))?,
+            None => Sources::default(),
+        };
+        match vars.secret("WEBHOOK_SECRET") {
+            // WEBHOOK_SECRET is the `default` source unless the file defines one.
+            Some(secret) if sources.get(DEFAULT_SOURCE).is_none() => sources.insert(Source::default_with(secret)),
+            Some(_) => {}
+            None if sources.is_empty() => {
+                return Err(ConfigError::missing(
+                    "WEBHOOK_SECRET",
+                    "the HMAC secret vendors sign POST /webhook with (e.g. WEBHOOK_SECRET=$(openssl rand -hex 32)), or SOURCES_FILE",
+                ));
+            }
+            None => {}
         }
-        let secret = vars.secret("WEBHOOK_SECRET").ok_or_else(|| {
-            ConfigError::missing(
-                "WEBHOOK_SECRET",
-                "the HMAC secret vendors sign POST /webhook with (e.g. WEBHOOK_SECRET=$(openssl rand -hex 32))",
-            )
-        })?;
-        let mut sources = Sources::default();
-        sources.insert(Source {
-            name: DEFAULT_SOURCE.to_owned(),
-            secrets: vec![secret],
-        });
         let max_body_bytes = vars.integer("MAX_BODY_BYTES", 1_048_576, 1, 64 * 1_048_576, "bytes")?;
         let workers = std::thread::available_parallelism().map_or(2, usize::from) as u64;
         Ok(Self {
@@ -100,6 +72,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn read(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = pairs
@@ -128,6 +101,36 @@ mod tests {
             "{error}"
         );
         assert!(!error.contains('\n'));
+    }
+
+    #[test]
+    fn a_sources_file_adds_sources_beside_the_default_one() {
+        let dir = std::env::temp_dir().join(format!("sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sources.toml");
+        std::fs::write(
+            &path,
+            "[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecret_env = [\"SHOP_SECRET\"]\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let settings = read(&[("WEBHOOK_SECRET", "s"), ("SOURCES_FILE", path), ("SHOP_SECRET", "x")]).unwrap();
+        assert!(settings.sources.get("shop").is_some());
+        assert!(settings.sources.get(DEFAULT_SOURCE).is_some());
+        let settings = read(&[("SOURCES_FILE", path), ("SHOP_SECRET", "x")]).unwrap();
+        assert!(settings.sources.get(DEFAULT_SOURCE).is_none());
+        let error = read(&[("SOURCES_FILE", path)]).unwrap_err().to_string();
+        assert!(
+            error.contains("SOURCES_FILE=")
+                && error.contains("source \"shop\": field `secret_env`: environment variable SHOP_SECRET is not set"),
+            "{error}"
+        );
+        let error = read(&[("SOURCES_FILE", "/no/such/file.toml")]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid configuration: SOURCES_FILE=\"/no/such/file.toml\": expected a readable file"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

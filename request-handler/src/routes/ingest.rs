@@ -15,12 +15,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use webhook_core::broker::Outgoing;
 use webhook_core::envelope::{Envelope, body_delivery_id, check_delivery_id, check_event_type};
 use webhook_core::payload;
-use webhook_core::signature::{Headers, verify_github};
+use webhook_core::signature::Headers;
 
 use super::State;
 use crate::error::IngestError;
-use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL};
-use crate::settings::{DEFAULT_SOURCE, Source};
+use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
+use crate::sources::{DEFAULT_SOURCE, Locator, Source};
 
 /// Headers that carry a delivery id, in order of preference.
 const DELIVERY_ID_HEADERS: [&str; 3] = ["X-GitHub-Delivery", "webhook-id", "Idempotency-Key"];
@@ -91,7 +91,9 @@ async fn accept(
     state: &State,
     received_at: DateTime<Utc>,
 ) -> Result<String, IngestError> {
-    let limit = state.max_body_bytes;
+    let limit = source
+        .max_body_bytes
+        .map_or(state.max_body_bytes, |own| own.min(state.max_body_bytes));
     let declared = declared_length(request.headers());
     if declared.is_some_and(|length| length > limit) {
         return Err(IngestError::TooLarge { limit });
@@ -102,26 +104,56 @@ async fn accept(
     state.metrics.body_bytes.observe(body.len() as f64);
 
     let headers = RequestHeaders(request.headers());
-    verify_github(&source.secrets, &headers, &body).map_err(IngestError::Signature)?;
+    let verified = source
+        .scheme
+        .verify(
+            &source.secrets,
+            &headers,
+            &body,
+            Utc::now().timestamp(),
+            source.tolerance_secs,
+        )
+        .map_err(IngestError::Signature)?;
 
-    let delivery_id = match DELIVERY_ID_HEADERS.iter().find_map(|name| headers.get(name)) {
+    let inspected = payload::inspect(&body)?;
+    // JSON pointers need the document; only sources configured with one pay for parsing it.
+    let document = [&source.delivery_id, &source.event_type]
+        .iter()
+        .any(|locator| matches!(locator, Some(Locator::Json(_))))
+        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .flatten();
+    let locate = |locator: &Option<Locator>| -> Option<String> {
+        match locator.as_ref()? {
+            Locator::Header(name) => headers.get(name).map(str::to_owned),
+            Locator::Json(pointer) => match document.as_ref()?.pointer(pointer)? {
+                serde_json::Value::String(text) => Some(text.clone()),
+                serde_json::Value::Number(number) => Some(number.to_string()),
+                _ => None,
+            },
+        }
+    };
+    let delivery_id = match locate(&source.delivery_id).or_else(|| {
+        DELIVERY_ID_HEADERS
+            .iter()
+            .find_map(|name| headers.get(name))
+            .map(str::to_owned)
+    }) {
         Some(id) => {
-            check_delivery_id(id).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
-            id.to_owned()
+            check_delivery_id(&id).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
+            id
         }
         None => body_delivery_id(&body),
     };
-    let inspected = payload::inspect(&body)?;
-    let event_type = headers
-        .get(EVENT_TYPE_HEADER)
-        .or_else(|| inspected.event_type())
-        .unwrap_or(UNKNOWN_EVENT_TYPE);
-    check_event_type(event_type).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
+    let event_type = locate(&source.event_type)
+        .or_else(|| headers.get(EVENT_TYPE_HEADER).map(str::to_owned))
+        .or_else(|| inspected.event_type().map(str::to_owned))
+        .unwrap_or_else(|| UNKNOWN_EVENT_TYPE.to_owned());
+    check_event_type(&event_type).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
 
     let envelope = Envelope {
         source: source.name.clone(),
         delivery_id,
-        event_type: event_type.to_owned(),
+        event_type,
         received_at,
         retry_count: 0,
     };
@@ -137,6 +169,14 @@ async fn accept(
         .metrics
         .enqueue_seconds
         .observe(publishing.elapsed().as_secs_f64());
+    state
+        .metrics
+        .verified
+        .get_or_create(&VerifiedLabels {
+            source: source.name.clone(),
+            secret_index: verified.secret_index,
+        })
+        .inc();
     Ok(envelope.delivery_id)
 }
 

@@ -10,7 +10,7 @@ use actix_web::web;
 use webhook_core::broker::Publisher;
 
 use crate::metrics::Metrics;
-use crate::settings::Sources;
+use crate::sources::Sources;
 
 /// What every request handler shares.
 #[derive(Debug)]

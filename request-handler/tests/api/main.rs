@@ -6,3 +6,4 @@
 mod broker_outage;
 mod helpers;
 mod ingest;
+mod schemes;
