@@ -83,7 +83,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(started.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -95,7 +98,10 @@ where
     F: Future<Output = ()>,
 {
     let joined = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(cleanup());
     })
     .join();
@@ -134,7 +140,10 @@ impl TestDatabase {
     /// Same database reached through `proxy` (for outage tests).
     pub fn url_through(&self, proxy: &TcpProxy) -> String {
         let server = self.server.trim_start_matches("mysql://");
-        let credentials = server.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+        let credentials = server
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"))
+            .unwrap_or_default();
         format!("mysql://{credentials}{}/{}", proxy.addr(), self.name)
     }
 
@@ -146,7 +155,10 @@ impl TestDatabase {
     /// Creates the database, empty (for tests that need it before any consumer runs).
     pub async fn create(&self) {
         let mut server = MySqlConnection::connect(&self.server).await.unwrap();
-        let statement = format!("CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", self.name);
+        let statement = format!(
+            "CREATE DATABASE `{}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            self.name
+        );
         server.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
     }
 }
@@ -203,7 +215,9 @@ impl TestBroker {
 
     /// A connection for the test's own inspection.
     pub async fn connect(&self) -> Connection {
-        Connection::connect(&amqp_url(), ConnectionProperties::default()).await.unwrap()
+        Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .unwrap()
     }
 
     /// The number of ready messages in `{prefix}{suffix}` (e.g. `.events`), or `None` when the
@@ -272,7 +286,9 @@ impl Drop for TestBroker {
             }
             for exchange in [prefix.clone(), format!("{prefix}.dlx")] {
                 if let Ok(channel) = connection.create_channel().await {
-                    let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
                 }
             }
             let _ = connection.close(200, "OK".into()).await;
