@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use webhook_core::broker::Outgoing;
 use webhook_core::envelope::{Envelope, body_delivery_id, check_delivery_id, check_event_type};
 use webhook_core::payload;
+use webhook_core::schemes::Scheme;
 use webhook_core::signature::Headers;
 
 use super::State;
@@ -28,6 +29,17 @@ const DELIVERY_ID_HEADERS: [&str; 3] = ["X-GitHub-Delivery", "webhook-id", "Idem
 const EVENT_TYPE_HEADER: &str = "X-GitHub-Event";
 /// The event type when neither a header nor the body names one.
 const UNKNOWN_EVENT_TYPE: &str = "unknown";
+
+/// Slack's `type` for its endpoint handshake.
+const SLACK_URL_VERIFICATION: &str = "url_verification";
+
+/// A request that passed every check.
+enum Accepted {
+    /// Published and confirmed; the delivery id.
+    Queued(String),
+    /// A Slack `url_verification` handshake; the challenge to echo.
+    Challenge(String),
+}
 
 /// `POST /webhook`: the `default` source.
 pub(crate) async fn default_source(request: HttpRequest, body: web::Payload, state: web::Data<State>) -> HttpResponse {
@@ -57,7 +69,12 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
     let source_label = source.map_or(UNKNOWN_SOURCE_LABEL, |source| source.name.as_str());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(delivery_id) => {
+        Ok(Accepted::Challenge(challenge)) => {
+            record(state, source_label, "challenge_answered", "");
+            log::info!("answered url_verification challenge request_id={request_id} source={source_label}");
+            HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))
+        }
+        Ok(Accepted::Queued(delivery_id)) => {
             record(state, source_label, "queued", "");
             log::debug!(
                 "queued request_id={request_id} source={source_label} delivery_id={delivery_id:?} latency_ms={elapsed_ms:.2}"
@@ -90,7 +107,7 @@ async fn accept(
     body: &mut web::Payload,
     state: &State,
     received_at: DateTime<Utc>,
-) -> Result<String, IngestError> {
+) -> Result<Accepted, IngestError> {
     let limit = source
         .max_body_bytes
         .map_or(state.max_body_bytes, |own| own.min(state.max_body_bytes));
@@ -116,6 +133,15 @@ async fn accept(
         .map_err(IngestError::Signature)?;
 
     let inspected = payload::inspect(&body)?;
+    if source.scheme == Scheme::Slack && inspected.r#type.as_deref() == Some(SLACK_URL_VERIFICATION) {
+        // Slack's handshake when an Events API URL is configured: answered, not stored, and
+        // only once the signature has been checked.
+        let challenge = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|document| document.get("challenge")?.as_str().map(str::to_owned))
+            .ok_or_else(|| IngestError::BadHeader("url_verification without a challenge".to_owned()))?;
+        return Ok(Accepted::Challenge(challenge));
+    }
     // JSON pointers need the document; only sources configured with one pay for parsing it.
     let document = [&source.delivery_id, &source.event_type]
         .iter()
@@ -177,7 +203,7 @@ async fn accept(
             secret_index: verified.secret_index,
         })
         .inc();
-    Ok(envelope.delivery_id)
+    Ok(Accepted::Queued(envelope.delivery_id))
 }
 
 /// Reads the whole body, failing as soon as it grows past `limit`, whatever Content-Length

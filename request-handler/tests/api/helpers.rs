@@ -81,6 +81,16 @@ impl TestApp {
         self.post("/webhook", body, &all).await
     }
 
+    /// Stops the handler gracefully, waits for it, and hands back the broker prefix so the
+    /// test can still inspect the queues.
+    pub(crate) async fn stop_and_wait(mut self) -> TestBroker {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        std::mem::take(&mut self.broker)
+    }
+
     /// Stops the handler gracefully and waits for it.
     pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();

@@ -7,3 +7,4 @@ mod broker_outage;
 mod helpers;
 mod ingest;
 mod schemes;
+mod shutdown;

@@ -279,3 +279,33 @@ async fn generic_hmac_signatures_are_checked_with_configured_id_and_type() {
         ("c-7", "order.created")
     );
 }
+
+#[tokio::test]
+async fn slacks_url_verification_is_answered_only_with_a_valid_signature_and_not_queued() {
+    let (app, _dir) = app().await;
+    let body = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let ts = now();
+    let signature = sign_slack(b"slack_secret", ts, body);
+    let ts = ts.to_string();
+    let response = app
+        .post(
+            "/webhooks/slack",
+            body,
+            &[("X-Slack-Signature", "v0=00"), ("X-Slack-Request-Timestamp", &ts)],
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    let response = app
+        .post(
+            "/webhooks/slack",
+            body,
+            &[("X-Slack-Signature", &signature), ("X-Slack-Request-Timestamp", &ts)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(response).await,
+        serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    assert_eq!(app.broker.take_all(".events").await.len(), 0);
+}
