@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod metrics;
+pub mod rejections;
 mod routes;
 pub mod settings;
 pub mod sources;

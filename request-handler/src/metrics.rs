@@ -48,6 +48,8 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     /// Queued requests by source and the index of the secret that verified them.
     pub verified: Family<VerifiedLabels, Counter>,
+    /// Rejection records that could not be kept (too many at once, or no broker).
+    pub rejections_dropped: Counter,
 }
 
 impl Metrics {
@@ -87,7 +89,14 @@ impl Metrics {
             "Queued requests by source and the index of the secret that verified them",
             verified.clone(),
         );
+        let rejections_dropped = Counter::default();
+        registry.register(
+            "rejections_dropped",
+            "Rejection records not written to the rejection log",
+            rejections_dropped.clone(),
+        );
         Self {
+            rejections_dropped,
             verified,
             registry,
             requests,

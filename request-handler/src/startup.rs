@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
 
 use crate::metrics::Metrics;
+use crate::rejections::RejectionLog;
 use crate::routes::{self, State};
 use crate::settings::Settings;
 
@@ -44,13 +45,20 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let metrics = Arc::new(Metrics::new());
+        let rejections = RejectionLog::new(
+            publisher.clone(),
+            settings.broker.topology.rejected_queue(),
+            Arc::clone(&metrics),
+        );
         let state = web::Data::new(State {
             sources: Arc::clone(&settings.sources),
             publisher: publisher.clone(),
             exchange: settings.broker.topology.exchange(),
             max_body_bytes: settings.max_body_bytes,
             body_read_timeout: settings.body_read_timeout,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            rejections,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)

@@ -273,7 +273,11 @@ impl Drop for TestBroker {
             let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await else {
                 return;
             };
-            let mut queues = vec![format!("{prefix}.events"), format!("{prefix}.dead")];
+            let mut queues = vec![
+                format!("{prefix}.events"),
+                format!("{prefix}.dead"),
+                format!("{prefix}.rejected"),
+            ];
             queues.extend((1..=10).map(|n| format!("{prefix}.retry.{n}")));
             for queue in queues {
                 // A channel per delete: deleting a queue that does not exist is fine, but other

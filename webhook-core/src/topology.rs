@@ -23,6 +23,9 @@ use std::time::Duration;
 /// default can drop a message.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// How many rejection records `{P}.rejected` holds before dropping the oldest.
+pub const REJECTED_QUEUE_LENGTH: i64 = 10_000;
+
 /// The queue type for every queue of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueType {
@@ -95,6 +98,11 @@ impl Topology {
         format!("{}.dead", self.prefix)
     }
 
+    /// The queue `{P}.rejected`: a bounded log of rejected requests (no bodies), newest kept.
+    pub fn rejected_queue(&self) -> String {
+        format!("{}.rejected", self.prefix)
+    }
+
     /// The configured retry delays, shortest first as given.
     pub fn retry_delays(&self) -> &[Duration] {
         &self.retry_delays
@@ -112,6 +120,7 @@ impl Topology {
     pub fn queue_names(&self) -> Vec<String> {
         let mut names = vec![self.events_queue(), self.dead_queue()];
         names.extend((1..=self.retry_delays.len()).map(|n| format!("{}.retry.{n}", self.prefix)));
+        names.push(self.rejected_queue());
         names
     }
 
@@ -175,6 +184,15 @@ impl Topology {
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
+            .await?;
+
+        // Bounded: when full the oldest record goes, so a flood of bad requests costs a fixed
+        // amount of broker memory and never pushes back on the handler.
+        let mut rejected = self.base_arguments();
+        rejected.insert("x-max-length".into(), AMQPValue::LongLongInt(REJECTED_QUEUE_LENGTH));
+        rejected.insert("x-overflow".into(), text("drop-head"));
+        channel
+            .queue_declare(self.rejected_queue().into(), queue, rejected)
             .await?;
 
         for (index, delay) in self.retry_delays.iter().enumerate() {
@@ -241,7 +259,8 @@ mod tests {
                 "webhooks.dead",
                 "webhooks.retry.1",
                 "webhooks.retry.2",
-                "webhooks.retry.3"
+                "webhooks.retry.3",
+                "webhooks.rejected"
             ]
         );
     }

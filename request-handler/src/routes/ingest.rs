@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
 use webhook_core::broker::Outgoing;
-use webhook_core::envelope::{Envelope, body_delivery_id, check_delivery_id, check_event_type};
+use webhook_core::envelope::{
+    Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, body_delivery_id, check_delivery_id, check_event_type,
+};
 use webhook_core::payload;
 use webhook_core::schemes::Scheme;
 use webhook_core::signature::Headers;
@@ -21,6 +23,7 @@ use webhook_core::signature::Headers;
 use super::State;
 use crate::error::IngestError;
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
+use crate::rejections::RejectionRecord;
 use crate::sources::{DEFAULT_SOURCE, Locator, Source};
 
 /// Headers that carry a delivery id, in order of preference.
@@ -83,7 +86,7 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
         }
         Err(error) => {
             let reason = error.reason();
-            let shown_source: String = source_name.chars().take(64).collect();
+            let shown_source = RejectionRecord::bounded(source_name, MAX_SOURCE_BYTES);
             if let IngestError::NotEnqueued(cause) = &error {
                 record(state, source_label, "not_enqueued", reason);
                 log::warn!(
@@ -91,6 +94,21 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                 );
             } else {
                 record(state, source_label, "rejected", reason);
+                let headers = RequestHeaders(request.headers());
+                let delivery_id = DELIVERY_ID_HEADERS
+                    .iter()
+                    .find_map(|name| headers.get(name))
+                    .map(|id| RejectionRecord::bounded(id, MAX_DELIVERY_ID_BYTES));
+                state.rejections.record(&RejectionRecord {
+                    at: RejectionRecord::time(received_at),
+                    source: shown_source.clone(),
+                    reason,
+                    status: error.status_code().as_u16(),
+                    request_id: request_id.clone(),
+                    delivery_id,
+                    remote_addr: request.peer_addr().map(|addr| addr.ip().to_string()),
+                    content_length: declared_length(request.headers()).map(|length| length as u64),
+                });
                 log::info!(
                     "rejected request_id={request_id} source={shown_source:?} status={} reason={reason} latency_ms={elapsed_ms:.2}",
                     error.status_code().as_u16()

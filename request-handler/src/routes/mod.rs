@@ -10,6 +10,7 @@ use actix_web::web;
 use webhook_core::broker::Publisher;
 
 use crate::metrics::Metrics;
+use crate::rejections::RejectionLog;
 use crate::sources::Sources;
 
 /// What every request handler shares.
@@ -21,6 +22,7 @@ pub(crate) struct State {
     pub(crate) max_body_bytes: usize,
     pub(crate) body_read_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) rejections: RejectionLog,
 }
 
 /// Registers every route.

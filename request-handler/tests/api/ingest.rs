@@ -335,3 +335,59 @@ async fn githubs_published_example_is_accepted_by_the_signature_check_then_refus
     // 400, not 401: the signature passed and the body failed the JSON check that follows it.
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn every_rejection_leaves_a_record_without_body_or_signature() {
+    let app = TestApp::spawn().await;
+    let body = br#"{"type":"secret-business","card":"4242"}"#;
+    let wrong = sign_github(b"rotated-away", body);
+    assert_eq!(
+        app.post(
+            "/webhook",
+            body,
+            &[("X-Hub-Signature-256", &wrong), ("X-GitHub-Delivery", "d-401")]
+        )
+        .await
+        .status(),
+        401
+    );
+    assert_eq!(app.post("/webhooks/nobody", body, &[]).await.status(), 404);
+    assert_eq!(app.post_signed(b"not json", &[]).await.status(), 400);
+
+    testkit::eventually(
+        "three rejection records",
+        std::time::Duration::from_secs(10),
+        || async { (app.broker.depth(".rejected").await == Some(3)).then_some(()) },
+    )
+    .await;
+    let mut records: Vec<serde_json::Value> = app
+        .broker
+        .take_all(".rejected")
+        .await
+        .iter()
+        .map(|message| serde_json::from_slice(&message.body).unwrap())
+        .collect();
+    records.sort_by_key(|record| record["status"].as_u64());
+    let summary: Vec<(u64, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["source"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (400, "not_json", "default"),
+            (401, "signature_mismatch", "default"),
+            (404, "unknown_source", "nobody")
+        ]
+    );
+    assert_eq!(records[1]["delivery_id"], "d-401");
+    for message in records.iter().map(ToString::to_string) {
+        assert!(!message.contains("4242") && !message.contains(&wrong[7..]), "{message}");
+    }
+}
