@@ -380,3 +380,15 @@ impl Drop for TcpProxy {
 pub fn sign(secret: &str, body: &[u8]) -> String {
     webhook_core::signature::sign_github(secret.as_bytes(), body)
 }
+
+impl TestDatabase {
+    /// Creates the database and applies the workspace's migrations (for tests of readers such
+    /// as the dashboard, which never migrate).
+    pub async fn create_migrated(&self) {
+        self.create().await;
+        let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let migrator = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+        let mut connection = self.connect().await;
+        migrator.run(&mut connection).await.unwrap();
+    }
+}

@@ -1,0 +1,266 @@
+//! The dashboard: sales per month per vendor, vendor health and the latest dead letters, as a
+//! server-rendered page at `/` and as JSON under `/api/…`, read from the SQL views
+//! `sales_per_month` and `vendor_health` (it only ever reads; give it a read-only user).
+
+pub mod data;
+pub mod page;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use chrono::{Datelike, Months, Utc};
+use serde::Deserialize;
+use sqlx::MySqlPool;
+use sqlx::mysql::MySqlPoolOptions;
+use tokio_util::sync::CancellationToken;
+use webhook_core::config::{ConfigError, Url, Vars};
+use webhook_core::envelope::is_valid_source_name;
+
+use crate::data::Filter;
+
+/// The dashboard's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL` (a read-only user is enough).
+    pub database_url: Url,
+    /// `DASHBOARD_ADDR`, default `0.0.0.0:3002`.
+    pub addr: SocketAddr,
+}
+
+impl Settings {
+    /// Reads `DATABASE_URL` and `DASHBOARD_ADDR`.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database_url: vars.url("DATABASE_URL", "mysql://root@127.0.0.1:3306/webhooks", &["mysql"])?,
+            addr: vars.socket_addr("DASHBOARD_ADDR", "0.0.0.0:3002")?,
+        })
+    }
+}
+
+/// The query string of the page and the API.
+#[derive(Debug, Default, Deserialize)]
+pub struct FilterQuery {
+    vendor: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+impl FilterQuery {
+    /// The filter, with the last twelve months by default; an error names the bad parameter.
+    pub fn resolve(&self) -> Result<Filter, String> {
+        let today = Utc::now().date_naive();
+        let this_month = format!("{:04}-{:02}", today.year(), today.month());
+        fn empty_to_none(value: &Option<String>) -> Option<&str> {
+            value.as_deref().map(str::trim).filter(|value| !value.is_empty())
+        }
+        let to = empty_to_none(&self.to).unwrap_or(&this_month).to_owned();
+        let Some((year, month)) = page::parse_month(&to) else {
+            return Err(format!("to={to:?} is not a month like 2026-01"));
+        };
+        let from = match empty_to_none(&self.from) {
+            Some(from) => from.to_owned(),
+            None => chrono::NaiveDate::from_ymd_opt(year, month, 1)
+                .and_then(|first| first.checked_sub_months(Months::new(11)))
+                .map_or_else(
+                    || to.clone(),
+                    |first| format!("{:04}-{:02}", first.year(), first.month()),
+                ),
+        };
+        if page::parse_month(&from).is_none() {
+            return Err(format!("from={from:?} is not a month like 2026-01"));
+        }
+        if from > to {
+            return Err(format!("from={from} is after to={to}"));
+        }
+        let vendor = empty_to_none(&self.vendor).map(str::to_owned);
+        if let Some(vendor) = &vendor
+            && !is_valid_source_name(vendor)
+        {
+            return Err(format!("vendor={vendor:?} is not a source name"));
+        }
+        Ok(Filter { vendor, from, to })
+    }
+}
+
+/// A running dashboard.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds `DASHBOARD_ADDR`; connects to the database lazily, so it starts even while the
+    /// database is down (and says so on the page).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(settings.database_url.expose())
+            .context("DATABASE_URL")?;
+        let listener = std::net::TcpListener::bind(settings.addr)
+            .with_context(|| format!("cannot listen on DASHBOARD_ADDR={}", settings.addr))?;
+        let addr = listener.local_addr()?;
+        let pool = web::Data::new(pool);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(pool.clone())
+                .route("/", web::get().to(index))
+                .route("/api/sales", web::get().to(api_sales))
+                .route("/api/health", web::get().to(api_health))
+                .route("/api/dead-letters", web::get().to(api_dead_letters))
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+                )
+                .route("/readyz", web::get().to(readyz))
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        log::info!("dashboard listening on http://{addr}");
+        Ok(Self {
+            addr,
+            server,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cancel to stop.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the token is cancelled.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = self.shutdown.cancelled() => {
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        result
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")
+    }
+}
+
+async fn index(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
+    let (filter, mut problem) = match query.resolve() {
+        Ok(filter) => (filter, None),
+        Err(why) => (
+            FilterQuery::default()
+                .resolve()
+                .unwrap_or_else(|_| unreachable_filter()),
+            Some(why),
+        ),
+    };
+    let loaded = async {
+        let vendors = data::vendors(&pool).await?;
+        let sales = data::sales(&pool, &filter).await?;
+        let health = data::health(&pool, &filter).await?;
+        let dead = data::dead_letters(&pool, filter.vendor.as_deref(), 20).await?;
+        Ok::<_, sqlx::Error>((vendors, sales, health, dead))
+    }
+    .await;
+    let (vendors, sales, health, dead) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            log::warn!("dashboard query failed: {error}");
+            problem.get_or_insert_with(|| {
+                "The database cannot be read right now (is it up, and has `consumer migrate` run?).".to_owned()
+            });
+            Default::default()
+        }
+    };
+    let html = page::render(&page::PageData {
+        filter: &filter,
+        vendors: &vendors,
+        sales: &sales,
+        health: &health,
+        dead_letters: &dead,
+        problem: problem.as_deref(),
+    });
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+}
+
+/// The default filter never fails to resolve; this keeps `index` free of a panic path.
+fn unreachable_filter() -> Filter {
+    Filter {
+        vendor: None,
+        from: "1970-01".to_owned(),
+        to: "1970-01".to_owned(),
+    }
+}
+
+fn bad_filter(why: String) -> HttpResponse {
+    HttpResponse::BadRequest().json(serde_json::json!({ "error": why }))
+}
+
+fn unavailable(error: &sqlx::Error) -> HttpResponse {
+    log::warn!("dashboard query failed: {error}");
+    HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": "database unavailable" }))
+}
+
+async fn api_sales(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
+    match query.resolve() {
+        Err(why) => bad_filter(why),
+        Ok(filter) => match data::sales(&pool, &filter).await {
+            Ok(rows) => HttpResponse::Ok().json(serde_json::json!({
+                "vendor": filter.vendor, "from": filter.from, "to": filter.to, "rows": rows,
+            })),
+            Err(error) => unavailable(&error),
+        },
+    }
+}
+
+async fn api_health(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
+    match query.resolve() {
+        Err(why) => bad_filter(why),
+        Ok(filter) => match data::health(&pool, &filter).await {
+            Ok(rows) => HttpResponse::Ok().json(serde_json::json!({
+                "vendor": filter.vendor, "from": filter.from, "to": filter.to, "rows": rows,
+            })),
+            Err(error) => unavailable(&error),
+        },
+    }
+}
+
+async fn api_dead_letters(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
+    match query.resolve() {
+        Err(why) => bad_filter(why),
+        Ok(filter) => match data::dead_letters(&pool, filter.vendor.as_deref(), 100).await {
+            Ok(rows) => HttpResponse::Ok().json(serde_json::json!({ "vendor": filter.vendor, "rows": rows })),
+            Err(error) => unavailable(&error),
+        },
+    }
+}
+
+async fn readyz(pool: web::Data<MySqlPool>) -> HttpResponse {
+    match sqlx::query("SELECT 1").execute(pool.get_ref()).await {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "up" })),
+        Err(_) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "not ready", "database": "down" }))
+        }
+    }
+}

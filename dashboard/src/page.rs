@@ -1,0 +1,402 @@
+//! The page, rendered on the server: HTML with inline SVG charts, no scripts, no CDN.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
+
+use crate::data::{DayHealth, DeadLetter, Filter, MonthSales};
+
+/// Parses `YYYY-MM`.
+pub fn parse_month(value: &str) -> Option<(i32, u32)> {
+    let (year, month) = value.split_once('-')?;
+    if year.len() != 4 || month.len() != 2 {
+        return None;
+    }
+    let (year, month): (i32, u32) = (year.parse().ok()?, month.parse().ok()?);
+    ((1970..=9999).contains(&year) && (1..=12).contains(&month)).then_some((year, month))
+}
+
+/// Every month from `from` to `to` inclusive, as `YYYY-MM` (empty when `from` is after `to`).
+pub fn month_range(from: &str, to: &str) -> Vec<String> {
+    let (Some((mut year, mut month)), Some(end)) = (parse_month(from), parse_month(to)) else {
+        return Vec::new();
+    };
+    let mut months = Vec::new();
+    while (year, month) <= end && months.len() < 1200 {
+        months.push(format!("{year:04}-{month:02}"));
+        (year, month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    }
+    months
+}
+
+/// Digits after the decimal point of a currency's minor unit (ISO 4217).
+pub fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV"
+        | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// An amount in minor units as text with thousands separators and the currency code:
+/// `-1,234.50 EUR`.
+pub fn format_amount(minor: i64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    let scale = 10_i64.pow(digits);
+    let sign = if minor < 0 { "-" } else { "" };
+    let magnitude = minor.unsigned_abs();
+    let (major, fraction) = (magnitude / scale as u64, magnitude % scale as u64);
+    let mut grouped = String::new();
+    for (index, digit) in major.to_string().chars().enumerate() {
+        let remaining = major.to_string().len() - index;
+        if index > 0 && remaining % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if digits == 0 {
+        format!("{sign}{grouped} {currency}")
+    } else {
+        format!("{sign}{grouped}.{fraction:0width$} {currency}", width = digits as usize)
+    }
+}
+
+/// A short label for axis ticks: `12.3k`, `4.5M`.
+fn compact(major: f64) -> String {
+    let magnitude = major.abs();
+    if magnitude >= 1e6 {
+        format!("{:.1}M", major / 1e6)
+    } else if magnitude >= 1e3 {
+        format!("{:.1}k", major / 1e3)
+    } else {
+        format!("{major:.0}")
+    }
+}
+
+/// A bar chart of net sales per month for one vendor and currency, one bar per month of the
+/// range (months without data have no bar), each labelled with its amount.
+pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&MonthSales]) -> String {
+    const WIDTH: f64 = 920.0;
+    const HEIGHT: f64 = 300.0;
+    const LEFT: f64 = 70.0;
+    const RIGHT: f64 = 20.0;
+    const TOP: f64 = 30.0;
+    const BOTTOM: f64 = 60.0;
+    let plot_width = WIDTH - LEFT - RIGHT;
+    let plot_height = HEIGHT - TOP - BOTTOM;
+    let scale = 10_f64.powi(minor_digits(currency) as i32);
+    let by_month: BTreeMap<&str, &MonthSales> = rows.iter().map(|row| (row.month.as_str(), *row)).collect();
+    let max = rows.iter().map(|row| row.net_minor.max(0)).max().unwrap_or(0) as f64 / scale;
+    let min = rows.iter().map(|row| row.net_minor.min(0)).min().unwrap_or(0) as f64 / scale;
+    let top_value = if max > 0.0 { max * 1.15 } else { 1.0 };
+    let span = top_value - min.min(0.0);
+    let y = |value: f64| TOP + (top_value - value) / span * plot_height;
+    let slot = plot_width / months.len().max(1) as f64;
+    let bar = (slot * 0.7).max(2.0);
+
+    let mut svg = String::new();
+    let title = format!("Net sales per month — {source} ({currency})");
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" data-source="{}" data-currency="{}"><title>{}</title>"#,
+        attr(&title),
+        attr(source),
+        attr(currency),
+        text(&title)
+    );
+    // Grid lines and y-axis ticks.
+    for step in 0..=4 {
+        let value = min.min(0.0) + span * f64::from(step) / 4.0;
+        let at = y(value);
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+            WIDTH - RIGHT,
+            LEFT - 8.0,
+            at + 4.0,
+            text(&compact(value))
+        );
+    }
+    let zero = y(0.0);
+    let _ = write!(
+        svg,
+        r##"<line x1="{LEFT}" x2="{}" y1="{zero:.1}" y2="{zero:.1}" stroke="#6b7280"/>"##,
+        WIDTH - RIGHT
+    );
+    let label_every = (months.len() / 12).max(1);
+    for (index, month) in months.iter().enumerate() {
+        let center = LEFT + slot * (index as f64 + 0.5);
+        if let Some(row) = by_month.get(month.as_str()) {
+            let value = row.net_minor as f64 / scale;
+            let (top, height) = if value >= 0.0 {
+                (y(value), zero - y(value))
+            } else {
+                (zero, y(value) - zero)
+            };
+            let label = format_amount(row.net_minor, currency);
+            let tooltip = format!(
+                "{month}: {} orders, gross {}, refunded {}, net {}",
+                row.orders,
+                format_amount(row.gross_minor, currency),
+                format_amount(row.refunded_minor, currency),
+                label
+            );
+            let _ = write!(
+                svg,
+                r##"<rect class="bar" x="{:.1}" y="{top:.1}" width="{bar:.1}" height="{:.1}" fill="{}" data-month="{month}" data-net-minor="{}"><title>{}</title></rect>"##,
+                center - bar / 2.0,
+                height.max(0.5),
+                if value >= 0.0 { "#2563eb" } else { "#dc2626" },
+                row.net_minor,
+                attr(&tooltip),
+            );
+            if months.len() <= 24 {
+                let _ = write!(
+                    svg,
+                    r#"<text class="value" x="{center:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                    if value >= 0.0 { top - 5.0 } else { top + height + 12.0 },
+                    text(&compact(value))
+                );
+            }
+        }
+        if index % label_every == 0 {
+            let _ = write!(
+                svg,
+                r#"<text class="tick" x="{center:.1}" y="{:.1}" text-anchor="middle">{month}</text>"#,
+                HEIGHT - BOTTOM + 18.0
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle">Month</text><text class="axis" transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">Net sales ({})</text></svg>"#,
+        LEFT + plot_width / 2.0,
+        HEIGHT - 12.0,
+        TOP + plot_height / 2.0,
+        text(currency)
+    );
+    svg
+}
+
+/// Everything the page shows.
+#[derive(Debug)]
+pub struct PageData<'a> {
+    /// The filter in effect.
+    pub filter: &'a Filter,
+    /// Vendors for the filter's choices.
+    pub vendors: &'a [String],
+    /// Sales rows within the filter.
+    pub sales: &'a [MonthSales],
+    /// Health rows within the filter.
+    pub health: &'a [DayHealth],
+    /// Latest dead letters.
+    pub dead_letters: &'a [DeadLetter],
+    /// A problem to show instead of data (bad filter, database not ready).
+    pub problem: Option<&'a str>,
+}
+
+const STYLE: &str = r#"
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#111827;background:#f8fafc}
+header{background:#0f172a;color:#f8fafc;padding:16px 28px}header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;color:#cbd5e1;font-size:13px}
+main{padding:20px 28px;max-width:1100px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px 20px;margin-bottom:20px}
+h2{font-size:17px;margin:0 0 12px}h3{font-size:15px;margin:16px 0 6px}
+form{display:flex;gap:12px;align-items:end;flex-wrap:wrap}label{display:flex;flex-direction:column;font-size:12px;color:#475569}
+select,input{font:inherit;padding:4px 6px}button{font:inherit;padding:5px 14px;background:#2563eb;color:#fff;border:0;border-radius:4px}
+.chart{width:100%;height:auto}.chart .tick{font-size:11px;fill:#475569}.chart .value{font-size:11px;fill:#111827}.chart .axis{font-size:12px;fill:#334155}
+.totals{font-size:13px;color:#334155;margin:2px 0 8px}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef2f7}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#b91c1c;font-weight:600}
+.empty{color:#64748b;font-style:italic}.problem{background:#fef2f2;border-color:#fecaca;color:#991b1b}
+"#;
+
+/// The whole page.
+pub fn render(page: &PageData<'_>) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>webhook-inbox dashboard</title><style>{STYLE}</style></head><body><header><h1>webhook-inbox</h1><p>Sales per month, vendor health and dead letters, {} to {}</p></header><main>"#,
+        text(&page.filter.from),
+        text(&page.filter.to)
+    );
+    html.push_str(&filter_form(page.filter, page.vendors));
+    if let Some(problem) = page.problem {
+        let _ = write!(
+            html,
+            r#"<section class="problem" id="problem"><h2>Nothing to show</h2><p>{}</p></section>"#,
+            text(problem)
+        );
+    }
+    html.push_str(&sales_section(page));
+    html.push_str(&health_section(page.health));
+    html.push_str(&dead_letter_section(page.dead_letters));
+    html.push_str(r#"<p class="empty">The same data as JSON: <a href="/api/sales">/api/sales</a>, <a href="/api/health">/api/health</a>, <a href="/api/dead-letters">/api/dead-letters</a> (same filters).</p></main></body></html>"#);
+    html
+}
+
+fn filter_form(filter: &Filter, vendors: &[String]) -> String {
+    let mut form = String::from(
+        r#"<section><form method="get" action="/"><label>Vendor<select name="vendor" id="vendor"><option value="">All vendors</option>"#,
+    );
+    for vendor in vendors {
+        let selected = if filter.vendor.as_deref() == Some(vendor) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(
+            form,
+            r#"<option value="{}"{selected}>{}</option>"#,
+            attr(vendor),
+            text(vendor)
+        );
+    }
+    let _ = write!(
+        form,
+        r#"</select></label><label>From<input type="month" name="from" value="{}"></label><label>To<input type="month" name="to" value="{}"></label><button type="submit">Show</button></form></section>"#,
+        attr(&filter.from),
+        attr(&filter.to)
+    );
+    form
+}
+
+fn sales_section(page: &PageData<'_>) -> String {
+    let mut html = String::from(r#"<section id="sales"><h2>Sales per month</h2>"#);
+    if page.sales.is_empty() {
+        html.push_str(r#"<p class="empty">No sales in this range. Sales appear when vendors send sale or refund events that a processor recognises (see the README's “Sales” section); try a wider date range or another vendor.</p>"#);
+    }
+    let months = month_range(&page.filter.from, &page.filter.to);
+    let mut groups: BTreeMap<(&str, &str), Vec<&MonthSales>> = BTreeMap::new();
+    for row in page.sales {
+        groups.entry((&row.source, &row.currency)).or_default().push(row);
+    }
+    for ((source, currency), rows) in groups {
+        let gross: i64 = rows.iter().map(|row| row.gross_minor).sum();
+        let refunded: i64 = rows.iter().map(|row| row.refunded_minor).sum();
+        let orders: i64 = rows.iter().map(|row| row.orders).sum();
+        let _ = write!(
+            html,
+            r#"<h3>{} · {}</h3><p class="totals" data-source="{}" data-currency="{}">{orders} orders · gross {} · refunded {} · <strong>net {}</strong></p>"#,
+            text(source),
+            text(currency),
+            attr(source),
+            attr(currency),
+            text(&format_amount(gross, currency)),
+            text(&format_amount(refunded, currency)),
+            text(&format_amount(gross - refunded, currency)),
+        );
+        html.push_str(&sales_chart(source, currency, &months, &rows));
+    }
+    html.push_str("</section>");
+    html
+}
+
+fn health_section(rows: &[DayHealth]) -> String {
+    let mut html = String::from(r#"<section id="health"><h2>Vendor health</h2>"#);
+    if rows.is_empty() {
+        html.push_str(r#"<p class="empty">No events, rejections or dead letters in this range.</p></section>"#);
+        return html;
+    }
+    html.push_str(r#"<table><thead><tr><th>Day (UTC)</th><th>Vendor</th><th class="num">Events</th><th class="num">Duplicates</th><th class="num">Retried</th><th class="num">Dead-lettered</th><th class="num">Rejected</th><th class="num">Ingest→store avg ms</th><th class="num">max ms</th></tr></thead><tbody>"#);
+    for row in rows {
+        let ms = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), |value| format!("{value:.1}"));
+        let flag = |value: i64| {
+            if value > 0 {
+                r#" class="num bad""#
+            } else {
+                r#" class="num""#
+            }
+        };
+        let _ = write!(
+            html,
+            r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td{}>{}</td><td{}>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            text(&row.day),
+            text(&row.source),
+            row.events,
+            row.duplicates,
+            row.retried,
+            flag(row.dead_lettered),
+            row.dead_lettered,
+            flag(row.rejected),
+            row.rejected,
+            ms(row.latency_avg_ms),
+            ms(row.latency_max_ms)
+        );
+    }
+    html.push_str("</tbody></table></section>");
+    html
+}
+
+fn dead_letter_section(rows: &[DeadLetter]) -> String {
+    let mut html = String::from(r#"<section id="dead-letters"><h2>Latest dead letters</h2>"#);
+    if rows.is_empty() {
+        html.push_str(r#"<p class="empty">No dead letters. Messages land here when they are not JSON, lack headers, or fail past MAX_RETRIES; replay them with <code>consumer dlq replay</code>.</p></section>"#);
+        return html;
+    }
+    html.push_str(r#"<table><thead><tr><th>When (UTC)</th><th>Vendor</th><th>Delivery id</th><th>Event type</th><th>Reason</th><th class="num">Retries</th><th>Error</th></tr></thead><tbody>"#);
+    for row in rows {
+        let _ = write!(
+            html,
+            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            text(&row.dead_lettered_at),
+            text(&row.source),
+            text(&row.delivery_id),
+            text(&row.event_type),
+            text(&row.reason),
+            row.retry_count,
+            text(&row.error)
+        );
+    }
+    html.push_str("</tbody></table></section>");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_keep_their_currency_and_minor_digits() {
+        assert_eq!(format_amount(123_456, "EUR"), "1,234.56 EUR");
+        assert_eq!(format_amount(-5, "USD"), "-0.05 USD");
+        assert_eq!(format_amount(1_000_000, "JPY"), "1,000,000 JPY");
+        assert_eq!(format_amount(1_234, "KWD"), "1.234 KWD");
+        assert_eq!(format_amount(0, "EUR"), "0.00 EUR");
+    }
+
+    #[test]
+    fn month_ranges_cross_years_and_reject_nonsense() {
+        assert_eq!(
+            month_range("2025-11", "2026-02"),
+            ["2025-11", "2025-12", "2026-01", "2026-02"]
+        );
+        assert!(month_range("2026-03", "2026-02").is_empty());
+        assert!(month_range("2026-13", "2027-01").is_empty());
+        assert_eq!(parse_month("2026-1"), None);
+        assert_eq!(parse_month("2026-01"), Some((2026, 1)));
+    }
+
+    #[test]
+    fn the_chart_has_one_bar_per_month_with_data_and_escapes_names() {
+        let row = |month: &str, net: i64| MonthSales {
+            source: "<shop>".to_owned(),
+            month: month.to_owned(),
+            currency: "EUR".to_owned(),
+            orders: 1,
+            gross_minor: net,
+            refunded_minor: 0,
+            net_minor: net,
+        };
+        let rows = [row("2026-01", 1_000), row("2026-03", 2_500)];
+        let refs: Vec<&MonthSales> = rows.iter().collect();
+        let months = month_range("2026-01", "2026-04");
+        let svg = sales_chart("<shop>", "EUR", &months, &refs);
+        assert_eq!(svg.matches("<rect class=\"bar\"").count(), 2);
+        assert!(svg.contains("data-month=\"2026-03\" data-net-minor=\"2500\""));
+        assert!(svg.contains("Net sales (EUR)") && svg.contains(">Month<"));
+        assert!(!svg.contains("<shop>") && svg.contains("&lt;shop&gt;"));
+    }
+}

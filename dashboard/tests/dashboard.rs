@@ -1,0 +1,142 @@
+//! The page and the API over seeded data in a database of its own.
+
+#![allow(clippy::unwrap_used)]
+
+use dashboard::{Application, Settings};
+use sqlx::Executor;
+use testkit::{Env, TestDatabase};
+use webhook_core::config::Vars;
+
+async fn start(database: &TestDatabase) -> (String, tokio_util::sync::CancellationToken) {
+    let env = Env::new()
+        .with("DATABASE_URL", database.url())
+        .with("DASHBOARD_ADDR", "127.0.0.1:0");
+    let lookup = env.lookup();
+    let app = Application::build(Settings::from_vars(&Vars::new(&lookup)).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", app.addr());
+    let token = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    (base, token)
+}
+
+async fn seed(database: &TestDatabase) {
+    let mut connection = database.connect().await;
+    connection
+        .execute(
+            "INSERT INTO sales (source, order_id, currency, amount_minor, sold_at, refunded_minor, refunded_at, updated_at) VALUES \
+             ('shop', 'o1', 'EUR', 10000, '2026-01-10', 0, NULL, NOW()), \
+             ('shop', 'o2', 'EUR', 2550, '2026-01-20', 2550, '2026-02-02', NOW()), \
+             ('shop', 'o3', 'EUR', 700, '2026-03-01', 0, NULL, NOW()), \
+             ('shop', 'o4', 'USD', 999, '2026-03-05', 0, NULL, NOW()), \
+             ('stripe', 's1', 'EUR', 123456, '2026-02-14', 0, NULL, NOW())",
+        )
+        .await
+        .unwrap();
+    connection
+        .execute(
+            "INSERT INTO dead_letters (source, delivery_id, event_type, reason, error, retry_count, dead_lettered_at) VALUES \
+             ('shop', 'bad-1', 'orders/paid', 'poison', 'body is not valid JSON', 0, '2026-03-02 10:00:00')",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_api_returns_exact_monthly_sums_per_vendor_and_currency() {
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    seed(&database).await;
+    let (base, _stop) = start(&database).await;
+    let client = reqwest::Client::new();
+    let body: serde_json::Value = client
+        .get(format!("{base}/api/sales?vendor=shop&from=2026-01&to=2026-03"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["month"].as_str().unwrap().to_owned(),
+                r["currency"].as_str().unwrap().to_owned(),
+                r["orders"].as_i64().unwrap(),
+                r["gross_minor"].as_i64().unwrap(),
+                r["refunded_minor"].as_i64().unwrap(),
+                r["net_minor"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("2026-01".into(), "EUR".into(), 2, 12550, 0, 12550),
+            ("2026-02".into(), "EUR".into(), 0, 0, 2550, -2550),
+            ("2026-03".into(), "EUR".into(), 1, 700, 0, 700),
+            ("2026-03".into(), "USD".into(), 1, 999, 0, 999),
+        ]
+    );
+    let response = client
+        .get(format!("{base}/api/sales?from=2026-13"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "from=\"2026-13\" is not a month like 2026-01");
+}
+
+#[tokio::test]
+async fn the_page_shows_a_bar_per_month_with_data_totals_and_dead_letters() {
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    seed(&database).await;
+    let (base, _stop) = start(&database).await;
+    let page = reqwest::get(format!("{base}/?from=2026-01&to=2026-03"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // One chart per vendor and currency; shop/EUR has data in three months.
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 3);
+    let shop_eur = page.split("data-source=\"shop\" data-currency=\"EUR\"").nth(2).unwrap();
+    let shop_eur = shop_eur.split("</svg>").next().unwrap();
+    assert_eq!(shop_eur.matches("<rect class=\"bar\"").count(), 3);
+    assert!(page.contains("3 orders · gross 132.50 EUR · refunded 25.50 EUR · <strong>net 107.00 EUR</strong>"));
+    assert!(page.contains("1,234.56 EUR"));
+    assert!(page.contains("bad-1") && page.contains("body is not valid JSON"));
+
+    let filtered = reqwest::get(format!("{base}/?vendor=stripe&from=2026-01&to=2026-03"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(filtered.matches("<svg class=\"chart\"").count(), 1);
+    assert!(!filtered.contains("bad-1"));
+
+    let empty = reqwest::get(format!("{base}/?from=2020-01&to=2020-02"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(empty.contains("No sales in this range"));
+}
+
+#[tokio::test]
+async fn without_a_database_the_page_explains_and_readyz_is_503() {
+    let database = TestDatabase::new(); // never created
+    let (base, _stop) = start(&database).await;
+    let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("The database cannot be read right now"), "{page}");
+    assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 503);
+    assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
+}
