@@ -1,0 +1,417 @@
+//! The dead-letter queue `{P}.dead`: listing it without consuming, and replaying dead letters
+//! to the exchange `{P}` with a fresh retry count.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use webhook_core::broker::{self, BrokerSettings, Outgoing, Publisher};
+use webhook_core::envelope::{Envelope, header, header_text};
+
+/// How long a replay publish may wait for the broker's confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the replay publisher may take to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long closing may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Headers the broker adds when it dead-letters a message itself (e.g. past the delivery limit).
+const BROKER_DEATH_HEADERS: [&str; 7] = [
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+];
+
+/// A dead letter as `consumer dlq list` shows it. Fields a poison message lacks are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The `source` header.
+    pub source: Option<String>,
+    /// The `message_id` property (the vendor's delivery id).
+    pub delivery_id: Option<String>,
+    /// The `event-type` header.
+    pub event_type: Option<String>,
+    /// The `retry-count` header.
+    pub retry_count: Option<u32>,
+    /// Why it was dead-lettered: the `error` header, or the broker's reason.
+    pub error: Option<String>,
+    /// The `dead-lettered-at` header.
+    pub dead_lettered_at: Option<String>,
+    /// The routing key it was dead-lettered with.
+    pub routing_key: String,
+    /// The size of its body.
+    pub body_bytes: usize,
+}
+
+impl DeadLetter {
+    fn read(routing_key: &str, properties: &BasicProperties, body: &[u8]) -> Self {
+        let text = |name: &str| {
+            properties
+                .headers()
+                .as_ref()
+                .and_then(|headers| header_text(headers, name))
+        };
+        let error = text(header::ERROR).or_else(|| {
+            text("x-first-death-reason").map(|reason| {
+                let queue = text("x-first-death-queue").unwrap_or_default();
+                format!("dead-lettered by the broker: {reason} in {queue}")
+            })
+        });
+        Self {
+            source: text(header::SOURCE),
+            delivery_id: properties.message_id().as_ref().map(|id| id.as_str().to_owned()),
+            event_type: text(header::EVENT_TYPE),
+            retry_count: text(header::RETRY_COUNT).and_then(|count| count.parse().ok()),
+            error,
+            dead_lettered_at: text(header::DEAD_LETTERED_AT),
+            routing_key: routing_key.to_owned(),
+            body_bytes: body.len(),
+        }
+    }
+}
+
+/// Reads up to `limit` dead letters from `{P}.dead` without removing them: they are taken
+/// unacked and go back to the queue when the channel closes.
+pub async fn list(broker: &BrokerSettings, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let queue = broker.topology.dead_queue();
+    let (connection, channel) = open(broker, "list").await?;
+    let listed = async {
+        let waiting = waiting(&channel, &queue).await?;
+        let mut letters = Vec::new();
+        while letters.len() < limit.min(waiting) {
+            let Some(message) = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .with_context(|| format!("reading {queue}"))?
+            else {
+                break;
+            };
+            let delivery = &message.delivery;
+            letters.push(DeadLetter::read(
+                delivery.routing_key.as_str(),
+                &delivery.properties,
+                &delivery.data,
+            ));
+        }
+        Ok(letters)
+    }
+    .await;
+    close(&connection, &channel).await;
+    listed
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every dead letter in the queue when the replay starts.
+    All,
+    /// Those whose delivery id (`message_id`) is one of these.
+    Ids(Vec<String>),
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Dead letters republished (confirmed) and removed from `{P}.dead`.
+    pub replayed: usize,
+    /// Dead letters that could not be replayed, with why (they stay in `{P}.dead`).
+    pub failed: Vec<(String, String)>,
+    /// Requested ids that no dead letter carries.
+    pub not_found: Vec<String>,
+}
+
+impl ReplayReport {
+    /// True when everything selected was replayed and every requested id was found.
+    pub fn is_success(&self) -> bool {
+        self.failed.is_empty() && self.not_found.is_empty()
+    }
+}
+
+/// Republishes the selected dead letters to the exchange `{P}` (routing key
+/// `{source}.{event_type}`) with `retry-count` 0 and without the dead-letter headers, waits for
+/// each confirm, then removes each from `{P}.dead`. Letters not selected stay where they are.
+///
+/// Only the letters in the queue when the replay starts are looked at, so a replay ends even
+/// while new letters arrive.
+pub async fn replay(broker: &BrokerSettings, selection: &Selection) -> anyhow::Result<ReplayReport> {
+    let publisher = Publisher::start(
+        broker.clone(),
+        &format!("consumer-dlq-replay-{}", std::process::id()),
+        1,
+        CONFIRM_TIMEOUT,
+    );
+    if !publisher.wait_connected(CONNECT_TIMEOUT).await {
+        publisher.close().await;
+        anyhow::bail!(
+            "cannot connect to the broker at {} within {CONNECT_TIMEOUT:?}",
+            broker.url.redacted()
+        );
+    }
+    let opened = open(broker, "replay").await;
+    let (connection, channel) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            publisher.close().await;
+            return Err(error);
+        }
+    };
+    let replayed = replay_on(broker, &channel, &publisher, selection).await;
+    close(&connection, &channel).await;
+    publisher.close().await;
+    replayed
+}
+
+async fn replay_on(
+    broker: &BrokerSettings,
+    channel: &Channel,
+    publisher: &Publisher,
+    selection: &Selection,
+) -> anyhow::Result<ReplayReport> {
+    let queue = broker.topology.dead_queue();
+    let exchange = broker.topology.exchange();
+    let waiting = waiting(channel, &queue).await?;
+    let mut report = ReplayReport::default();
+    let mut found = HashSet::new();
+    for _ in 0..waiting {
+        let Some(message) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .with_context(|| format!("reading {queue}"))?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default();
+        let selected = match selection {
+            Selection::All => true,
+            Selection::Ids(ids) => ids.contains(&id),
+        };
+        if !selected {
+            // Left unacked: it goes back to the queue when the channel closes.
+            continue;
+        }
+        found.insert(id.clone());
+        let properties = replay_properties(&delivery.properties);
+        let routing_key = Envelope::from_properties(&properties)
+            .map(|envelope| envelope.routing_key())
+            .unwrap_or_else(|_| delivery.routing_key.to_string());
+        let outgoing = Outgoing {
+            exchange: &exchange,
+            routing_key: &routing_key,
+            body: &delivery.data,
+        };
+        if let Err(error) = publisher.publish(outgoing, properties).await {
+            report.failed.push((id, format!("not republished: {error}")));
+            continue;
+        }
+        match delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => report.replayed += 1,
+            Ok(false) => report.failed.push((
+                id,
+                "republished, but the channel closed before it was removed from the dead-letter queue (it will be listed again)".to_owned(),
+            )),
+            Err(error) => report.failed.push((
+                id,
+                format!("republished, but not removed from the dead-letter queue (it will be listed again): {error}"),
+            )),
+        }
+    }
+    if let Selection::Ids(ids) = selection {
+        report.not_found = ids.iter().filter(|id| !found.contains(*id)).cloned().collect();
+    }
+    Ok(report)
+}
+
+/// How many messages wait in `queue` (which must exist: it is declared by whichever service
+/// starts first with this `AMQP_PREFIX`).
+async fn waiting(channel: &Channel, queue: &str) -> anyhow::Result<usize> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| {
+            format!("the queue {queue} cannot be opened (it is declared when a service starts with this AMQP_PREFIX)")
+        })?;
+    Ok(usize::try_from(declared.message_count()).unwrap_or(usize::MAX))
+}
+
+/// The properties a dead letter is replayed with: the original ones with `retry-count` 0 and
+/// without `error`, `dead-lettered-at` or the broker's dead-lettering headers.
+pub fn replay_properties(dead: &BasicProperties) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in dead.headers().as_ref().map(FieldTable::inner).into_iter().flatten() {
+        let dropped = [header::ERROR, header::DEAD_LETTERED_AT].contains(&name.as_str())
+            || BROKER_DEATH_HEADERS.contains(&name.as_str());
+        if !dropped {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    headers.insert(header::RETRY_COUNT.into(), lapin::types::AMQPValue::LongLongInt(0));
+    let properties = dead.clone().with_headers(headers);
+    if dead.delivery_mode().is_none() {
+        properties.with_delivery_mode(2)
+    } else {
+        properties
+    }
+}
+
+/// The dead letters as a table: source, delivery id, event type, retries, dead-lettered-at and
+/// error (last, as it is the longest).
+pub fn format_table(letters: &[DeadLetter]) -> String {
+    let rows: Vec<[String; 6]> = letters
+        .iter()
+        .map(|letter| {
+            let cell = |value: &Option<String>| value.as_deref().map_or_else(|| "-".to_owned(), printable);
+            [
+                cell(&letter.source),
+                cell(&letter.delivery_id),
+                cell(&letter.event_type),
+                letter
+                    .retry_count
+                    .map_or_else(|| "-".to_owned(), |count| count.to_string()),
+                cell(&letter.dead_lettered_at),
+                cell(&letter.error),
+            ]
+        })
+        .collect();
+    let titles = [
+        "SOURCE",
+        "DELIVERY ID",
+        "EVENT TYPE",
+        "RETRIES",
+        "DEAD-LETTERED AT",
+        "ERROR",
+    ];
+    let mut widths = titles.map(|title| title.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut text = String::new();
+        for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if index == cells.len() - 1 {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text.trim_end().to_owned()
+    };
+    let mut table = line(titles);
+    table.push('\n');
+    for row in &rows {
+        table.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]));
+        table.push('\n');
+    }
+    table
+}
+
+/// Control characters (a poison message's headers can hold anything) shown as `?`.
+fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(Connection, Channel)> {
+    let name = format!("consumer-dlq-{what}-{}", std::process::id());
+    let connection = broker::connect(&broker.url, &name)
+        .await
+        .with_context(|| format!("cannot connect to the broker at {}", broker.url.redacted()))?;
+    match connection.create_channel().await {
+        Ok(channel) => Ok((connection, channel)),
+        Err(error) => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            Err(error).context("opening a channel")
+        }
+    }
+}
+
+/// Closes the channel (unacked letters go back to the queue) and the connection.
+async fn close(connection: &Connection, channel: &Channel) {
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
+    }
+    if connection.status().connected() {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use webhook_core::envelope::republish_properties;
+
+    fn dead_properties() -> BasicProperties {
+        let envelope = Envelope {
+            source: "stripe".to_owned(),
+            delivery_id: "evt_1".to_owned(),
+            event_type: "charge.succeeded".to_owned(),
+            received_at: Utc::now(),
+            retry_count: 0,
+        };
+        republish_properties(&envelope.properties(), 5, Some("retries exhausted after 5: boom"))
+    }
+
+    #[test]
+    fn a_dead_letter_shows_its_envelope_and_error() {
+        let letter = DeadLetter::read("stripe.charge.succeeded", &dead_properties(), b"{}");
+        assert_eq!(letter.source.as_deref(), Some("stripe"));
+        assert_eq!(letter.delivery_id.as_deref(), Some("evt_1"));
+        assert_eq!(letter.event_type.as_deref(), Some("charge.succeeded"));
+        assert_eq!(letter.retry_count, Some(5));
+        assert_eq!(letter.error.as_deref(), Some("retries exhausted after 5: boom"));
+        assert!(letter.dead_lettered_at.is_some());
+        assert_eq!(letter.body_bytes, 2);
+    }
+
+    #[test]
+    fn replayed_properties_reset_the_retry_count_and_drop_the_error() {
+        let replayed = replay_properties(&dead_properties());
+        let envelope = Envelope::from_properties(&replayed).unwrap();
+        assert_eq!(envelope.retry_count, 0);
+        assert_eq!(envelope.routing_key(), "stripe.charge.succeeded");
+        let headers = replayed.headers().as_ref().unwrap();
+        assert!(header_text(headers, header::ERROR).is_none());
+        assert!(header_text(headers, header::DEAD_LETTERED_AT).is_none());
+        assert_eq!(replayed.message_id(), dead_properties().message_id());
+    }
+
+    #[test]
+    fn the_table_has_a_header_and_one_line_per_letter() {
+        let letters = vec![
+            DeadLetter::read("k", &dead_properties(), b"{}"),
+            DeadLetter::read("k", &BasicProperties::default(), b"x"),
+        ];
+        let table = format_table(&letters);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("SOURCE  DELIVERY ID  EVENT TYPE"), "{table}");
+        assert!(lines[1].starts_with("stripe  evt_1"), "{table}");
+        assert!(lines[1].ends_with("retries exhausted after 5: boom"), "{table}");
+        assert!(lines[2].starts_with("-       -"), "{table}");
+    }
+
+    #[test]
+    fn control_characters_in_headers_are_not_printed() {
+        assert_eq!(printable("a\nb\u{1b}[31m"), "a?b?[31m");
+    }
+}

@@ -1,0 +1,93 @@
+//! Readiness as the worker sees it, and the HTTP surface: `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{HttpResponse, web};
+
+use crate::metrics::Metrics;
+
+/// What the worker reports about its two dependencies; mirrored in the gauges.
+#[derive(Debug)]
+pub(crate) struct Health {
+    channel_open: AtomicBool,
+    database_ok: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Health {
+    /// Starts with the channel closed and the database as `database_ok` says (the migrations
+    /// just ran, or not).
+    pub(crate) fn new(metrics: Arc<Metrics>, database_ok: bool) -> Self {
+        let health = Self {
+            channel_open: AtomicBool::new(false),
+            database_ok: AtomicBool::new(database_ok),
+            metrics,
+        };
+        health.metrics.database_up.set(i64::from(database_ok));
+        health
+    }
+
+    pub(crate) fn set_channel_open(&self, open: bool) {
+        self.channel_open.store(open, Ordering::SeqCst);
+        self.metrics.broker_connected.set(i64::from(open));
+    }
+
+    /// Records the outcome of a database operation; returns the previous state.
+    pub(crate) fn set_database_ok(&self, ok: bool) -> bool {
+        self.metrics.database_up.set(i64::from(ok));
+        self.database_ok.swap(ok, Ordering::SeqCst)
+    }
+
+    pub(crate) fn channel_open(&self) -> bool {
+        self.channel_open.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn database_ok(&self) -> bool {
+        self.database_ok.load(Ordering::SeqCst)
+    }
+}
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) health: Arc<Health>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Registers the routes.
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/readyz").get(readyz))
+        .service(web::resource("/metrics").get(metrics));
+}
+
+/// `GET /healthz`: the process is up and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 only while the consuming channel is open and the last database operation
+/// succeeded; otherwise 503 naming which is not.
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let broker = state.health.channel_open();
+    let database = state.health.database_ok();
+    let body = serde_json::json!({
+        "status": if broker && database { "ready" } else { "not ready" },
+        "broker": if broker { "connected" } else { "disconnected" },
+        "database": if database { "up" } else { "down" },
+    });
+    if broker && database {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}

@@ -1,0 +1,32 @@
+//! The consumer: reads events from `{P}.events` in batches, stores each exactly once in
+//! MySQL/MariaDB, and only then acks them.
+//!
+//! ```text
+//! {P}.events ──deliveries──▶ worker ──one transaction per batch──▶ events (UNIQUE source, delivery_id)
+//!                              │ commit, then one multiple ack
+//!                              ├── refused by the database ──▶ {P}.retry.{n} (retry-count + 1), confirmed
+//!                              └── poison / retries spent ───▶ {P}.dlx ──▶ {P}.dead, confirmed
+//! ```
+//!
+//! - [`settings`]: configuration, one line per bad value.
+//! - [`startup`]: [`Application`] wires the database, the broker, the worker and the HTTP
+//!   server (`/healthz`, `/readyz`, `/metrics`).
+//! - `worker`: batches, commits, acks, the retry ladder and dead letters; rides out outages.
+//! - `store`: every SQL statement, and the classification of database errors.
+//! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
+//! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
+//! - [`metrics`]: the Prometheus metrics.
+
+pub mod dlq;
+mod health;
+mod message;
+pub mod metrics;
+mod retry;
+pub mod settings;
+pub mod startup;
+mod store;
+mod worker;
+
+pub use settings::Settings;
+pub use startup::Application;
+pub use store::migrate;

@@ -1,0 +1,120 @@
+//! `consumer`: run the consumer, apply the migrations, or inspect and replay dead letters.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use consumer::dlq::{self, DeadLetter, ReplayReport, Selection};
+use consumer::{Application, Settings};
+use webhook_core::config::Vars;
+use webhook_core::service::{self, EXIT_CONFIG};
+
+/// Reads webhook events from RabbitMQ in batches, stores each exactly once in MySQL, then acks
+/// them; retries and dead-letters what the database refuses. Configured by environment
+/// variables (and `.env`): see README.md.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if it is missing, apply the migrations, and exit.
+    Migrate,
+    /// Inspect or replay the dead-letter queue `{AMQP_PREFIX}.dead`.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Show dead letters without removing them.
+    List {
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Republish dead letters to the exchange with retry-count 0, then remove them.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ReplayArgs {
+    /// Replay every dead letter.
+    #[arg(long)]
+    all: bool,
+    /// Replay the dead letters with this delivery id (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    service::init();
+    let lookup = |name: &str| std::env::var(name).ok();
+    let settings = match Settings::from_vars(&Vars::new(&lookup)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let outcome = match cli.command {
+        None => run(settings).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Migrate) => consumer::migrate(&settings).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Dlq(DlqCommand::List { limit })) => dlq::list(&settings.broker, limit).await.map(|letters| {
+            print_table(&letters);
+            ExitCode::SUCCESS
+        }),
+        Some(Command::Dlq(DlqCommand::Replay(args))) => {
+            let selection = if args.all {
+                Selection::All
+            } else {
+                Selection::Ids(args.ids)
+            };
+            dlq::replay(&settings.broker, &selection).await.map(|report| {
+                print_report(&report);
+                if report.is_success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("consumer: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let shutdown = app.shutdown_token();
+    tokio::spawn(async move {
+        let signal = service::shutdown_signal().await;
+        log::info!("{signal} received: stopping");
+        shutdown.cancel();
+    });
+    app.run().await
+}
+
+#[allow(clippy::print_stdout)] // the listing is the command's output
+fn print_table(letters: &[DeadLetter]) {
+    print!("{}", dlq::format_table(letters));
+    println!("{} dead letter(s) shown", letters.len());
+}
+
+#[allow(clippy::print_stdout)] // the report is the command's output
+fn print_report(report: &ReplayReport) {
+    println!("replayed {} dead letter(s)", report.replayed);
+    for (id, why) in &report.failed {
+        println!("failed {id:?}: {why}");
+    }
+    for id in &report.not_found {
+        println!("not found {id:?}");
+    }
+}

@@ -1,0 +1,274 @@
+//! Reading a delivery as an event (or recognising it as poison), and finding the events of a
+//! batch that share a (source, delivery id). Pure: no I/O.
+
+use std::collections::HashMap;
+
+use lapin::BasicProperties;
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+use webhook_core::envelope::{Envelope, header, header_text};
+
+/// One delivery of a batch, read.
+#[derive(Debug)]
+pub(crate) struct Message {
+    /// The routing key it was delivered with (kept for dead letters).
+    pub(crate) routing_key: String,
+    /// Its properties, for republishing.
+    pub(crate) properties: BasicProperties,
+    /// An event, or poison.
+    pub(crate) content: Content,
+}
+
+/// What a delivery turned out to be.
+#[derive(Debug)]
+pub(crate) enum Content {
+    /// A well-formed event.
+    Event(Event),
+    /// Not an event: it goes to the dead-letter exchange at once.
+    Poison {
+        /// The body, byte for byte.
+        body: Vec<u8>,
+        /// The `retry-count` header if it can be read, else 0.
+        retry_count: u32,
+        /// Why it is poison.
+        why: String,
+    },
+}
+
+/// A well-formed event.
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub(crate) envelope: Envelope,
+    /// The body: UTF-8 JSON, byte for byte as received.
+    pub(crate) body: String,
+    /// Hex SHA-256 of the body.
+    pub(crate) sha256: String,
+}
+
+impl Message {
+    /// Reads a delivery: the envelope from its properties, the body as UTF-8 JSON.
+    pub(crate) fn read(routing_key: String, properties: BasicProperties, body: Vec<u8>) -> Self {
+        let content = match Envelope::from_properties(&properties) {
+            Err(error) => Content::Poison {
+                retry_count: readable_retry_count(&properties),
+                why: error.to_string(),
+                body,
+            },
+            Ok(envelope) => match json_text(body) {
+                Ok(body) => Content::Event(Event {
+                    sha256: hex::encode(Sha256::digest(body.as_bytes())),
+                    envelope,
+                    body,
+                }),
+                Err((body, why)) => Content::Poison {
+                    retry_count: envelope.retry_count,
+                    why,
+                    body,
+                },
+            },
+        };
+        Self {
+            routing_key,
+            properties,
+            content,
+        }
+    }
+
+    /// The body, byte for byte.
+    pub(crate) fn body(&self) -> &[u8] {
+        match &self.content {
+            Content::Event(event) => event.body.as_bytes(),
+            Content::Poison { body, .. } => body,
+        }
+    }
+
+    /// The retries already spent on it.
+    pub(crate) fn retry_count(&self) -> u32 {
+        match &self.content {
+            Content::Event(event) => event.envelope.retry_count,
+            Content::Poison { retry_count, .. } => *retry_count,
+        }
+    }
+
+    pub(crate) fn event(&self) -> Option<&Event> {
+        match &self.content {
+            Content::Event(event) => Some(event),
+            Content::Poison { .. } => None,
+        }
+    }
+}
+
+/// The body as text if it is one complete JSON document in UTF-8; else the bytes back and why.
+fn json_text(body: Vec<u8>) -> Result<String, (Vec<u8>, String)> {
+    let text = match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(error) => {
+            let why = format!("body is not valid UTF-8 (at byte {})", error.utf8_error().valid_up_to());
+            return Err((error.into_bytes(), why));
+        }
+    };
+    match serde_json::from_str::<IgnoredAny>(&text) {
+        Ok(_) => Ok(text),
+        Err(error) => Err((text.into_bytes(), format!("body is not valid JSON: {error}"))),
+    }
+}
+
+fn readable_retry_count(properties: &BasicProperties) -> u32 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| header_text(headers, header::RETRY_COUNT))
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The events of a batch with one entry per (source, delivery id): the first message carrying
+/// it, and the later ones (duplicates within the batch). Sorted by (source, delivery id), so
+/// concurrent consumers lock index entries in the same order.
+pub(crate) fn unique_events(messages: &[Message]) -> Vec<UniqueEvent> {
+    let mut unique: Vec<UniqueEvent> = Vec::new();
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    for (index, message) in messages.iter().enumerate() {
+        let Some(event) = message.event() else { continue };
+        let key = (event.envelope.source.as_str(), event.envelope.delivery_id.as_str());
+        match seen.get(&key) {
+            Some(&position) => unique[position].copies.push(index),
+            None => {
+                seen.insert(key, unique.len());
+                unique.push(UniqueEvent {
+                    index,
+                    copies: Vec::new(),
+                });
+            }
+        }
+    }
+    let key = |unique: &UniqueEvent| {
+        messages[unique.index]
+            .event()
+            .map(|event| (event.envelope.source.as_str(), event.envelope.delivery_id.as_str()))
+    };
+    unique.sort_by(|a, b| key(a).cmp(&key(b)));
+    unique
+}
+
+/// One (source, delivery id) of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UniqueEvent {
+    /// The message that is inserted.
+    pub(crate) index: usize,
+    /// Later messages of the batch with the same key: counted as duplicates.
+    pub(crate) copies: Vec<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn envelope(source: &str, id: &str) -> Envelope {
+        Envelope {
+            source: source.to_owned(),
+            delivery_id: id.to_owned(),
+            event_type: "push".to_owned(),
+            received_at: Utc::now(),
+            retry_count: 2,
+        }
+    }
+
+    fn event(source: &str, id: &str) -> Message {
+        Message::read(
+            "k".to_owned(),
+            envelope(source, id).properties(),
+            br#"{"a":1}"#.to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_well_formed_delivery_is_an_event_with_the_body_hash() {
+        let message = event("stripe", "evt_1");
+        let event = message.event().unwrap();
+        assert_eq!(event.body, r#"{"a":1}"#);
+        assert_eq!(event.sha256, hex::encode(Sha256::digest(br#"{"a":1}"#)));
+        assert_eq!(message.retry_count(), 2);
+    }
+
+    #[test]
+    fn a_delivery_without_headers_is_poison() {
+        let message = Message::read("k".to_owned(), BasicProperties::default(), b"{}".to_vec());
+        match &message.content {
+            Content::Poison { why, retry_count, .. } => {
+                assert_eq!(why, "missing headers");
+                assert_eq!(*retry_count, 0);
+            }
+            Content::Event(_) => panic!("not poison"),
+        }
+        assert_eq!(message.body(), b"{}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_or_not_utf8_is_poison_and_kept_byte_for_byte() {
+        for (body, why) in [
+            (b"not json".to_vec(), "body is not valid JSON"),
+            (b"{\"a\":1} trailing".to_vec(), "body is not valid JSON"),
+            (b"\"\xff\"".to_vec(), "body is not valid UTF-8 (at byte 1)"),
+            (Vec::new(), "body is not valid JSON"),
+        ] {
+            let message = Message::read("k".to_owned(), envelope("s", "1").properties(), body.clone());
+            match &message.content {
+                Content::Poison {
+                    why: actual,
+                    retry_count,
+                    ..
+                } => {
+                    assert!(actual.starts_with(why), "{actual}");
+                    assert_eq!(*retry_count, 2);
+                }
+                Content::Event(_) => panic!("not poison: {body:?}"),
+            }
+            assert_eq!(message.body(), body.as_slice());
+        }
+    }
+
+    #[test]
+    fn any_json_value_is_an_event() {
+        for body in ["[]", "3", "\"text\"", "null", " {\"nested\": {\"x\": [1, 2]}} "] {
+            let message = Message::read("k".to_owned(), envelope("s", "1").properties(), body.into());
+            assert!(message.event().is_some(), "{body}");
+        }
+    }
+
+    #[test]
+    fn events_sharing_a_source_and_delivery_id_are_one_entry_with_copies() {
+        let messages = vec![
+            event("b", "2"),
+            event("a", "1"),
+            event("b", "2"),
+            Message::read("k".to_owned(), BasicProperties::default(), b"x".to_vec()),
+            event("a", "2"),
+            event("b", "2"),
+            event("c", "1"),
+        ];
+        let unique = unique_events(&messages);
+        assert_eq!(
+            unique,
+            vec![
+                UniqueEvent {
+                    index: 1,
+                    copies: vec![]
+                },
+                UniqueEvent {
+                    index: 4,
+                    copies: vec![]
+                },
+                UniqueEvent {
+                    index: 0,
+                    copies: vec![2, 5]
+                },
+                UniqueEvent {
+                    index: 6,
+                    copies: vec![]
+                },
+            ]
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! What happens to a message that cannot be stored: pure rules, no I/O.
+//!
+//! A message the database refuses goes down the retry ladder (`{P}.retry.{n}`, its
+//! `retry-count` one higher) until it has used `MAX_RETRIES` retries; then, like poison at
+//! once, it goes to the dead-letter exchange with an `error` header.
+
+/// Why a message is dead-lettered; the `reason` label of `webhook_consumer_dead_lettered_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadReason {
+    /// Not an event at all: headers missing or invalid, body not UTF-8 JSON.
+    Poison,
+    /// Refused on every attempt.
+    RetriesExhausted,
+}
+
+impl DeadReason {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Poison => "poison",
+            Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+/// What to do with a message that will not be stored now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Republish to the retry queue for this attempt (1-based) with `retry-count` = attempt.
+    Retry { attempt: u32 },
+    /// Publish to the dead-letter exchange with this `error` header.
+    DeadLetter { reason: DeadReason, error: String },
+}
+
+/// A message the database refused with `error`, after `retry_count` retries.
+pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> Decision {
+    if retry_count >= max_retries {
+        Decision::DeadLetter {
+            reason: DeadReason::RetriesExhausted,
+            error: format!("retries exhausted after {retry_count}: {error}"),
+        }
+    } else {
+        Decision::Retry {
+            attempt: retry_count + 1,
+        }
+    }
+}
+
+/// A message that can never be stored.
+pub(crate) fn poison(why: &str) -> Decision {
+    Decision::DeadLetter {
+        reason: DeadReason::Poison,
+        error: format!("poison: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_message_is_retried_with_the_next_attempt() {
+        assert_eq!(after_refusal(0, 5, "x"), Decision::Retry { attempt: 1 });
+        assert_eq!(after_refusal(4, 5, "x"), Decision::Retry { attempt: 5 });
+    }
+
+    #[test]
+    fn a_message_refused_after_max_retries_is_dead_lettered_with_the_last_error() {
+        assert_eq!(
+            after_refusal(5, 5, "Data too long for column 'x'"),
+            Decision::DeadLetter {
+                reason: DeadReason::RetriesExhausted,
+                error: "retries exhausted after 5: Data too long for column 'x'".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn with_no_retries_allowed_the_first_refusal_is_final() {
+        assert!(matches!(
+            after_refusal(0, 0, "x"),
+            Decision::DeadLetter {
+                reason: DeadReason::RetriesExhausted,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_retry_count_beyond_the_limit_is_still_dead_lettered() {
+        // MAX_RETRIES lowered while messages were on the ladder.
+        assert!(matches!(after_refusal(9, 3, "x"), Decision::DeadLetter { .. }));
+    }
+
+    #[test]
+    fn poison_is_dead_lettered_at_once_and_says_why() {
+        assert_eq!(
+            poison("missing headers"),
+            Decision::DeadLetter {
+                reason: DeadReason::Poison,
+                error: "poison: missing headers".to_owned()
+            }
+        );
+        assert_eq!(DeadReason::Poison.label(), "poison");
+        assert_eq!(DeadReason::RetriesExhausted.label(), "retries_exhausted");
+    }
+}

@@ -1,0 +1,263 @@
+//! The consumer's settings, read once at start from the environment (or a map in tests).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::MySqlConnectOptions;
+use webhook_core::broker::BrokerSettings;
+use webhook_core::config::{ConfigError, Url, Vars};
+
+/// Default `DATABASE_URL`.
+pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/webhooks";
+
+/// Everything the consumer needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Broker URL and topology (`AMQP_URL`, `AMQP_PREFIX`, `QUEUE_TYPE`, `RETRY_DELAYS`).
+    pub broker: BrokerSettings,
+    /// `DATABASE_URL`: a `mysql://` URL that names a database (created if missing).
+    pub database_url: Url,
+    /// `CONSUMER_ADDR`, default `0.0.0.0:3001`: health and metrics.
+    pub addr: SocketAddr,
+    /// `PREFETCH`, default 256 (1 to 2000, the quorum-queue cap): unacked deliveries in flight.
+    pub prefetch: u16,
+    /// `BATCH_SIZE`, default 256 (1 to 5000, at most `PREFETCH`): deliveries per transaction.
+    pub batch_size: usize,
+    /// `BATCH_WAIT_MS`, default 20 ms: how long a batch may wait for more deliveries after its
+    /// first one.
+    pub batch_wait: Duration,
+    /// `MAX_RETRIES`, default 5: retries of a message the database refuses before it is
+    /// dead-lettered.
+    pub max_retries: u32,
+    /// `DB_POOL_SIZE`, default 4.
+    pub db_pool_size: u32,
+    /// `SHUTDOWN_GRACE_MS`, default 10 s: how long the batch in hand gets to be committed and
+    /// acked after a stop is requested.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Reads and validates every variable; the first bad one is the error.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let broker = BrokerSettings::from_vars(vars)?;
+        let database_url = database_url(vars)?;
+        let addr = vars.socket_addr("CONSUMER_ADDR", "0.0.0.0:3001")?;
+        let prefetch = vars.integer("PREFETCH", 256, 1, 2000, "messages")?;
+        let batch_size = vars.integer("BATCH_SIZE", 256, 1, 5000, "messages")?;
+        if batch_size > prefetch {
+            return Err(ConfigError::invalid(
+                "BATCH_SIZE",
+                Some(&batch_size.to_string()),
+                format!("at most PREFETCH ({prefetch}): a batch can never hold more than the broker sends unacked"),
+            ));
+        }
+        Ok(Self {
+            broker,
+            database_url,
+            addr,
+            prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX),
+            batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
+            batch_wait: vars.millis("BATCH_WAIT_MS", 20, 0, 60_000)?,
+            max_retries: u32::try_from(vars.integer("MAX_RETRIES", 5, 0, 100, "retries")?).unwrap_or(u32::MAX),
+            db_pool_size: u32::try_from(vars.integer("DB_POOL_SIZE", 4, 1, 100, "connections")?).unwrap_or(u32::MAX),
+            shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
+        })
+    }
+
+    /// Connection options for `DATABASE_URL` (validated by [`Settings::from_vars`]).
+    pub fn database_options(&self) -> anyhow::Result<MySqlConnectOptions> {
+        Ok(MySqlConnectOptions::from_str(self.database_url.expose())?)
+    }
+}
+
+/// `DATABASE_URL`: scheme `mysql`, parseable, and naming a database that can be created by name.
+fn database_url(vars: &Vars<'_>) -> Result<Url, ConfigError> {
+    const NAME: &str = "DATABASE_URL";
+    let url = vars.url(NAME, DEFAULT_DATABASE_URL, &["mysql"])?;
+    let options = MySqlConnectOptions::from_str(url.expose()).map_err(|why| {
+        ConfigError::invalid(
+            NAME,
+            Some(&url.redacted()),
+            format!("a MySQL URL such as {DEFAULT_DATABASE_URL} ({why})"),
+        )
+    })?;
+    let named = options.get_database().filter(|name| is_valid_database_name(name));
+    if named.is_none() {
+        return Err(ConfigError::invalid(
+            NAME,
+            Some(&url.redacted()),
+            format!(
+                "a MySQL URL that names the database, such as {DEFAULT_DATABASE_URL} (1 to 64 characters from a-z, A-Z, 0-9, '_', '$' and '-')"
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// A database name the consumer may create: it is quoted with backticks in `CREATE DATABASE`.
+fn is_valid_database_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        let lookup = move |name: &str| map.get(name).cloned();
+        Settings::from_vars(&Vars::new(&lookup))
+    }
+
+    fn error_line(pairs: &[(&str, &str)]) -> String {
+        let line = read(pairs).unwrap_err().to_string();
+        assert!(!line.contains('\n'), "{line}");
+        line
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let settings = read(&[]).unwrap();
+        assert_eq!(settings.database_url.expose(), DEFAULT_DATABASE_URL);
+        assert_eq!(settings.addr.to_string(), "0.0.0.0:3001");
+        assert_eq!(settings.prefetch, 256);
+        assert_eq!(settings.batch_size, 256);
+        assert_eq!(settings.batch_wait, Duration::from_millis(20));
+        assert_eq!(settings.max_retries, 5);
+        assert_eq!(settings.db_pool_size, 4);
+        assert_eq!(settings.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(settings.broker.topology.prefix(), "webhooks");
+    }
+
+    #[test]
+    fn a_database_url_with_another_scheme_is_rejected_without_its_password() {
+        assert_eq!(
+            error_line(&[("DATABASE_URL", "postgres://me:hunter2@db/x")]),
+            "invalid configuration: DATABASE_URL=\"postgres://me:***@db/x\": expected a URL of the form mysql://…"
+        );
+    }
+
+    #[test]
+    fn a_database_url_must_name_the_database() {
+        for bad in [
+            "mysql://root@127.0.0.1:3306",
+            "mysql://root@127.0.0.1:3306/",
+            "mysql://h/bad`name",
+        ] {
+            let line = error_line(&[("DATABASE_URL", bad)]);
+            assert!(
+                line.starts_with("invalid configuration: DATABASE_URL=")
+                    && line.contains("expected a MySQL URL that names the database"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unparseable_database_url_is_rejected() {
+        let line = error_line(&[("DATABASE_URL", "mysql://root:pw@host:notaport/db")]);
+        assert!(line.starts_with("invalid configuration: DATABASE_URL=\"mysql://root:***@host:notaport/db\": expected a MySQL URL such as"), "{line}");
+        assert!(!line.contains("pw@"), "{line}");
+    }
+
+    #[test]
+    fn a_bad_consumer_addr_is_rejected() {
+        assert_eq!(
+            error_line(&[("CONSUMER_ADDR", "localhost")]),
+            "invalid configuration: CONSUMER_ADDR=\"localhost\": expected a socket address such as 0.0.0.0:3000"
+        );
+    }
+
+    #[test]
+    fn prefetch_is_between_1_and_2000() {
+        assert_eq!(
+            error_line(&[("PREFETCH", "0")]),
+            "invalid configuration: PREFETCH=\"0\": expected an integer number of messages from 1 to 2000"
+        );
+        assert_eq!(
+            error_line(&[("PREFETCH", "2001")]),
+            "invalid configuration: PREFETCH=\"2001\": expected an integer number of messages from 1 to 2000"
+        );
+        assert_eq!(
+            error_line(&[("PREFETCH", "many")]),
+            "invalid configuration: PREFETCH=\"many\": expected an integer number of messages from 1 to 2000"
+        );
+    }
+
+    #[test]
+    fn batch_size_is_between_1_and_5000() {
+        assert_eq!(
+            error_line(&[("BATCH_SIZE", "0")]),
+            "invalid configuration: BATCH_SIZE=\"0\": expected an integer number of messages from 1 to 5000"
+        );
+        assert_eq!(
+            error_line(&[("PREFETCH", "2000"), ("BATCH_SIZE", "5001")]),
+            "invalid configuration: BATCH_SIZE=\"5001\": expected an integer number of messages from 1 to 5000"
+        );
+    }
+
+    #[test]
+    fn batch_size_may_not_exceed_prefetch() {
+        assert_eq!(
+            error_line(&[("PREFETCH", "100"), ("BATCH_SIZE", "101")]),
+            "invalid configuration: BATCH_SIZE=\"101\": expected at most PREFETCH (100): a batch can never hold more than the broker sends unacked"
+        );
+        let settings = read(&[("PREFETCH", "100"), ("BATCH_SIZE", "100")]).unwrap();
+        assert_eq!((settings.prefetch, settings.batch_size), (100, 100));
+    }
+
+    #[test]
+    fn batch_wait_is_0_to_60000_ms() {
+        assert_eq!(read(&[("BATCH_WAIT_MS", "0")]).unwrap().batch_wait, Duration::ZERO);
+        assert_eq!(
+            error_line(&[("BATCH_WAIT_MS", "60001")]),
+            "invalid configuration: BATCH_WAIT_MS=\"60001\": expected an integer number of milliseconds from 0 to 60000"
+        );
+        assert_eq!(
+            error_line(&[("BATCH_WAIT_MS", "-1")]),
+            "invalid configuration: BATCH_WAIT_MS=\"-1\": expected an integer number of milliseconds from 0 to 60000"
+        );
+    }
+
+    #[test]
+    fn max_retries_is_0_to_100() {
+        assert_eq!(read(&[("MAX_RETRIES", "0")]).unwrap().max_retries, 0);
+        assert_eq!(
+            error_line(&[("MAX_RETRIES", "101")]),
+            "invalid configuration: MAX_RETRIES=\"101\": expected an integer number of retries from 0 to 100"
+        );
+    }
+
+    #[test]
+    fn db_pool_size_is_1_to_100() {
+        assert_eq!(
+            error_line(&[("DB_POOL_SIZE", "0")]),
+            "invalid configuration: DB_POOL_SIZE=\"0\": expected an integer number of connections from 1 to 100"
+        );
+    }
+
+    #[test]
+    fn shutdown_grace_is_a_bounded_number_of_milliseconds() {
+        assert_eq!(
+            error_line(&[("SHUTDOWN_GRACE_MS", "10s")]),
+            "invalid configuration: SHUTDOWN_GRACE_MS=\"10s\": expected an integer number of milliseconds from 0 to 3600000"
+        );
+    }
+
+    #[test]
+    fn broker_variables_are_checked_too() {
+        assert_eq!(
+            error_line(&[("QUEUE_TYPE", "stream")]),
+            "invalid configuration: QUEUE_TYPE=\"stream\": expected quorum or classic"
+        );
+        assert!(error_line(&[("RETRY_DELAYS", "soon")]).starts_with("invalid configuration: RETRY_DELAYS=\"soon\""));
+    }
+}

@@ -1,0 +1,152 @@
+//! Wiring: the database, the publisher for retries and dead letters, the worker, the HTTP
+//! server, and an orderly stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use sqlx::mysql::MySqlPool;
+use tokio_util::sync::CancellationToken;
+use webhook_core::broker::Publisher;
+
+use crate::health::{self, Health, State};
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::store;
+use crate::worker::Worker;
+
+/// How long a retry or dead-letter publish may wait for the broker's confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing the pool may take at the end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A consumer, built and listening; [`Application::run`] starts consuming.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    settings: Settings,
+    pool: MySqlPool,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Creates the database if it is missing and applies the migrations (one attempt: an
+    /// unreachable database at start is an error), starts the publisher, and binds
+    /// `CONSUMER_ADDR` (port 0 picks a free port).
+    ///
+    /// Once built, the consumer rides out database and broker outages without stopping.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        store::migrate(&settings).await?;
+        let pool = store::pool(&settings)?;
+        let name = format!("consumer-publisher-{}", std::process::id());
+        let publisher = Publisher::start(settings.broker.clone(), &name, 1, CONFIRM_TIMEOUT);
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new(Arc::clone(&metrics), true));
+
+        let listener = std::net::TcpListener::bind(settings.addr)
+            .with_context(|| format!("cannot listen on CONSUMER_ADDR={}", settings.addr))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let state = web::Data::new(State {
+            health: Arc::clone(&health),
+            metrics: Arc::clone(&metrics),
+        });
+        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(health::configure))
+            .workers(1)
+            .shutdown_timeout(1)
+            .disable_signals()
+            .listen(listener)
+            .context("starting the HTTP server")?
+            .run();
+        log::info!(
+            "consumer listening on http://{addr} broker={} prefix={} database={}",
+            settings.broker.url.redacted(),
+            settings.broker.topology.prefix(),
+            settings.database_url.redacted()
+        );
+        Ok(Self {
+            addr,
+            server,
+            settings,
+            pool,
+            publisher,
+            metrics,
+            health,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The address the health and metrics server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cancel this token to stop: no new deliveries are taken, the batch in hand is committed
+    /// and acked within `SHUTDOWN_GRACE_MS` (or left to the broker to redeliver), then the
+    /// channel, the connections and the pool are closed.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Consumes and serves until the shutdown token is cancelled.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let grace_over = CancellationToken::new();
+        let timer = tokio::spawn({
+            let shutdown = self.shutdown.clone();
+            let grace_over = grace_over.clone();
+            let grace = self.settings.shutdown_grace;
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+                grace_over.cancel();
+            }
+        });
+        let worker = Worker {
+            settings: self.settings,
+            pool: self.pool.clone(),
+            publisher: self.publisher.clone(),
+            metrics: self.metrics,
+            health: self.health,
+            shutdown: self.shutdown.clone(),
+            grace_over,
+        };
+        let mut worker = tokio::spawn(worker.run());
+        let result = tokio::select! {
+            served = &mut server => {
+                // The HTTP server should only end when stopped: stop the worker too.
+                self.shutdown.cancel();
+                let _ = worker.await;
+                served
+                    .context("the HTTP server task failed")?
+                    .context("the HTTP server failed")
+            }
+            worked = &mut worker => {
+                handle.stop(true).await;
+                let _ = server.await;
+                worked.context("the consumer worker failed")
+            }
+        };
+        timer.abort();
+        self.publisher.close().await;
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close()).await.is_err() {
+            log::debug!("closing the database pool: no answer within {CLOSE_TIMEOUT:?}");
+        }
+        log::info!("consumer stopped");
+        result
+    }
+}

@@ -1,0 +1,160 @@
+use lapin::BasicProperties;
+use webhook_core::envelope::header::{DEAD_LETTERED_AT, ERROR, RETRY_COUNT};
+
+use crate::helpers::{SOON, Services, TestApp, envelope, header};
+
+#[tokio::test]
+async fn poison_is_dead_lettered_with_an_error_and_later_events_are_still_stored() {
+    let services = Services::new();
+    let app = TestApp::spawn(&services.env()).await;
+    let sender = services.sender().await;
+
+    sender.event(&envelope("shop", "before", "order"), b"{}").await;
+    // No headers at all, and a body that is not JSON.
+    sender
+        .raw("shop.order", BasicProperties::default(), b"\x00not json at all\xff")
+        .await;
+    // A proper envelope, but the body is not JSON.
+    sender
+        .event(&envelope("shop", "broken-body", "order"), b"{\"unterminated\": ")
+        .await;
+    sender
+        .event(&envelope("shop", "after", "order"), b"{\"ok\":true}")
+        .await;
+
+    let rows = services.rows_when(2).await;
+    let ids: Vec<&str> = rows.iter().map(|row| row.delivery_id.as_str()).collect();
+    assert_eq!(ids, vec!["after", "before"]);
+
+    testkit::eventually("two dead letters", SOON, || async {
+        let depth = services.broker.depth(".dead").await.unwrap_or(0);
+        (depth == 2).then_some(())
+    })
+    .await;
+    let mut dead = services.broker.take_all(".dead").await;
+    // The one without a message id first.
+    dead.sort_by_key(|letter| letter.properties.message_id().is_some());
+    let no_headers = &dead[0];
+    assert_eq!(no_headers.body, b"\x00not json at all\xff");
+    assert_eq!(
+        header(&no_headers.properties, ERROR).as_deref(),
+        Some("poison: missing headers")
+    );
+    assert!(header(&no_headers.properties, DEAD_LETTERED_AT).is_some());
+    let bad_body = &dead[1];
+    assert_eq!(bad_body.body, b"{\"unterminated\": ");
+    let error = header(&bad_body.properties, ERROR).unwrap();
+    assert!(error.starts_with("poison: body is not valid JSON"), "{error}");
+    assert_eq!(
+        bad_body.properties.message_id().as_ref().map(|id| id.as_str()),
+        Some("broken-body")
+    );
+
+    assert_eq!(
+        app.metric("webhook_consumer_dead_lettered_total{reason=\"poison\"}")
+            .await,
+        2.0
+    );
+    app.stop().await;
+    assert_eq!(services.broker.depth(".events").await, Some(0));
+    sender.close().await;
+}
+
+#[tokio::test]
+async fn a_row_the_database_refuses_is_retried_then_dead_lettered_and_the_rest_commit() {
+    let services = Services::new();
+    let env = services
+        .env()
+        .with("MAX_RETRIES", 1)
+        .with("RETRY_DELAYS", "100ms")
+        .with("BATCH_WAIT_MS", 200);
+    let app = TestApp::spawn(&env).await;
+    // A rule the table did not have when these events were published: the database now
+    // refuses some rows (MariaDB: 4025 CONSTRAINT failed, SQLSTATE 23000; MySQL: 3819).
+    services
+        .execute("ALTER TABLE events ADD CONSTRAINT no_refused_events CHECK (event_type <> 'refused')")
+        .await;
+    let sender = services.sender().await;
+
+    for n in 0..10 {
+        let event_type = if n == 3 || n == 7 { "refused" } else { "order" };
+        sender
+            .event(
+                &envelope("shop", &format!("e{n}"), event_type),
+                format!("{{\"n\":{n}}}").as_bytes(),
+            )
+            .await;
+    }
+
+    // The good ones commit although they shared a batch with the refused ones.
+    let rows = services.rows_when(8).await;
+    assert!(rows.iter().all(|row| row.event_type == "order"));
+
+    testkit::eventually("two dead letters", SOON, || async {
+        let depth = services.broker.depth(".dead").await.unwrap_or(0);
+        (depth == 2).then_some(())
+    })
+    .await;
+    let mut dead = services.broker.take_all(".dead").await;
+    dead.sort_by_key(|letter| letter.body.clone());
+    for (letter, (id, body)) in dead.iter().zip([("e3", "{\"n\":3}"), ("e7", "{\"n\":7}")]) {
+        assert_eq!(letter.body, body.as_bytes());
+        assert_eq!(letter.properties.message_id().as_ref().map(|id| id.as_str()), Some(id));
+        assert_eq!(header(&letter.properties, RETRY_COUNT).as_deref(), Some("1"));
+        let error = header(&letter.properties, ERROR).unwrap();
+        assert!(error.starts_with("retries exhausted after 1: "), "{error}");
+        assert!(error.contains("no_refused_events"), "{error}");
+    }
+    assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 2.0);
+    assert_eq!(
+        app.metric("webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(services.rows().await.len(), 8);
+    app.stop().await;
+    assert_eq!(services.broker.depth(".events").await, Some(0));
+    assert_eq!(services.broker.depth(".retry.1").await, Some(0));
+    sender.close().await;
+}
+
+#[tokio::test]
+async fn a_body_larger_than_max_allowed_packet_is_refused_alone() {
+    let services = Services::new();
+    let env = services.env().with("MAX_RETRIES", 0).with("BATCH_WAIT_MS", 500);
+    let app = TestApp::spawn(&env).await;
+    let sender = services.sender().await;
+    let mut connection = services.database.connect().await;
+    let max_packet: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    let huge = format!(
+        "{{\"pad\":\"{}\"}}",
+        "x".repeat(usize::try_from(max_packet).unwrap() + 1024)
+    );
+
+    sender.event(&envelope("shop", "small-1", "order"), b"{}").await;
+    sender.event(&envelope("shop", "huge", "order"), huge.as_bytes()).await;
+    sender.event(&envelope("shop", "small-2", "order"), b"{}").await;
+
+    let rows = services.rows_when(2).await;
+    assert_eq!(rows[0].delivery_id, "small-1");
+    assert_eq!(rows[1].delivery_id, "small-2");
+    testkit::eventually("the huge one dead-lettered", SOON, || async {
+        (services.broker.depth(".dead").await == Some(1)).then_some(())
+    })
+    .await;
+    let dead = services.broker.take_all(".dead").await;
+    assert_eq!(dead[0].body.len(), huge.len());
+    let error = header(&dead[0].properties, ERROR).unwrap();
+    assert!(error.starts_with("retries exhausted after 0: "), "{error}");
+    assert!(error.contains("1153"), "{error}");
+
+    // The consumer is still healthy and storing.
+    app.wait_ready().await;
+    sender.event(&envelope("shop", "small-3", "order"), b"{}").await;
+    services.rows_when(3).await;
+    app.stop().await;
+    sender.close().await;
+}

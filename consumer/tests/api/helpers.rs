@@ -1,0 +1,241 @@
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use consumer::{Application, Settings};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use testkit::{Env, TestBroker, TestDatabase, eventually};
+use tokio_util::sync::CancellationToken;
+use webhook_core::config::Vars;
+use webhook_core::envelope::Envelope;
+
+/// How long anything that should happen "soon" may take on a loaded 2-core machine.
+pub(crate) const SOON: Duration = Duration::from_secs(30);
+
+/// A broker prefix and a database of the test's own.
+pub(crate) struct Services {
+    pub(crate) broker: TestBroker,
+    pub(crate) database: TestDatabase,
+}
+
+impl Services {
+    pub(crate) fn new() -> Self {
+        Self {
+            broker: TestBroker::new(),
+            database: TestDatabase::new(),
+        }
+    }
+
+    /// Settings for a consumer on these services, on a free port, with short retry delays.
+    pub(crate) fn env(&self) -> Env {
+        Env::new()
+            .with("AMQP_URL", testkit::amqp_url())
+            .with("AMQP_PREFIX", self.broker.prefix())
+            .with("DATABASE_URL", self.database.url())
+            .with("CONSUMER_ADDR", "127.0.0.1:0")
+            .with("RETRY_DELAYS", "100ms")
+            .with("SHUTDOWN_GRACE_MS", 5000)
+    }
+
+    /// A publisher standing in for the request handler.
+    pub(crate) async fn sender(&self) -> Sender {
+        Sender::new(&self.broker).await
+    }
+
+    /// Every row of `events`, ordered by (source, delivery id).
+    pub(crate) async fn rows(&self) -> Vec<EventRow> {
+        let mut connection = self.database.connect().await;
+        sqlx::query_as(
+            "SELECT source, delivery_id, event_type, body, body_sha256, received_at, stored_at, retry_count, duplicates \
+             FROM events ORDER BY source, delivery_id",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until `events` holds exactly `count` rows, and returns them.
+    pub(crate) async fn rows_when(&self, count: usize) -> Vec<EventRow> {
+        eventually(&format!("{count} rows in events"), SOON, || async {
+            let rows = self.rows().await;
+            assert!(rows.len() <= count, "more rows than expected: {}", rows.len());
+            (rows.len() == count).then_some(rows)
+        })
+        .await
+    }
+
+    /// Runs a statement on the test database (which must exist).
+    pub(crate) async fn execute(&self, statement: &'static str) {
+        let mut connection = self.database.connect().await;
+        sqlx::query(statement).execute(&mut connection).await.unwrap();
+    }
+}
+
+/// A row of `events`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub(crate) source: String,
+    pub(crate) delivery_id: String,
+    pub(crate) event_type: String,
+    pub(crate) body: String,
+    pub(crate) body_sha256: String,
+    pub(crate) received_at: NaiveDateTime,
+    pub(crate) stored_at: NaiveDateTime,
+    pub(crate) retry_count: u32,
+    pub(crate) duplicates: u32,
+}
+
+/// A consumer running in-process.
+pub(crate) struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Builds and runs a consumer with `env`, and waits until it is ready.
+    pub(crate) async fn spawn(env: &Env) -> Self {
+        let app = Self::spawn_unready(env).await;
+        app.wait_ready().await;
+        app
+    }
+
+    /// Builds and runs a consumer with `env` without waiting for it to be ready.
+    pub(crate) async fn spawn_unready(env: &Env) -> Self {
+        // RUST_LOG=consumer=debug shows what the consumer does.
+        let _ = env_logger::builder().is_test(true).try_init();
+        let lookup = env.lookup();
+        let settings = Settings::from_vars(&Vars::new(&lookup)).unwrap();
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://{}", app.addr());
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run());
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub(crate) async fn wait_ready(&self) {
+        self.wait_status("/readyz", 200).await;
+    }
+
+    /// Waits until `GET path` answers `status`.
+    pub(crate) async fn wait_status(&self, path: &str, status: u16) {
+        eventually(&format!("{path} to answer {status}"), SOON, || async {
+            (self.get(path).await.status() == status).then_some(())
+        })
+        .await;
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+
+    /// The value of one sample of `/metrics`, e.g. `webhook_consumer_duplicates_total` or
+    /// `webhook_consumer_dead_lettered_total{reason="poison"}`; 0 when absent.
+    pub(crate) async fn metric(&self, sample: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
+    /// Stops the consumer gracefully and waits until it has (it must end cleanly).
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(SOON, task)
+                .await
+                .expect("the consumer did not stop in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Publishes to the exchange `{P}` the way the request handler does: persistent, mandatory,
+/// confirmed.
+pub(crate) struct Sender {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+}
+
+impl Sender {
+    async fn new(broker: &TestBroker) -> Self {
+        let connection = broker.connect().await;
+        let channel = connection.create_channel().await.unwrap();
+        channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+        Self {
+            connection,
+            channel,
+            exchange: broker.prefix().to_owned(),
+        }
+    }
+
+    /// Publishes an event with its envelope.
+    pub(crate) async fn event(&self, envelope: &Envelope, body: &[u8]) {
+        self.raw(&envelope.routing_key(), envelope.properties(), body).await;
+    }
+
+    /// Publishes anything, confirmed.
+    pub(crate) async fn raw(&self, routing_key: &str, properties: BasicProperties, body: &[u8]) {
+        let confirmation = self
+            .channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(
+            matches!(confirmation, Confirmation::Ack(None)),
+            "not confirmed: {confirmation:?}"
+        );
+    }
+
+    pub(crate) async fn close(self) {
+        let _ = self.connection.close(200, "OK".into()).await;
+    }
+}
+
+/// An envelope as the handler would make it, received now (to the microsecond, as the header
+/// carries it).
+pub(crate) fn envelope(source: &str, delivery_id: &str, event_type: &str) -> Envelope {
+    Envelope {
+        source: source.to_owned(),
+        delivery_id: delivery_id.to_owned(),
+        event_type: event_type.to_owned(),
+        received_at: Utc::now().trunc_subsecs(6),
+        retry_count: 0,
+    }
+}
+
+/// The hex SHA-256 of `body`.
+pub(crate) fn sha256(body: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(body))
+}
+
+/// A header of a message as text.
+pub(crate) fn header(properties: &BasicProperties, name: &str) -> Option<String> {
+    webhook_core::envelope::header_text(properties.headers().as_ref()?, name)
+}

@@ -1,0 +1,108 @@
+use std::time::{Duration, Instant};
+
+use testkit::TcpProxy;
+
+use crate::helpers::{Services, TestApp, envelope};
+
+/// `host:port` of the test database server.
+fn database_server_addr() -> String {
+    let server = testkit::database_server_url();
+    let authority = server.trim_start_matches("mysql://");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    host.split('/').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_stored_once_after() {
+    let services = Services::new();
+    let proxy = TcpProxy::start(&database_server_addr()).await;
+    let env = services
+        .env()
+        .with("DATABASE_URL", services.database.url_through(&proxy));
+    let app = TestApp::spawn(&env).await;
+    let sender = services.sender().await;
+    sender.event(&envelope("shop", "warm-up", "order"), b"{}").await;
+    services.rows_when(1).await;
+
+    proxy.cut();
+    for n in 0..30 {
+        sender
+            .event(
+                &envelope("shop", &format!("during-{n:02}"), "order"),
+                b"{\"outage\":true}",
+            )
+            .await;
+    }
+    app.wait_status("/readyz", 503).await;
+    let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(body["database"], "down");
+    assert_eq!(body["broker"], "connected");
+    assert_eq!(app.metric("webhook_consumer_database_up").await, 0.0);
+    assert_eq!(services.rows().await.len(), 1, "stored during the outage");
+    assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
+
+    proxy.restore();
+    let rows = services.rows_when(31).await;
+    assert!(
+        rows.iter().all(|row| row.duplicates == 0 && row.retry_count == 0),
+        "{rows:?}"
+    );
+    app.wait_ready().await;
+    assert_eq!(app.metric("webhook_consumer_database_up").await, 1.0);
+    assert_eq!(
+        app.metric("webhook_consumer_events_stored_total{source=\"shop\"}")
+            .await,
+        31.0
+    );
+    assert_eq!(services.broker.depth(".retry.1").await, Some(0));
+    assert_eq!(services.broker.depth(".dead").await, Some(0));
+
+    app.stop().await;
+    assert_eq!(services.broker.depth(".events").await, Some(0));
+    sender.close().await;
+}
+
+#[tokio::test]
+async fn stopping_while_the_database_is_down_leaves_the_held_batch_to_the_broker() {
+    let services = Services::new();
+    let proxy = TcpProxy::start(&database_server_addr()).await;
+    let grace = Duration::from_millis(1000);
+    let env = services
+        .env()
+        .with("DATABASE_URL", services.database.url_through(&proxy))
+        .with("SHUTDOWN_GRACE_MS", grace.as_millis());
+    let app = TestApp::spawn(&env).await;
+    let sender = services.sender().await;
+
+    proxy.cut();
+    for n in 0..10 {
+        sender
+            .event(&envelope("shop", &format!("held-{n}"), "order"), b"{}")
+            .await;
+    }
+    app.wait_status("/readyz", 503).await;
+
+    // The stop waits out the grace for the held batch, then closes without acking.
+    let started = Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < grace + Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        services.broker.depth(".events").await,
+        Some(10),
+        "every delivery back in the queue"
+    );
+    assert_eq!(services.rows().await.len(), 0);
+
+    // The next consumer stores them all, once.
+    proxy.restore();
+    let app = TestApp::spawn(&env).await;
+    let rows = services.rows_when(10).await;
+    assert!(rows.iter().all(|row| row.duplicates == 0));
+    app.stop().await;
+    assert_eq!(services.broker.depth(".events").await, Some(0));
+    sender.close().await;
+}
