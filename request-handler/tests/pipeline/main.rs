@@ -1,0 +1,178 @@
+//! The whole path on the real services: signed POST → handler → RabbitMQ (confirmed) →
+//! consumer → MySQL (ack after commit).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use testkit::{Env, TestBroker, TestDatabase, eventually};
+use tokio_util::sync::CancellationToken;
+use webhook_core::config::Vars;
+
+const SECRET: &str = "pipeline-secret";
+
+struct Pipeline {
+    base: String,
+    client: reqwest::Client,
+    database: TestDatabase,
+    broker: TestBroker,
+    stops: Vec<CancellationToken>,
+}
+
+impl Pipeline {
+    async fn start() -> Self {
+        let broker = TestBroker::new();
+        let database = TestDatabase::new();
+        let env = Env::new()
+            .with("AMQP_URL", testkit::amqp_url())
+            .with("AMQP_PREFIX", broker.prefix())
+            .with("WEBHOOK_SECRET", SECRET)
+            .with("HANDLER_ADDR", "127.0.0.1:0")
+            .with("HANDLER_WORKERS", 2)
+            .with("CONSUMER_ADDR", "127.0.0.1:0")
+            .with("DATABASE_URL", database.url());
+        let lookup = env.lookup();
+        let vars = Vars::new(&lookup);
+
+        let consumer = consumer::Application::build(consumer::Settings::from_vars(&vars).unwrap())
+            .await
+            .unwrap();
+        let consumer_stop = consumer.shutdown_token();
+        tokio::spawn(consumer.run());
+
+        let handler = request_handler::Application::build(request_handler::Settings::from_vars(&vars).unwrap())
+            .await
+            .unwrap();
+        let base = format!("http://{}", handler.addr());
+        let handler_stop = handler.shutdown_token();
+        tokio::spawn(handler.run_until_stopped());
+
+        let pipeline = Self {
+            base,
+            client: reqwest::Client::new(),
+            database,
+            broker,
+            stops: vec![consumer_stop, handler_stop],
+        };
+        eventually("the handler to be ready", Duration::from_secs(20), || async {
+            let response = pipeline
+                .client
+                .get(format!("{}/readyz", pipeline.base))
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+        pipeline
+    }
+
+    async fn post(&self, body: &[u8], delivery_id: &str) -> reqwest::StatusCode {
+        self.client
+            .post(format!("{}/webhook", self.base))
+            .header("X-Hub-Signature-256", testkit::sign(SECRET, body))
+            .header("X-GitHub-Delivery", delivery_id)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn count(&self) -> i64 {
+        let mut connection = self.database.connect().await;
+        sqlx::query("SELECT COUNT(*) FROM events")
+            .fetch_one(&mut connection)
+            .await
+            .map(|row| row.get::<i64, _>(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stops.iter().for_each(CancellationToken::cancel);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_events_are_each_stored_once_byte_for_byte() {
+    let pipeline = Pipeline::start().await;
+    let bodies: Vec<(String, Vec<u8>)> = (0..1000)
+        .map(|n| {
+            let body = format!(
+                r#"{{"type":"sale.completed","n":{n},"text":"caf\u00e9 ☕ {n}","pad":"{}"}}"#,
+                "x".repeat(n % 300)
+            );
+            (format!("delivery-{n}"), body.into_bytes())
+        })
+        .collect();
+    let statuses: Vec<reqwest::StatusCode> = futures_util::stream::iter(bodies.iter())
+        .map(|(id, body)| pipeline.post(body, id))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+
+    eventually("1000 rows", Duration::from_secs(60), || async {
+        (pipeline.count().await == 1000).then_some(())
+    })
+    .await;
+    let mut connection = pipeline.database.connect().await;
+    let rows = sqlx::query(
+        "SELECT delivery_id, body, body_sha256, received_at <= stored_at AS ordered, retry_count, source, event_type FROM events",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1000);
+    let sent: std::collections::HashMap<&str, &[u8]> =
+        bodies.iter().map(|(id, body)| (id.as_str(), body.as_slice())).collect();
+    for row in rows {
+        let id: String = row.get("delivery_id");
+        let body: String = row.get("body");
+        let expected = sent[id.as_str()];
+        assert_eq!(
+            hex::encode(Sha256::digest(body.as_bytes())),
+            hex::encode(Sha256::digest(expected)),
+            "{id}"
+        );
+        assert_eq!(
+            row.get::<String, _>("body_sha256"),
+            hex::encode(Sha256::digest(expected))
+        );
+        assert!(row.get::<bool, _>("ordered"), "{id}: received_at > stored_at");
+        assert_eq!(row.get::<u32, _>("retry_count"), 0);
+        assert_eq!(row.get::<String, _>("source"), "default");
+        assert_eq!(row.get::<String, _>("event_type"), "sale.completed");
+    }
+    // Everything was acked after the commit: nothing is left in the queue.
+    eventually("the queue to drain", Duration::from_secs(10), || async {
+        (pipeline.broker.depth(".events").await == Some(0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_delivery_posted_three_times_is_one_row() {
+    let pipeline = Pipeline::start().await;
+    let body = br#"{"type":"sale.completed","order":"A-1"}"#;
+    for _ in 0..3 {
+        assert_eq!(pipeline.post(body, "same-delivery").await, 200);
+    }
+    assert_eq!(pipeline.post(br#"{"type":"marker"}"#, "marker").await, 200);
+    eventually("the marker and the event", Duration::from_secs(30), || async {
+        (pipeline.count().await == 2).then_some(())
+    })
+    .await;
+    let mut connection = pipeline.database.connect().await;
+    let duplicates: u32 = sqlx::query("SELECT duplicates FROM events WHERE delivery_id = 'same-delivery'")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(duplicates, 2);
+}
