@@ -8,54 +8,17 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lapin::BasicProperties;
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use webhook_core::broker::{Outgoing, Publisher};
-use webhook_core::envelope::{CONTENT_TYPE_JSON, format_time};
+use webhook_core::envelope::CONTENT_TYPE_JSON;
+pub use webhook_core::rejection::RejectionRecord;
 
 use crate::metrics::Metrics;
 
 /// Rejection records being published at once, at most.
 pub const MAX_IN_FLIGHT: usize = 64;
-
-/// What is kept about one rejected request.
-#[derive(Debug, Serialize)]
-pub struct RejectionRecord {
-    /// When it was received (RFC 3339, µs).
-    pub at: String,
-    /// The source named in the path (truncated to 64 characters; may not be configured).
-    pub source: String,
-    /// A bounded reason label, e.g. `signature_mismatch`.
-    pub reason: &'static str,
-    /// The status we answered.
-    pub status: u16,
-    /// The request id of the log line.
-    pub request_id: String,
-    /// The delivery id the request claimed, if any (truncated to 200 bytes).
-    pub delivery_id: Option<String>,
-    /// The peer address.
-    pub remote_addr: Option<String>,
-    /// The declared body length, if any.
-    pub content_length: Option<u64>,
-}
-
-impl RejectionRecord {
-    /// Truncates a caller-supplied string to at most `max` bytes on a character boundary.
-    pub fn bounded(text: &str, max: usize) -> String {
-        let mut end = text.len().min(max);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text[..end].to_owned()
-    }
-
-    /// The time format of the record.
-    pub fn time(at: DateTime<Utc>) -> String {
-        format_time(at)
-    }
-}
 
 /// Publishes rejection records in the background.
 #[derive(Debug, Clone)]

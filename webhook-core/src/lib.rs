@@ -5,6 +5,7 @@
 //! - [`schemes`]: Stripe, Shopify, Slack, Standard Webhooks and generic HMAC schemes.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
+//! - [`rejection`]: the record kept about each rejected request.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
@@ -13,6 +14,7 @@ pub mod broker;
 pub mod config;
 pub mod envelope;
 pub mod payload;
+pub mod rejection;
 pub mod schemes;
 pub mod service;
 pub mod signature;

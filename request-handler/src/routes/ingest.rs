@@ -25,6 +25,8 @@ use crate::error::IngestError;
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
 use crate::rejections::RejectionRecord;
 use crate::sources::{DEFAULT_SOURCE, Locator, Source};
+use webhook_core::envelope::format_time;
+use webhook_core::rejection::bounded;
 
 /// Headers that carry a delivery id, in order of preference.
 const DELIVERY_ID_HEADERS: [&str; 3] = ["X-GitHub-Delivery", "webhook-id", "Idempotency-Key"];
@@ -86,7 +88,7 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
         }
         Err(error) => {
             let reason = error.reason();
-            let shown_source = RejectionRecord::bounded(source_name, MAX_SOURCE_BYTES);
+            let shown_source = bounded(source_name, MAX_SOURCE_BYTES);
             if let IngestError::NotEnqueued(cause) = &error {
                 record(state, source_label, "not_enqueued", reason);
                 log::warn!(
@@ -98,11 +100,11 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                 let delivery_id = DELIVERY_ID_HEADERS
                     .iter()
                     .find_map(|name| headers.get(name))
-                    .map(|id| RejectionRecord::bounded(id, MAX_DELIVERY_ID_BYTES));
+                    .map(|id| bounded(id, MAX_DELIVERY_ID_BYTES));
                 state.rejections.record(&RejectionRecord {
-                    at: RejectionRecord::time(received_at),
+                    at: format_time(received_at),
                     source: shown_source.clone(),
-                    reason,
+                    reason: reason.to_owned(),
                     status: error.status_code().as_u16(),
                     request_id: request_id.clone(),
                     delivery_id,
