@@ -30,15 +30,7 @@ pub fn month_range(from: &str, to: &str) -> Vec<String> {
     months
 }
 
-/// Digits after the decimal point of a currency's minor unit (ISO 4217).
-pub fn minor_digits(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "VND" | "VUV"
-        | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
-}
+pub use webhook_core::money::minor_digits;
 
 /// An amount in minor units as text with thousands separators and the currency code:
 /// `-1,234.50 EUR`.

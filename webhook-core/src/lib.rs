@@ -4,6 +4,7 @@
 //! - [`signature`]: HMAC signature schemes, verified over the raw body in constant time.
 //! - [`schemes`]: Stripe, Shopify, Slack, Standard Webhooks and generic HMAC schemes.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
+//! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
@@ -13,6 +14,7 @@
 pub mod broker;
 pub mod config;
 pub mod envelope;
+pub mod money;
 pub mod payload;
 pub mod rejection;
 pub mod schemes;
