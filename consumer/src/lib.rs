@@ -14,6 +14,7 @@
 //! - `worker`: batches, commits, acks, the retry ladder and dead letters; rides out outages.
 //! - `store`: every SQL statement, and the classification of database errors.
 //! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
+//! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
 //! - [`metrics`]: the Prometheus metrics.
 
@@ -21,6 +22,7 @@ pub mod dlq;
 mod health;
 mod message;
 pub mod metrics;
+mod processors;
 mod retry;
 pub mod settings;
 pub mod startup;

@@ -8,6 +8,9 @@ use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 use webhook_core::envelope::{Envelope, header, header_text};
 
+/// What a dead letter's record says when poison lacks a source or an event type.
+pub(crate) const UNKNOWN: &str = "(unknown)";
+
 /// One delivery of a batch, read.
 #[derive(Debug)]
 pub(crate) struct Message {
@@ -88,6 +91,31 @@ impl Message {
             Content::Event(event) => event.envelope.retry_count,
             Content::Poison { retry_count, .. } => *retry_count,
         }
+    }
+
+    /// Its (source, delivery id, event type) for the record of a dead letter: the envelope's,
+    /// or for poison whatever its headers hold, else `(unknown)`, empty and `(unknown)`.
+    pub(crate) fn identity(&self) -> (String, String, String) {
+        if let Some(event) = self.event() {
+            let envelope = &event.envelope;
+            return (
+                envelope.source.clone(),
+                envelope.delivery_id.clone(),
+                envelope.event_type.clone(),
+            );
+        }
+        let headers = self.properties.headers().as_ref();
+        let text = |name: &str| headers.and_then(|headers| header_text(headers, name));
+        let unknown = || UNKNOWN.to_owned();
+        (
+            text(header::SOURCE).unwrap_or_else(unknown),
+            self.properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default(),
+            text(header::EVENT_TYPE).unwrap_or_else(unknown),
+        )
     }
 
     pub(crate) fn event(&self) -> Option<&Event> {
@@ -227,6 +255,21 @@ mod tests {
             }
             assert_eq!(message.body(), body.as_slice());
         }
+    }
+
+    #[test]
+    fn a_dead_letter_is_identified_by_its_envelope_or_whatever_poison_carries() {
+        assert_eq!(
+            event("stripe", "evt_1").identity(),
+            ("stripe".to_owned(), "evt_1".to_owned(), "push".to_owned())
+        );
+        let bad_body = Message::read("k".to_owned(), envelope("shop", "d-1").properties(), b"{".to_vec());
+        assert_eq!(
+            bad_body.identity(),
+            ("shop".to_owned(), "d-1".to_owned(), "push".to_owned())
+        );
+        let bare = Message::read("k".to_owned(), BasicProperties::default(), b"{}".to_vec());
+        assert_eq!(bare.identity(), (UNKNOWN.to_owned(), String::new(), UNKNOWN.to_owned()));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The consumer's Prometheus metrics, served at `GET /metrics`.
 //!
 //! Label values are bounded: `source` only on stored events (a stored event's source passed
-//! envelope validation), attempts by `MAX_RETRIES` (at most 100), dead-letter reasons by a
-//! fixed set. Nothing read from a poison message becomes a label.
+//! envelope validation), attempts by `MAX_RETRIES` (at most 100), dead-letter reasons and
+//! processing outcomes by fixed sets. Nothing read from a poison message becomes a label.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +32,14 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `webhook_consumer_processed_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `processed` (a sale or refund applied), `ignored` (no processor for its type) or
+    /// `failed` (its processor refused the body: sent down the retry ladder).
+    pub outcome: &'static str,
+}
+
 /// Every metric the consumer exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -45,6 +53,13 @@ pub struct Metrics {
     pub retried: Family<AttemptLabels, Counter>,
     /// Messages published to the dead-letter exchange, by reason.
     pub dead_lettered: Family<ReasonLabels, Counter>,
+    /// Dead letters whose record in `dead_letters` could not be written (the message itself
+    /// is safe in `{P}.dead`).
+    pub dead_letter_records_failed: Counter,
+    /// Events run through their processor, by outcome. `processed` and `ignored` count
+    /// committed events (a redelivery of a stored event runs again, changing nothing);
+    /// `failed` counts each failed attempt.
+    pub processed: Family<OutcomeLabels, Counter>,
     /// Deliveries per batch.
     pub batch_size: Histogram,
     /// Time of one insert transaction, from begin to commit.
@@ -85,6 +100,18 @@ impl Metrics {
             "Messages published to the dead-letter exchange, by reason",
             dead_lettered.clone(),
         );
+        let dead_letter_records_failed = Counter::default();
+        registry.register(
+            "dead_letter_records_failed",
+            "Dead letters that could not be recorded in the dead_letters table (they are still in the dead-letter queue)",
+            dead_letter_records_failed.clone(),
+        );
+        let processed = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "processed",
+            "Events run through their processor, by outcome: processed, ignored or failed",
+            processed.clone(),
+        );
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         registry.register("batch_size", "Deliveries per batch", batch_size.clone());
         let commit_seconds = Histogram::new(exponential_buckets(0.000_5, 2.0, 16));
@@ -119,6 +146,8 @@ impl Metrics {
             duplicates,
             retried,
             dead_lettered,
+            dead_letter_records_failed,
+            processed,
             batch_size,
             commit_seconds,
             ingest_to_store_seconds,
@@ -161,12 +190,19 @@ mod tests {
             .dead_lettered
             .get_or_create(&ReasonLabels { reason: "poison" })
             .inc();
+        for outcome in ["processed", "ignored", "failed"] {
+            metrics.processed.get_or_create(&OutcomeLabels { outcome }).inc();
+        }
         let text = metrics.encode();
         for name in [
             "webhook_consumer_events_stored_total{source=\"stripe\"} 1",
             "webhook_consumer_duplicates_total 0",
             "webhook_consumer_retried_total{attempt=\"1\"} 1",
             "webhook_consumer_dead_lettered_total{reason=\"poison\"} 1",
+            "webhook_consumer_dead_letter_records_failed_total 0",
+            "webhook_consumer_processed_total{outcome=\"processed\"} 1",
+            "webhook_consumer_processed_total{outcome=\"ignored\"} 1",
+            "webhook_consumer_processed_total{outcome=\"failed\"} 1",
             "webhook_consumer_batch_size_count 0",
             "webhook_consumer_commit_seconds_count 0",
             "webhook_consumer_ingest_to_store_seconds_count 0",

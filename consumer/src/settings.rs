@@ -1,12 +1,16 @@
 //! The consumer's settings, read once at start from the environment (or a map in tests).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::mysql::MySqlConnectOptions;
 use webhook_core::broker::BrokerSettings;
 use webhook_core::config::{ConfigError, Url, Vars};
+
+use crate::processors::Mappings;
 
 /// Default `DATABASE_URL`.
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/webhooks";
@@ -35,6 +39,11 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE_MS`, default 10 s: how long the batch in hand gets to be committed and
     /// acked after a stop is requested.
     pub shutdown_grace: Duration,
+    /// `SOURCES_FILE`, optional: the request handler's file of sources, read here for the
+    /// `[source.sales]` mapping of each (sources without one use the canonical format).
+    pub sources_file: Option<PathBuf>,
+    /// The sales mapping of every source, read from `SOURCES_FILE`.
+    pub(crate) sales: Arc<Mappings>,
 }
 
 impl Settings {
@@ -52,6 +61,11 @@ impl Settings {
                 format!("at most PREFETCH ({prefetch}): a batch can never hold more than the broker sends unacked"),
             ));
         }
+        let sources_file = vars.get("SOURCES_FILE").map(PathBuf::from);
+        let sales = match &sources_file {
+            Some(path) => Mappings::from_file(path)?,
+            None => Mappings::default(),
+        };
         Ok(Self {
             broker,
             database_url,
@@ -62,6 +76,8 @@ impl Settings {
             max_retries: u32::try_from(vars.integer("MAX_RETRIES", 5, 0, 100, "retries")?).unwrap_or(u32::MAX),
             db_pool_size: u32::try_from(vars.integer("DB_POOL_SIZE", 4, 1, 100, "connections")?).unwrap_or(u32::MAX),
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
+            sources_file,
+            sales: Arc::new(sales),
         })
     }
 
@@ -135,6 +151,36 @@ mod tests {
         assert_eq!(settings.db_pool_size, 4);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(10));
         assert_eq!(settings.broker.topology.prefix(), "webhooks");
+        assert_eq!(settings.sources_file, None);
+        assert_eq!(settings.sales.summary(), "every source canonical");
+    }
+
+    #[test]
+    fn sources_file_gives_sources_their_sales_mapping_and_a_bad_one_is_one_line() {
+        let dir = std::env::temp_dir().join(format!("consumer-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecret_env = [\"SHOP_SECRET\"]\n[source.sales]\npreset = \"shopify\"\n",
+        )
+        .unwrap();
+        let settings = read(&[("SOURCES_FILE", good.to_str().unwrap())]).unwrap();
+        assert_eq!(settings.sources_file.as_deref(), Some(good.as_path()));
+        assert_eq!(settings.sales.summary(), "shop=shopify (others canonical)");
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(
+            &bad,
+            "[[source]]\nname = \"shop\"\nscheme = \"shopify\"\n[source.sales]\npreset = \"shopify\"\namount_unit = \"cents\"\n",
+        )
+        .unwrap();
+        let line = error_line(&[("SOURCES_FILE", bad.to_str().unwrap())]);
+        assert!(
+            line.starts_with(&format!("invalid configuration: SOURCES_FILE={:?}: expected a valid sources file: source \"shop\": field `sales.amount_unit`", bad.display().to_string())),
+            "{line}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The database: creating it, migrating it, and inserting a batch of events in one
-//! transaction. SQL lives here and nowhere else.
+//! The database: creating it, migrating it, inserting a batch of events with what they
+//! trigger (sales and refunds) in one transaction, and recording dead letters. SQL lives here
+//! and nowhere else.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, QueryBuilder};
 
+use crate::processors::{Kind, SaleChange};
 use crate::settings::Settings;
 
 /// The migrations in `migrations/`, embedded at compile time.
@@ -23,10 +25,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bound values per row of the insert.
-const BINDS_PER_ROW: usize = 8;
+const BINDS_PER_ROW: usize = 9;
 
 /// Rows per statement: MySQL allows at most 65,535 placeholders in one statement.
 const MAX_ROWS_PER_STATEMENT: usize = 65_535 / BINDS_PER_ROW;
+
+/// Bound values per row of the sales upsert.
+const SALE_BINDS_PER_ROW: usize = 9;
+/// Sale changes per upsert statement (small rows: placeholders are the only limit).
+const MAX_SALES_PER_STATEMENT: usize = 1000;
+const _: () = assert!(MAX_SALES_PER_STATEMENT * SALE_BINDS_PER_ROW <= 65_535);
 
 /// Creates the database named in `DATABASE_URL` if it does not exist, then applies every
 /// pending migration. Safe to run from several processes at once: a lost race to create the
@@ -87,9 +95,26 @@ pub(crate) struct EventRow<'a> {
     pub(crate) retry_count: u32,
     /// Further copies of this event in the same batch: stored as its `duplicates`.
     pub(crate) copies: u32,
+    /// What its processor made of it: a sale or refund to apply (status `processed`), or
+    /// nothing (status `ignored`).
+    pub(crate) sale: Option<&'a SaleChange>,
 }
 
+/// `events.status` of an event stored with a sale or refund applied.
+pub(crate) const STATUS_PROCESSED: &str = "processed";
+/// `events.status` of an event no processor matched.
+pub(crate) const STATUS_IGNORED: &str = "ignored";
+
 impl EventRow<'_> {
+    /// Its `events.status`.
+    pub(crate) fn status(&self) -> &'static str {
+        if self.sale.is_some() {
+            STATUS_PROCESSED
+        } else {
+            STATUS_IGNORED
+        }
+    }
+
     fn bound_bytes(&self) -> usize {
         self.source.len() + self.delivery_id.len() + self.event_type.len() + self.body.len() + 64 + 64
     }
@@ -172,8 +197,10 @@ pub(crate) fn classify_code(number: u16, sqlstate: Option<&str>) -> Class {
     }
 }
 
-/// Inserts `rows` in one transaction and commits. A row whose (source, delivery id) is already
-/// stored is not changed except for `duplicates`, which goes up by one plus its `copies`.
+/// Inserts `rows` in one transaction with the sales and refunds they carry, and commits. A row
+/// whose (source, delivery id) is already stored is not changed except for `duplicates`, which
+/// goes up by one plus its `copies`; its sale or refund is applied again, which changes nothing
+/// (see [`upsert_sales`]).
 ///
 /// `rows` must be sorted by source (as [`crate::message::unique_events`] sorts them): each
 /// statement holds one source, so the new rows per source are exact.
@@ -182,7 +209,7 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
     let mut transaction = pool.begin().await?;
     for statement in statements(rows) {
         let mut builder = QueryBuilder::<MySql>::new(
-            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, received_at, stored_at, retry_count, duplicates) ",
+            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, received_at, stored_at, retry_count, duplicates, status, processed_at) ",
         );
         builder.push_values(statement, |mut values, row| {
             values
@@ -194,7 +221,9 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
                 .push_bind(row.received_at.naive_utc())
                 .push("UTC_TIMESTAMP(6)")
                 .push_bind(row.retry_count)
-                .push_bind(row.copies);
+                .push_bind(row.copies)
+                .push_bind(row.status())
+                .push("UTC_TIMESTAMP(6)");
         });
         // VALUES(col) rather than MySQL 8's row alias: MariaDB has no row alias.
         builder.push(" ON DUPLICATE KEY UPDATE duplicates = duplicates + VALUES(duplicates) + 1");
@@ -207,8 +236,142 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
             _ => inserted.new_by_source.push((source, new)),
         }
     }
+    let mut sales: Vec<SaleRow<'_>> = rows
+        .iter()
+        .filter_map(|row| {
+            row.sale.map(|change| SaleRow {
+                source: row.source,
+                event_id: row.delivery_id,
+                change,
+            })
+        })
+        .collect();
+    // One order of locks for every consumer.
+    sales.sort_by(|a, b| (a.source, &a.change.order_id).cmp(&(b.source, &b.change.order_id)));
+    for chunk in sales.chunks(MAX_SALES_PER_STATEMENT) {
+        upsert_sales(&mut transaction, chunk).await?;
+    }
     transaction.commit().await?;
     Ok(inserted)
+}
+
+/// A sale or refund with the event it came from.
+#[derive(Debug, Clone, Copy)]
+struct SaleRow<'a> {
+    source: &'a str,
+    /// The event's delivery id (`sale_event_id` / `refund_event_id`).
+    event_id: &'a str,
+    change: &'a SaleChange,
+}
+
+/// Applies sales and refunds to `sales`, one row per (source, order id).
+///
+/// Vendors do not guarantee order, so each half of a row (the sale: `amount_minor`,
+/// `sale_event_id`, `sold_at`; the refund: `refunded_minor`, `refund_event_id`, `refunded_at`)
+/// keeps the latest event by (time, amount, event id): a change replaces it only when not
+/// older. The amount breaks ties of time because a refund's amount is the order's refunded
+/// total, which only grows; the event id makes the order total. So the row ends the same
+/// whatever order the events arrive in, and applying one twice changes nothing. A refund
+/// before any sale creates the row with amount 0 and no `sold_at`. The currency is the first
+/// event's.
+///
+/// MySQL and MariaDB evaluate `ON DUPLICATE KEY UPDATE` assignments left to right, each seeing
+/// the columns already assigned. So each half assigns its least significant column first and
+/// its time last: once the event id is replaced, the comparison still holds on (time, amount);
+/// once the amount is, on time alone.
+async fn upsert_sales(transaction: &mut sqlx::Transaction<'_, MySql>, rows: &[SaleRow<'_>]) -> Result<(), StoreError> {
+    const SALE_IS_NEWER: &str = "VALUES(sold_at) IS NOT NULL AND (sold_at IS NULL OR \
+         (VALUES(sold_at), VALUES(amount_minor), VALUES(sale_event_id)) >= (sold_at, amount_minor, sale_event_id))";
+    const REFUND_IS_NEWER: &str = "VALUES(refunded_at) IS NOT NULL AND (refunded_at IS NULL OR \
+         (VALUES(refunded_at), VALUES(refunded_minor), VALUES(refund_event_id)) >= (refunded_at, refunded_minor, refund_event_id))";
+    let mut builder = QueryBuilder::<MySql>::new(
+        "INSERT INTO sales (source, order_id, currency, amount_minor, sold_at, sale_event_id, \
+         refunded_minor, refunded_at, refund_event_id, updated_at) ",
+    );
+    builder.push_values(rows, |mut values, row| {
+        let change = row.change;
+        let at = Some(change.at.naive_utc());
+        let (sale, refund) = match change.kind {
+            Kind::Sale => ((change.amount_minor, at, Some(row.event_id)), (0, None, None)),
+            Kind::Refund => ((0, None, None), (change.amount_minor, at, Some(row.event_id))),
+        };
+        values
+            .push_bind(row.source)
+            .push_bind(change.order_id.as_str())
+            .push_bind(change.currency.as_str())
+            .push_bind(sale.0)
+            .push_bind(sale.1)
+            .push_bind(sale.2)
+            .push_bind(refund.0)
+            .push_bind(refund.1)
+            .push_bind(refund.2)
+            .push("UTC_TIMESTAMP(6)");
+    });
+    builder.push(" ON DUPLICATE KEY UPDATE ");
+    for (column, newer) in [
+        ("sale_event_id", SALE_IS_NEWER),
+        ("amount_minor", SALE_IS_NEWER),
+        ("sold_at", SALE_IS_NEWER),
+        ("refund_event_id", REFUND_IS_NEWER),
+        ("refunded_minor", REFUND_IS_NEWER),
+        ("refunded_at", REFUND_IS_NEWER),
+    ] {
+        builder.push(format_args!("{column} = IF({newer}, VALUES({column}), {column}), "));
+    }
+    builder.push("updated_at = UTC_TIMESTAMP(6)");
+    builder.build().execute(&mut **transaction).await?;
+    Ok(())
+}
+
+/// A record of one message sent to the dead-letter exchange.
+#[derive(Debug, Clone)]
+pub(crate) struct DeadLetterRow<'a> {
+    /// Its source, or `(unknown)` when poison lacks one.
+    pub(crate) source: String,
+    /// Its delivery id, or empty.
+    pub(crate) delivery_id: String,
+    /// Its event type, or `(unknown)`.
+    pub(crate) event_type: String,
+    /// `poison` or `retries_exhausted`.
+    pub(crate) reason: &'static str,
+    /// The `error` header it was dead-lettered with.
+    pub(crate) error: &'a str,
+    pub(crate) retry_count: u32,
+}
+
+/// Longest `dead_letters.error` kept, in characters (the column is TEXT: 65,535 bytes).
+const MAX_DEAD_LETTER_ERROR_CHARS: usize = 4000;
+
+/// Records dead letters in `dead_letters`, each value cut to its column's size (poison can
+/// carry anything in its headers).
+pub(crate) async fn insert_dead_letters(pool: &MySqlPool, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Six values per row: far below the placeholder limit for any batch (at most 5,000).
+    let mut builder = QueryBuilder::<MySql>::new(
+        "INSERT INTO dead_letters (source, delivery_id, event_type, reason, error, retry_count, dead_lettered_at) ",
+    );
+    builder.push_values(rows, |mut values, row| {
+        values
+            .push_bind(truncate_chars(&row.source, 64))
+            .push_bind(truncate_chars(&row.delivery_id, 200))
+            .push_bind(truncate_chars(&row.event_type, 128))
+            .push_bind(row.reason)
+            .push_bind(truncate_chars(row.error, MAX_DEAD_LETTER_ERROR_CHARS))
+            .push_bind(row.retry_count)
+            .push("UTC_TIMESTAMP(6)");
+    });
+    builder.build().execute(pool).await?;
+    Ok(())
+}
+
+/// The first `max` characters of `text` (MySQL sizes `VARCHAR(n)` in characters).
+fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
 }
 
 /// Rows affected by `INSERT … ON DUPLICATE KEY UPDATE` count 1 per new row and 2 per existing
@@ -258,6 +421,7 @@ mod tests {
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
+            sale: None,
         }
     }
 
@@ -400,6 +564,7 @@ mod tests {
             received_at: Utc::now(),
             retry_count: 0,
             copies,
+            sale: None,
         };
         let first = [row("a", "1", 0), row("a", "2", 0), row("b", "1", 2)];
         let inserted = insert_events(&pool, &first).await.unwrap();
@@ -455,12 +620,277 @@ mod tests {
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
+            sale: None,
         };
         let error = insert_events(&pool, &[row]).await.unwrap_err();
         assert!(
             matches!(&error, StoreError::Refused(text) if text.contains("no_x")),
             "{error:?}"
         );
+        pool.close().await;
+    }
+
+    fn change(order_id: &str, kind: Kind, amount_minor: i64, at: &str) -> SaleChange {
+        SaleChange {
+            order_id: order_id.to_owned(),
+            currency: "EUR".to_owned(),
+            amount_minor,
+            at: DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc),
+            kind,
+        }
+    }
+
+    fn event_row<'a>(delivery_id: &'a str, sale: Option<&'a SaleChange>) -> EventRow<'a> {
+        EventRow {
+            source: "shop",
+            delivery_id,
+            event_type: "t",
+            body: "{}",
+            body_sha256: "",
+            received_at: Utc::now(),
+            retry_count: 0,
+            copies: 0,
+            sale,
+        }
+    }
+
+    /// (amount_minor, sold_at, sale_event_id, refunded_minor, refunded_at, refund_event_id, currency)
+    type SaleState = (
+        i64,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+
+    async fn sale_state(pool: &MySqlPool, order_id: &str) -> Option<SaleState> {
+        sqlx::query_as(
+            "SELECT amount_minor, DATE_FORMAT(sold_at, '%Y-%m-%d %H:%i:%s.%f'), sale_event_id, refunded_minor, \
+             DATE_FORMAT(refunded_at, '%Y-%m-%d %H:%i:%s.%f'), refund_event_id, currency \
+             FROM sales WHERE source = 'shop' AND order_id = ?",
+        )
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    }
+
+    fn state(sale: Option<(i64, &str, &str)>, refund: Option<(i64, &str, &str)>) -> SaleState {
+        let (amount, sold_at, sale_id) = match sale {
+            Some((amount, at, id)) => (amount, Some(at.to_owned()), Some(id.to_owned())),
+            None => (0, None, None),
+        };
+        let (refunded, refunded_at, refund_id) = match refund {
+            Some((amount, at, id)) => (amount, Some(at.to_owned()), Some(id.to_owned())),
+            None => (0, None, None),
+        };
+        (
+            amount,
+            sold_at,
+            sale_id,
+            refunded,
+            refunded_at,
+            refund_id,
+            "EUR".to_owned(),
+        )
+    }
+
+    /// Every order of arrival of two sales, two refunds and a refund tied in time with a
+    /// smaller total, one transaction each, ends in the same row: the newest sale and the
+    /// newest (then largest) refunded total. (Assigning a time column before the columns
+    /// compared after it fails this test.)
+    #[tokio::test]
+    async fn sales_keep_the_newest_state_whatever_order_the_events_arrive_in() {
+        let (_database, pool) = migrated_pool().await;
+        let events = [
+            ("sale-old", Kind::Sale, 1000, "2026-01-10T10:00:00Z"),
+            // Newer but smaller: the time decides, not the amount.
+            ("sale-new", Kind::Sale, 900, "2026-01-10T11:00:00.000001Z"),
+            ("refund-old", Kind::Refund, 300, "2026-02-01T00:00:00Z"),
+            ("refund-new", Kind::Refund, 500, "2026-03-01T00:00:00Z"),
+            ("refund-tie", Kind::Refund, 400, "2026-03-01T00:00:00Z"),
+        ];
+        let mut orders = Vec::new();
+        permutations(&mut (0..events.len()).collect(), 0, &mut orders);
+        assert_eq!(orders.len(), 120);
+        for (n, order) in orders.iter().enumerate() {
+            let order_id = format!("o-{n}");
+            for &index in order {
+                let (id, kind, amount, at) = events[index];
+                let sale = change(&order_id, kind, amount, at);
+                let delivery_id = format!("{order_id}-{id}");
+                insert_events(&pool, &[event_row(&delivery_id, Some(&sale))])
+                    .await
+                    .unwrap();
+            }
+        }
+        for (n, order) in orders.iter().enumerate() {
+            let order_id = format!("o-{n}");
+            let expected = state(
+                Some((900, "2026-01-10 11:00:00.000001", &format!("{order_id}-sale-new"))),
+                Some((500, "2026-03-01 00:00:00.000000", &format!("{order_id}-refund-new"))),
+            );
+            assert_eq!(
+                sale_state(&pool, &order_id).await,
+                Some(expected),
+                "arrival order {order:?}"
+            );
+        }
+        pool.close().await;
+    }
+
+    fn permutations(items: &mut Vec<usize>, from: usize, out: &mut Vec<Vec<usize>>) {
+        if from == items.len() {
+            out.push(items.clone());
+            return;
+        }
+        for index in from..items.len() {
+            items.swap(from, index);
+            permutations(items, from + 1, out);
+            items.swap(from, index);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refund_before_the_sale_creates_the_row_with_amount_zero_and_the_sale_fills_it_in() {
+        let (_database, pool) = migrated_pool().await;
+        let refund = change("o", Kind::Refund, 250, "2026-05-02T00:00:00Z");
+        insert_events(&pool, &[event_row("r", Some(&refund))]).await.unwrap();
+        assert_eq!(
+            sale_state(&pool, "o").await,
+            Some(state(None, Some((250, "2026-05-02 00:00:00.000000", "r"))))
+        );
+        // The sale, and a copy of the refund delivered again: harmless.
+        let sale = change("o", Kind::Sale, 1000, "2026-05-01T00:00:00Z");
+        insert_events(&pool, &[event_row("r", Some(&refund)), event_row("s", Some(&sale))])
+            .await
+            .unwrap();
+        assert_eq!(
+            sale_state(&pool, "o").await,
+            Some(state(
+                Some((1000, "2026-05-01 00:00:00.000000", "s")),
+                Some((250, "2026-05-02 00:00:00.000000", "r"))
+            ))
+        );
+        // The currency is the first event's.
+        let mut other = change("o", Kind::Sale, 1000, "2026-05-03T00:00:00Z");
+        other.currency = "USD".to_owned();
+        insert_events(&pool, &[event_row("s2", Some(&other))]).await.unwrap();
+        assert_eq!(sale_state(&pool, "o").await.unwrap().6, "EUR");
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn events_are_stored_processed_or_ignored_at_once() {
+        let (_database, pool) = migrated_pool().await;
+        let sale = change("o", Kind::Sale, 1, "2026-05-01T00:00:00Z");
+        insert_events(&pool, &[event_row("a", Some(&sale)), event_row("b", None)])
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT delivery_id, status, processed_at IS NOT NULL AND processed_at <= UTC_TIMESTAMP(6), error \
+             FROM events ORDER BY delivery_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("a".to_owned(), "processed".to_owned(), true, None),
+                ("b".to_owned(), "ignored".to_owned(), true, None)
+            ]
+        );
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_event_and_its_sale_commit_together_or_not_at_all() {
+        let (_database, pool) = migrated_pool().await;
+        sqlx::query("ALTER TABLE sales ADD CONSTRAINT no_xxx CHECK (currency <> 'XXX')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut sale = change("o", Kind::Sale, 1, "2026-05-01T00:00:00Z");
+        sale.currency = "XXX".to_owned();
+        let error = insert_events(&pool, &[event_row("a", None), event_row("b", Some(&sale))])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Refused(text) if text.contains("no_xxx")),
+            "{error:?}"
+        );
+        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let sales: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sales")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!((events, sales), (0, 0));
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_recorded_cut_to_their_columns() {
+        let (_database, pool) = migrated_pool().await;
+        let long_source = "s".repeat(100);
+        let long_error = "é".repeat(MAX_DEAD_LETTER_ERROR_CHARS + 10);
+        let rows = [
+            DeadLetterRow {
+                source: "shop".to_owned(),
+                delivery_id: "d-1".to_owned(),
+                event_type: "orders/paid".to_owned(),
+                reason: "retries_exhausted",
+                error: "retries exhausted after 5: orders/paid: /total_price is missing",
+                retry_count: 5,
+            },
+            DeadLetterRow {
+                source: long_source,
+                delivery_id: String::new(),
+                event_type: "(unknown)".to_owned(),
+                reason: "poison",
+                error: &long_error,
+                retry_count: 0,
+            },
+        ];
+        insert_dead_letters(&pool, &rows).await.unwrap();
+        insert_dead_letters(&pool, &[]).await.unwrap();
+        let stored: Vec<(String, String, String, String, u32, i64, bool)> = sqlx::query_as(
+            "SELECT source, delivery_id, event_type, reason, retry_count, CAST(CHAR_LENGTH(error) AS SIGNED), \
+             dead_lettered_at <= UTC_TIMESTAMP(6) FROM dead_letters ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            stored,
+            vec![
+                (
+                    "shop".into(),
+                    "d-1".into(),
+                    "orders/paid".into(),
+                    "retries_exhausted".into(),
+                    5,
+                    63,
+                    true
+                ),
+                (
+                    "s".repeat(64),
+                    String::new(),
+                    "(unknown)".into(),
+                    "poison".into(),
+                    0,
+                    4000,
+                    true
+                ),
+            ]
+        );
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
         pool.close().await;
     }
 }

@@ -1,5 +1,6 @@
-//! Deliveries → batch → store → settle: commit, publish retries and dead letters (confirmed),
-//! then one `multiple` ack for the whole batch.
+//! Deliveries → batch → process → store → settle: run each event's processor, commit the
+//! events with the sales they carry, publish retries and dead letters (confirmed), record the
+//! dead letters, then one `multiple` ack for the whole batch.
 //!
 //! The consuming connection is the worker's own and is reopened by the worker itself, never by
 //! lapin's auto-recovery: a batch is acked on the channel it was delivered on or not at all.
@@ -23,10 +24,11 @@ use webhook_core::envelope::republish_properties;
 
 use crate::health::Health;
 use crate::message::{Content, Message, UniqueEvent, unique_events};
-use crate::metrics::{AttemptLabels, Metrics, ReasonLabels, SourceLabels};
+use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, ReasonLabels, SourceLabels};
+use crate::processors::{self, Outcome, SaleChange};
 use crate::retry::{self, Decision};
 use crate::settings::Settings;
-use crate::store::{self, EventRow, StoreError};
+use crate::store::{self, DeadLetterRow, EventRow, StoreError};
 
 /// How long opening the consuming connection (connect, channel, topology, qos, consume) may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,6 +39,9 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// While holding a batch, how often the worker checks that its channel is still open.
 const HOLD_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How long recording a batch's dead letters in `dead_letters` may take. It is tried once: the
+/// messages are safe in `{P}.dead` already, and the ack must not wait on a database outage.
+const DEAD_LETTER_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything the worker needs; built by [`crate::Application`].
 pub(crate) struct Worker {
@@ -65,14 +70,26 @@ struct Abandoned(String);
 struct Tally {
     stored: u64,
     duplicates: u64,
+    processed: u64,
+    ignored: u64,
+    failed: u64,
     retried: u64,
     dead_lettered: u64,
+}
+
+/// A unique event of the batch and what its processor made of it.
+#[derive(Debug)]
+struct Processed {
+    entry: UniqueEvent,
+    /// The sale or refund it carries, if any (else it is `ignored`).
+    sale: Option<SaleChange>,
 }
 
 impl Worker {
     /// Consumes until shutdown, reconnecting with backoff for as long as it takes.
     pub(crate) async fn run(self) {
         let name = format!("consumer-{}", std::process::id());
+        log::info!("sales processors: {}", self.settings.sales.summary());
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !self.shutdown.is_cancelled() {
             let opened = tokio::select! {
@@ -212,9 +229,10 @@ impl Worker {
         }
     }
 
-    /// Stores the events of a batch, sends what failed on its own down the retry ladder or to
-    /// the dead-letter exchange (confirmed), then acks the whole batch with one `multiple` ack
-    /// on its last delivery. Nothing is acked unless all of that succeeded.
+    /// Runs the processors and stores the events of a batch, sends what failed on its own down
+    /// the retry ladder or to the dead-letter exchange (confirmed), records the dead letters,
+    /// then acks the whole batch with one `multiple` ack on its last delivery. Nothing is acked
+    /// unless all of that succeeded (except the record of the dead letters: best effort).
     async fn settle(&self, channel: &Channel, deliveries: Vec<lapin::message::Delivery>) -> Result<(), Abandoned> {
         let started = Instant::now();
         let Some(last) = deliveries.last().map(|delivery| delivery.acker.clone()) else {
@@ -226,10 +244,11 @@ impl Worker {
             .into_iter()
             .map(|delivery| Message::read(delivery.routing_key.to_string(), delivery.properties, delivery.data))
             .collect();
-        let unique = unique_events(&messages);
         let mut tally = Tally::default();
-
-        let refused = self.store(channel, &messages, &unique, &mut tally).await?;
+        // A processor error is a failure of that message alone: it is never inserted, so it
+        // neither blocks nor rolls back the rest of the batch.
+        let (processed, mut refused) = self.process(&messages, unique_events(&messages), &mut tally);
+        refused.extend(self.store(channel, &messages, &processed, &mut tally).await?);
 
         let mut decisions: Vec<(usize, Decision)> = messages
             .iter()
@@ -251,6 +270,7 @@ impl Worker {
                 Decision::DeadLetter { .. } => tally.dead_lettered += 1,
             }
         }
+        self.record_dead_letters(&messages, &decisions).await;
 
         match last.ack(BasicAckOptions { multiple: true }).await {
             Ok(true) => {}
@@ -258,14 +278,63 @@ impl Worker {
             Err(error) => return Err(Abandoned(format!("ack failed: {error}"))),
         }
         log::debug!(
-            "batch settled: size={size} stored={} duplicates={} retried={} dead_lettered={} ms={}",
+            "batch settled: size={size} stored={} duplicates={} processed={} ignored={} failed={} retried={} dead_lettered={} ms={}",
             tally.stored,
             tally.duplicates,
+            tally.processed,
+            tally.ignored,
+            tally.failed,
             tally.retried,
             tally.dead_lettered,
             started.elapsed().as_millis()
         );
         Ok(())
+    }
+
+    /// Runs each unique event's processor (chosen by its source and event type). Returns the
+    /// events to store with what they carry, and the messages whose body their processor
+    /// refused, with its error: those go down the retry ladder and are not stored.
+    fn process(
+        &self,
+        messages: &[Message],
+        unique: Vec<UniqueEvent>,
+        tally: &mut Tally,
+    ) -> (Vec<Processed>, Vec<(usize, String)>) {
+        let mut processed = Vec::with_capacity(unique.len());
+        let mut failed = Vec::new();
+        for entry in unique {
+            let Some(event) = messages[entry.index].event() else {
+                continue;
+            };
+            let envelope = &event.envelope;
+            let mapping = self.settings.sales.get(&envelope.source);
+            match processors::process(mapping, &envelope.event_type, &event.body) {
+                Ok(Outcome::Ignored) => processed.push(Processed { entry, sale: None }),
+                Ok(Outcome::Sale(change)) => processed.push(Processed {
+                    entry,
+                    sale: Some(change),
+                }),
+                Err(error) => {
+                    log::warn!(
+                        "event refused by its processor: source={} delivery_id={:?} retry_count={} error=\"{error}\"",
+                        envelope.source,
+                        envelope.delivery_id,
+                        envelope.retry_count
+                    );
+                    self.metrics
+                        .processed
+                        .get_or_create(&OutcomeLabels { outcome: "failed" })
+                        .inc();
+                    tally.failed += 1;
+                    // Its copies in this batch are acked with it, as duplicates.
+                    let copies = entry.copies.len() as u64;
+                    self.metrics.duplicates.inc_by(copies);
+                    tally.duplicates += copies;
+                    failed.push((entry.index, error.to_string()));
+                }
+            }
+        }
+        (processed, failed)
     }
 
     /// Inserts the batch's events, holding on while the database is unavailable. Returns the
@@ -278,7 +347,7 @@ impl Worker {
         &self,
         channel: &Channel,
         messages: &[Message],
-        unique: &[UniqueEvent],
+        unique: &[Processed],
         tally: &mut Tally,
     ) -> Result<Vec<(usize, String)>, Abandoned> {
         let mut refused = Vec::new();
@@ -319,7 +388,7 @@ impl Worker {
                             .inc_by(*new);
                         tally.stored += new;
                     }
-                    let copies: u64 = unique[range].iter().map(|entry| entry.copies.len() as u64).sum();
+                    let copies: u64 = unique[range].iter().map(|one| one.entry.copies.len() as u64).sum();
                     let duplicates = inserted.already_stored + copies;
                     self.metrics.duplicates.inc_by(duplicates);
                     tally.duplicates += duplicates;
@@ -327,6 +396,13 @@ impl Worker {
                     for row in &rows {
                         let latency = (now - row.received_at).to_std().unwrap_or_default();
                         self.metrics.ingest_to_store_seconds.observe(latency.as_secs_f64());
+                        let outcome = row.status();
+                        self.metrics.processed.get_or_create(&OutcomeLabels { outcome }).inc();
+                        if row.sale.is_some() {
+                            tally.processed += 1;
+                        } else {
+                            tally.ignored += 1;
+                        }
                     }
                 }
                 Err(StoreError::Refused(error)) if range.len() > 1 => {
@@ -339,7 +415,7 @@ impl Worker {
                 }
                 Err(StoreError::Refused(error)) => {
                     self.database_answered(outage.attempts());
-                    let entry = &unique[range.start];
+                    let entry = &unique[range.start].entry;
                     if let Some(event) = messages[entry.index].event() {
                         log::warn!(
                             "event refused by the database: source={} delivery_id={:?} retry_count={} error=\"{error}\"",
@@ -453,6 +529,52 @@ impl Worker {
         Ok(())
     }
 
+    /// Records the batch's dead letters in `dead_letters`, once they are confirmed in
+    /// `{P}.dead`. One attempt, bounded: if it fails the batch is acked all the same (the
+    /// messages are safe in `{P}.dead`), and the failure is logged and counted.
+    async fn record_dead_letters(&self, messages: &[Message], decisions: &[(usize, Decision)]) {
+        let rows: Vec<DeadLetterRow<'_>> = decisions
+            .iter()
+            .filter_map(|(index, decision)| match decision {
+                Decision::DeadLetter { reason, error } => {
+                    let message = &messages[*index];
+                    let (source, delivery_id, event_type) = message.identity();
+                    Some(DeadLetterRow {
+                        source,
+                        delivery_id,
+                        event_type,
+                        reason: reason.label(),
+                        error,
+                        retry_count: message.retry_count(),
+                    })
+                }
+                Decision::Retry { .. } => None,
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        let result = tokio::select! {
+            result = tokio::time::timeout(DEAD_LETTER_RECORD_TIMEOUT, store::insert_dead_letters(&self.pool, &rows)) => {
+                result.unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(format!("no answer within {DEAD_LETTER_RECORD_TIMEOUT:?}")))
+                })
+            }
+            () = self.grace_over.cancelled() => {
+                Err(StoreError::Unavailable("the shutdown grace ran out".to_owned()))
+            }
+        };
+        // Readiness is left to the event path, which keeps trying until the database answers.
+        if let Err(error) = result {
+            self.metrics.dead_letter_records_failed.inc_by(rows.len() as u64);
+            log::error!(
+                "dead letters not recorded in dead_letters (they are in {}): count={} error=\"{error}\"",
+                self.settings.broker.topology.dead_queue(),
+                rows.len()
+            );
+        }
+    }
+
     /// Waits `delay` before trying the batch in hand again; gives the batch up if its channel
     /// closes (the broker redelivers it) or the shutdown grace runs out.
     async fn hold(&self, channel: &Channel, delay: Duration) -> Result<(), Abandoned> {
@@ -476,7 +598,8 @@ impl Worker {
 }
 
 /// The row for one unique event.
-fn row<'m>(messages: &'m [Message], entry: &UniqueEvent) -> Option<EventRow<'m>> {
+fn row<'m>(messages: &'m [Message], processed: &'m Processed) -> Option<EventRow<'m>> {
+    let entry = &processed.entry;
     let event = messages[entry.index].event()?;
     Some(EventRow {
         source: &event.envelope.source,
@@ -487,6 +610,7 @@ fn row<'m>(messages: &'m [Message], entry: &UniqueEvent) -> Option<EventRow<'m>>
         received_at: event.envelope.received_at,
         retry_count: event.envelope.retry_count,
         copies: u32::try_from(entry.copies.len()).unwrap_or(u32::MAX),
+        sale: processed.sale.as_ref(),
     })
 }
 

@@ -175,6 +175,10 @@ struct Entry {
     prefix: Option<String>,
     signed: Option<String>,
     timestamp_header: Option<String>,
+    /// `[source.sales]`: the consumer's sales mapping, checked by the consumer.
+    #[serde(default)]
+    #[expect(dead_code, reason = "read by the consumer, not the handler")]
+    sales: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -479,6 +483,18 @@ mod tests {
             assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
             assert!(!error.contains('\n'), "{error:?}");
         }
+    }
+
+    #[test]
+    fn a_sales_table_for_the_consumer_is_accepted_and_ignored() {
+        let sources = parse(
+            "[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecrets = [\"s\"]\n\
+             [source.sales]\npreset = \"shopify\"\namount_unit = \"major\"\noccurred_at = [\"/processed_at\", \"/created_at\"]\n\n\
+             [[source]]\nname = \"pay\"\nscheme = \"stripe\"\nsecrets = [\"s\"]\n",
+        )
+        .unwrap();
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources.get("shop").unwrap().scheme, Scheme::Shopify);
     }
 
     #[test]

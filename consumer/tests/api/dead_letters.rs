@@ -55,6 +55,46 @@ async fn poison_is_dead_lettered_with_an_error_and_later_events_are_still_stored
             .await,
         2.0
     );
+
+    // Each is recorded in dead_letters with what its envelope or headers said.
+    let records = testkit::eventually("two dead letter records", SOON, || async {
+        let records = services.dead_letter_rows().await;
+        (records.len() == 2).then_some(records)
+    })
+    .await;
+    let mut records: Vec<(String, String, String, String, String, u32)> = records
+        .into_iter()
+        .map(|r| (r.source, r.delivery_id, r.event_type, r.reason, r.error, r.retry_count))
+        .collect();
+    records.sort();
+    assert_eq!(
+        records[0],
+        (
+            "(unknown)".to_owned(),
+            String::new(),
+            "(unknown)".to_owned(),
+            "poison".to_owned(),
+            "poison: missing headers".to_owned(),
+            0
+        )
+    );
+    assert_eq!(
+        (
+            &records[1].0[..],
+            &records[1].1[..],
+            &records[1].2[..],
+            &records[1].3[..]
+        ),
+        ("shop", "broken-body", "order", "poison")
+    );
+    assert!(
+        records[1].4.starts_with("poison: body is not valid JSON"),
+        "{records:?}"
+    );
+    assert_eq!(
+        app.metric("webhook_consumer_dead_letter_records_failed_total").await,
+        0.0
+    );
     app.stop().await;
     assert_eq!(services.broker.depth(".events").await, Some(0));
     sender.close().await;

@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
@@ -69,6 +70,119 @@ impl Services {
         let mut connection = self.database.connect().await;
         sqlx::query(statement).execute(&mut connection).await.unwrap();
     }
+}
+
+/// A `SOURCES_FILE` in a directory of its own, removed when dropped.
+pub(crate) struct SourcesFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl SourcesFile {
+    pub(crate) fn new(text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("consumer-test-{}", testkit::unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sources.toml");
+        std::fs::write(&path, text).unwrap();
+        Self { dir, path }
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for SourcesFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Services {
+    /// Every row of `sales`, ordered by (source, order id).
+    pub(crate) async fn sales(&self) -> Vec<SaleRow> {
+        let mut connection = self.database.connect().await;
+        sqlx::query_as(
+            "SELECT source, order_id, currency, amount_minor, sold_at, sale_event_id, refunded_minor, refunded_at, \
+             refund_event_id FROM sales ORDER BY source, order_id",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    }
+
+    /// Every row of the `sales_per_month` view, ordered by (source, month, currency).
+    pub(crate) async fn sales_per_month(&self) -> Vec<MonthRow> {
+        let mut connection = self.database.connect().await;
+        sqlx::query_as(
+            "SELECT source, month, currency, CAST(orders AS SIGNED) AS orders, CAST(gross_minor AS SIGNED) AS gross_minor, \
+             CAST(refunded_minor AS SIGNED) AS refunded_minor, CAST(net_minor AS SIGNED) AS net_minor \
+             FROM sales_per_month ORDER BY source, month, currency",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    }
+
+    /// (source, delivery id, status, processed_at is set) of every event.
+    pub(crate) async fn statuses(&self) -> Vec<(String, String, String, bool)> {
+        let mut connection = self.database.connect().await;
+        sqlx::query_as(
+            "SELECT source, delivery_id, status, processed_at IS NOT NULL FROM events ORDER BY source, delivery_id",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    }
+
+    /// Every row of `dead_letters`, oldest first.
+    pub(crate) async fn dead_letter_rows(&self) -> Vec<DeadLetterRow> {
+        let mut connection = self.database.connect().await;
+        sqlx::query_as(
+            "SELECT source, delivery_id, event_type, reason, error, retry_count, dead_lettered_at FROM dead_letters ORDER BY id",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    }
+}
+
+/// A row of `sales`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct SaleRow {
+    pub(crate) source: String,
+    pub(crate) order_id: String,
+    pub(crate) currency: String,
+    pub(crate) amount_minor: i64,
+    pub(crate) sold_at: Option<NaiveDateTime>,
+    pub(crate) sale_event_id: Option<String>,
+    pub(crate) refunded_minor: i64,
+    pub(crate) refunded_at: Option<NaiveDateTime>,
+    pub(crate) refund_event_id: Option<String>,
+}
+
+/// A row of `sales_per_month`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct MonthRow {
+    pub(crate) source: String,
+    pub(crate) month: String,
+    pub(crate) currency: String,
+    pub(crate) orders: i64,
+    pub(crate) gross_minor: i64,
+    pub(crate) refunded_minor: i64,
+    pub(crate) net_minor: i64,
+}
+
+/// A row of `dead_letters`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct DeadLetterRow {
+    pub(crate) source: String,
+    pub(crate) delivery_id: String,
+    pub(crate) event_type: String,
+    pub(crate) reason: String,
+    pub(crate) error: String,
+    pub(crate) retry_count: u32,
+    pub(crate) dead_lettered_at: NaiveDateTime,
 }
 
 /// A row of `events`.

@@ -1,6 +1,7 @@
 //! The consumer's contract against the real RabbitMQ and MariaDB/MySQL: events stored once,
-//! acked only after the commit, poison and refused rows dead-lettered, outages ridden out,
-//! dead letters listed and replayed.
+//! acked only after the commit, sales and refunds applied with them, poison, refused rows and
+//! malformed sales dead-lettered and recorded, outages ridden out, dead letters listed and
+//! replayed.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,4 +9,5 @@ mod dead_letters;
 mod dlq;
 mod helpers;
 mod outage;
+mod sales;
 mod storing;

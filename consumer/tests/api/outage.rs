@@ -1,8 +1,9 @@
 use std::time::{Duration, Instant};
 
+use lapin::BasicProperties;
 use testkit::TcpProxy;
 
-use crate::helpers::{Services, TestApp, envelope};
+use crate::helpers::{SOON, Services, TestApp, envelope};
 
 /// `host:port` of the test database server.
 fn database_server_addr() -> String {
@@ -104,5 +105,32 @@ async fn stopping_while_the_database_is_down_leaves_the_held_batch_to_the_broker
     assert!(rows.iter().all(|row| row.duplicates == 0));
     app.stop().await;
     assert_eq!(services.broker.depth(".events").await, Some(0));
+    sender.close().await;
+}
+
+#[tokio::test]
+async fn a_dead_letter_is_acked_even_when_the_database_cannot_record_it() {
+    let services = Services::new();
+    let proxy = TcpProxy::start(&database_server_addr()).await;
+    let env = services
+        .env()
+        .with("DATABASE_URL", services.database.url_through(&proxy));
+    let app = TestApp::spawn(&env).await;
+    let sender = services.sender().await;
+
+    proxy.cut();
+    sender
+        .raw("shop.order", BasicProperties::default(), b"no headers, not json")
+        .await;
+    testkit::eventually("the record counted as failed", SOON, || async {
+        (app.metric("webhook_consumer_dead_letter_records_failed_total").await == 1.0).then_some(())
+    })
+    .await;
+    // Safe in the dead-letter queue, and acked.
+    assert_eq!(services.broker.depth(".dead").await, Some(1));
+    proxy.restore();
+    app.stop().await;
+    assert_eq!(services.broker.depth(".events").await, Some(0));
+    assert!(services.dead_letter_rows().await.is_empty());
     sender.close().await;
 }

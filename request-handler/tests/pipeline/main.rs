@@ -103,8 +103,10 @@ async fn a_thousand_concurrent_events_are_each_stored_once_byte_for_byte() {
     let pipeline = Pipeline::start().await;
     let bodies: Vec<(String, Vec<u8>)> = (0..1000)
         .map(|n| {
+            // A canonical sale (the consumer applies it): 100 + n cents in January 2026.
             let body = format!(
-                r#"{{"type":"sale.completed","n":{n},"text":"caf\u00e9 ☕ {n}","pad":"{}"}}"#,
+                r#"{{"type":"sale.completed","occurred_at":"2026-01-15T10:00:00Z","data":{{"order_id":"o-{n}","amount":{},"currency":"EUR"}},"n":{n},"text":"caf\u00e9 ☕ {n}","pad":"{}"}}"#,
+                100 + n,
                 "x".repeat(n % 300)
             );
             (format!("delivery-{n}"), body.into_bytes())
@@ -149,6 +151,29 @@ async fn a_thousand_concurrent_events_are_each_stored_once_byte_for_byte() {
         assert_eq!(row.get::<String, _>("source"), "default");
         assert_eq!(row.get::<String, _>("event_type"), "sale.completed");
     }
+    // Each applied as a sale, with exact sums: 1000 orders of 100 to 1099 cents.
+    let month = sqlx::query(
+        "SELECT source, month, currency, CAST(orders AS SIGNED), CAST(gross_minor AS SIGNED), \
+         CAST(net_minor AS SIGNED) FROM sales_per_month",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    let month: Vec<(String, String, String, i64, i64, i64)> = month
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)))
+        .collect();
+    assert_eq!(
+        month,
+        [(
+            "default".to_owned(),
+            "2026-01".to_owned(),
+            "EUR".to_owned(),
+            1000,
+            599_500,
+            599_500
+        )]
+    );
     // Everything was acked after the commit: nothing is left in the queue.
     eventually("the queue to drain", Duration::from_secs(10), || async {
         (pipeline.broker.depth(".events").await == Some(0)).then_some(())
@@ -159,7 +184,7 @@ async fn a_thousand_concurrent_events_are_each_stored_once_byte_for_byte() {
 #[tokio::test]
 async fn the_same_delivery_posted_three_times_is_one_row() {
     let pipeline = Pipeline::start().await;
-    let body = br#"{"type":"sale.completed","order":"A-1"}"#;
+    let body = br#"{"type":"sale.completed","occurred_at":"2026-01-15T10:00:00Z","data":{"order_id":"A-1","amount":100,"currency":"EUR"}}"#;
     for _ in 0..3 {
         assert_eq!(pipeline.post(body, "same-delivery").await, 200);
     }
@@ -175,4 +200,10 @@ async fn the_same_delivery_posted_three_times_is_one_row() {
         .unwrap()
         .get(0);
     assert_eq!(duplicates, 2);
+    // One sale, counted once.
+    let sales: (i64, i64) = sqlx::query_as("SELECT COUNT(*), CAST(SUM(amount_minor) AS SIGNED) FROM sales")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(sales, (1, 100));
 }
