@@ -15,6 +15,7 @@
 //! - `store`: every SQL statement, and the classification of database errors.
 //! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
+//! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
 //! - [`metrics`]: the Prometheus metrics.
 
@@ -23,6 +24,7 @@ mod health;
 mod message;
 pub mod metrics;
 mod processors;
+mod rejections;
 mod retry;
 pub mod settings;
 pub mod startup;

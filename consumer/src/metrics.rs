@@ -60,6 +60,10 @@ pub struct Metrics {
     /// committed events (a redelivery of a stored event runs again, changing nothing);
     /// `failed` counts each failed attempt.
     pub processed: Family<OutcomeLabels, Counter>,
+    /// Rejection records stored in `rejections`.
+    pub rejections_stored: Counter,
+    /// Rejection records that could not be read, dropped.
+    pub rejections_unreadable: Counter,
     /// Deliveries per batch.
     pub batch_size: Histogram,
     /// Time of one insert transaction, from begin to commit.
@@ -112,6 +116,18 @@ impl Metrics {
             "Events run through their processor, by outcome: processed, ignored or failed",
             processed.clone(),
         );
+        let rejections_stored = Counter::default();
+        registry.register(
+            "rejections_stored",
+            "Rejection records (requests the handler turned away) stored in the rejections table",
+            rejections_stored.clone(),
+        );
+        let rejections_unreadable = Counter::default();
+        registry.register(
+            "rejections_unreadable",
+            "Rejection records that could not be read, dropped",
+            rejections_unreadable.clone(),
+        );
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
         registry.register("batch_size", "Deliveries per batch", batch_size.clone());
         let commit_seconds = Histogram::new(exponential_buckets(0.000_5, 2.0, 16));
@@ -148,6 +164,8 @@ impl Metrics {
             dead_lettered,
             dead_letter_records_failed,
             processed,
+            rejections_stored,
+            rejections_unreadable,
             batch_size,
             commit_seconds,
             ingest_to_store_seconds,
@@ -203,6 +221,8 @@ mod tests {
             "webhook_consumer_processed_total{outcome=\"processed\"} 1",
             "webhook_consumer_processed_total{outcome=\"ignored\"} 1",
             "webhook_consumer_processed_total{outcome=\"failed\"} 1",
+            "webhook_consumer_rejections_stored_total 0",
+            "webhook_consumer_rejections_unreadable_total 0",
             "webhook_consumer_batch_size_count 0",
             "webhook_consumer_commit_seconds_count 0",
             "webhook_consumer_ingest_to_store_seconds_count 0",

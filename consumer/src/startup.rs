@@ -14,6 +14,7 @@ use webhook_core::broker::Publisher;
 
 use crate::health::{self, Health, State};
 use crate::metrics::Metrics;
+use crate::rejections::RejectionReader;
 use crate::settings::Settings;
 use crate::store;
 use crate::worker::Worker;
@@ -116,6 +117,15 @@ impl Application {
                 grace_over.cancel();
             }
         });
+        let rejections = tokio::spawn(
+            RejectionReader {
+                broker: self.settings.broker.clone(),
+                pool: self.pool.clone(),
+                metrics: Arc::clone(&self.metrics),
+                shutdown: self.shutdown.clone(),
+            }
+            .run(),
+        );
         let worker = Worker {
             settings: self.settings,
             pool: self.pool.clone(),
@@ -142,6 +152,11 @@ impl Application {
             }
         };
         timer.abort();
+        // It stops with the shutdown token: at most one batch of diagnostics in hand.
+        self.shutdown.cancel();
+        if tokio::time::timeout(CLOSE_TIMEOUT, rejections).await.is_err() {
+            log::debug!("the rejection log reader did not stop within {CLOSE_TIMEOUT:?}");
+        }
         self.publisher.close().await;
         if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close()).await.is_err() {
             log::debug!("closing the database pool: no answer within {CLOSE_TIMEOUT:?}");

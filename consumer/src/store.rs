@@ -10,6 +10,9 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, QueryBuilder};
 
+use webhook_core::envelope::{MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES};
+use webhook_core::rejection::{RejectionRecord, bounded};
+
 use crate::processors::{Kind, SaleChange};
 use crate::settings::Settings;
 
@@ -372,6 +375,51 @@ fn truncate_chars(text: &str, max: usize) -> &str {
         Some((end, _)) => &text[..end],
         None => text,
     }
+}
+
+/// Inserts rejection records (see [`crate::rejections`]) in one statement, each value cut to
+/// its column. A record whose time cannot be read is stored with the time it is stored at.
+pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    // Eight values per row: far below the placeholder limit for a batch of 500.
+    let mut builder = QueryBuilder::<MySql>::new(
+        "INSERT INTO rejections (received_at, source, reason, status, request_id, delivery_id, remote_addr, content_length) ",
+    );
+    builder.push_values(records, |mut row, record| {
+        let at = DateTime::parse_from_rfc3339(&record.at)
+            .map(|at| at.naive_utc())
+            .unwrap_or_else(|_| Utc::now().naive_utc());
+        row.push_bind(at)
+            .push_bind(bounded(&record.source, MAX_SOURCE_BYTES))
+            .push_bind(bounded(&record.reason, 64))
+            .push_bind(record.status)
+            .push_bind(bounded(&record.request_id, 64))
+            .push_bind(
+                record
+                    .delivery_id
+                    .as_deref()
+                    .map(|id| bounded(id, MAX_DELIVERY_ID_BYTES)),
+            )
+            .push_bind(record.remote_addr.as_deref().map(|addr| bounded(addr, 64)))
+            .push_bind(record.content_length);
+    });
+    builder.build().execute(pool).await?;
+    Ok(())
+}
+
+/// Deletes rejection records older than `days` days, at most 100,000 per call; returns how
+/// many it deleted.
+pub(crate) async fn prune_rejections(pool: &MySqlPool, days: u32) -> Result<u64, StoreError> {
+    let deleted = sqlx::query(
+        "DELETE FROM rejections WHERE received_at < UTC_TIMESTAMP(6) - INTERVAL ? DAY ORDER BY received_at LIMIT 100000",
+    )
+    .bind(days)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(deleted)
 }
 
 /// Rows affected by `INSERT … ON DUPLICATE KEY UPDATE` count 1 per new row and 2 per existing

@@ -304,10 +304,19 @@ impl Sender {
 
     /// Publishes anything, confirmed.
     pub(crate) async fn raw(&self, routing_key: &str, properties: BasicProperties, body: &[u8]) {
+        self.publish(&self.exchange, routing_key, properties, body).await;
+    }
+
+    /// Publishes `body` straight into the queue named `queue`, confirmed.
+    pub(crate) async fn to_queue(&self, queue: &str, body: &[u8]) {
+        self.publish("", queue, BasicProperties::default(), body).await;
+    }
+
+    async fn publish(&self, exchange: &str, routing_key: &str, properties: BasicProperties, body: &[u8]) {
         let confirmation = self
             .channel
             .basic_publish(
-                self.exchange.as_str().into(),
+                exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions {
                     mandatory: true,

@@ -1,6 +1,6 @@
 //! The consumer's contract against the real RabbitMQ and MariaDB/MySQL: events stored once,
 //! acked only after the commit, sales and refunds applied with them, poison, refused rows and
-//! malformed sales dead-lettered and recorded, outages ridden out, dead letters listed and
+//! malformed sales dead-lettered and recorded, the rejection log stored, outages ridden out, dead letters listed and
 //! replayed.
 
 #![allow(clippy::unwrap_used)]
@@ -9,5 +9,6 @@ mod dead_letters;
 mod dlq;
 mod helpers;
 mod outage;
+mod rejections;
 mod sales;
 mod storing;

@@ -207,3 +207,67 @@ async fn the_same_delivery_posted_three_times_is_one_row() {
         .unwrap();
     assert_eq!(sales, (1, 100));
 }
+
+/// Requests the handler turns away reach the `rejections` table through `{P}.rejected`, with
+/// the reason and status the caller got, and show in `vendor_health`; nothing of them reaches
+/// `events`.
+#[tokio::test]
+async fn rejected_requests_are_stored_in_the_rejection_log() {
+    let pipeline = Pipeline::start().await;
+    let body = br#"{"type":"sale.completed"}"#;
+    let forged = pipeline
+        .client
+        .post(format!("{}/webhook", pipeline.base))
+        .header("X-Hub-Signature-256", testkit::sign("not-the-secret", body))
+        .header("X-GitHub-Delivery", "forged-1")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let unknown = pipeline
+        .client
+        .post(format!("{}/webhooks/nobody", pipeline.base))
+        .header("X-Hub-Signature-256", testkit::sign(SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(pipeline.post(b"not json", "bad-json-1").await, 400);
+
+    let rows: Vec<(String, String, u16, Option<String>)> =
+        eventually("three rejection records", Duration::from_secs(30), || async {
+            let mut connection = pipeline.database.connect().await;
+            let rows: Vec<(String, String, u16, Option<String>)> =
+                sqlx::query_as("SELECT source, reason, status, delivery_id FROM rejections ORDER BY status, source")
+                    .fetch_all(&mut connection)
+                    .await
+                    .ok()?;
+            (rows.len() >= 3).then_some(rows)
+        })
+        .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let statuses: Vec<(&str, u16, Option<&str>)> = rows
+        .iter()
+        .map(|(source, _, status, delivery_id)| (source.as_str(), *status, delivery_id.as_deref()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("default", 400, Some("bad-json-1")),
+            ("default", 401, Some("forged-1")),
+            ("nobody", 404, None)
+        ]
+    );
+    assert!(rows.iter().all(|(_, reason, _, _)| !reason.is_empty()), "{rows:?}");
+    assert_eq!(pipeline.count().await, 0);
+    let mut connection = pipeline.database.connect().await;
+    let health: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT source, CAST(events AS SIGNED), CAST(rejected AS SIGNED) FROM vendor_health ORDER BY source",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(health, [("default".to_owned(), 0, 2), ("nobody".to_owned(), 0, 1)]);
+}
