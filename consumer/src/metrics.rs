@@ -70,6 +70,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// From `received-at` (the handler) to the commit of the row.
     pub ingest_to_store_seconds: Histogram,
+    /// Messages ready in `{P}.events`, sampled every few seconds while connected.
+    pub lag_messages: Gauge,
     /// 1 while the consuming channel is open.
     pub broker_connected: Gauge,
     /// 1 while the last database operation succeeded.
@@ -144,6 +146,13 @@ impl Metrics {
             Unit::Seconds,
             ingest_to_store_seconds.clone(),
         );
+        let lag_messages = Gauge::default();
+        registry.register_with_unit(
+            "lag",
+            "Messages ready in the events queue, waiting for a consumer (sampled every 5 s)",
+            Unit::Other("messages".to_owned()),
+            lag_messages.clone(),
+        );
         let broker_connected = Gauge::default();
         registry.register(
             "broker_connected",
@@ -169,6 +178,7 @@ impl Metrics {
             batch_size,
             commit_seconds,
             ingest_to_store_seconds,
+            lag_messages,
             broker_connected,
             database_up,
         }
@@ -226,6 +236,7 @@ mod tests {
             "webhook_consumer_batch_size_count 0",
             "webhook_consumer_commit_seconds_count 0",
             "webhook_consumer_ingest_to_store_seconds_count 0",
+            "webhook_consumer_lag_messages 0",
             "webhook_consumer_broker_connected 0",
             "webhook_consumer_database_up 0",
         ] {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use sqlx::mysql::MySqlPool;
@@ -39,6 +39,8 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// While holding a batch, how often the worker checks that its channel is still open.
 const HOLD_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the depth of `{P}.events` is sampled for the lag gauge.
+const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// How long recording a batch's dead letters in `dead_letters` may take. It is tried once: the
 /// messages are safe in `{P}.dead` already, and the ack must not wait on a database outage.
 const DEAD_LETTER_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,7 +127,11 @@ impl Worker {
             );
             backoff.reset();
             self.health.set_channel_open(true);
+            let lag = self.sample_lag(&connection).await;
             let ended = self.consume(&channel, consumer).await;
+            if let Some(lag) = lag {
+                lag.abort();
+            }
             self.health.set_channel_open(false);
             close(&connection, &channel).await;
             match ended {
@@ -164,6 +170,47 @@ impl Worker {
                 Err(error.into())
             }
         }
+    }
+
+    /// Samples the number of messages ready in `{P}.events` every [`LAG_SAMPLE_EVERY`] into
+    /// the lag gauge, on a channel of its own (a passive declare that failed would close the
+    /// channel it ran on). Ends with the connection; the caller aborts it sooner.
+    async fn sample_lag(&self, connection: &Connection) -> Option<tokio::task::JoinHandle<()>> {
+        let channel = match tokio::time::timeout(CLOSE_TIMEOUT, connection.create_channel()).await {
+            Ok(Ok(channel)) => channel,
+            failed => {
+                log::warn!("consumer lag will not be sampled on this connection: no channel: {failed:?}");
+                return None;
+            }
+        };
+        let queue = self.settings.broker.topology.events_queue();
+        let metrics = Arc::clone(&self.metrics);
+        Some(tokio::spawn(async move {
+            let options = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            let mut ticks = tokio::time::interval(LAG_SAMPLE_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match tokio::time::timeout(
+                    CLOSE_TIMEOUT,
+                    channel.queue_declare(queue.as_str().into(), options, FieldTable::default()),
+                )
+                .await
+                {
+                    Ok(Ok(declared)) => {
+                        metrics.lag_messages.set(i64::from(declared.message_count()));
+                    }
+                    Ok(Err(error)) => {
+                        log::debug!("sampling consumer lag stopped: {error}");
+                        return;
+                    }
+                    Err(_) => log::debug!("sampling consumer lag: no answer within {CLOSE_TIMEOUT:?}"),
+                }
+            }
+        }))
     }
 
     /// Takes batches from `consumer` and settles each, until shutdown or until the channel is

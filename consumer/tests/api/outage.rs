@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
-use testkit::TcpProxy;
+use testkit::{TcpProxy, eventually};
 
 use crate::helpers::{SOON, Services, TestApp, envelope};
 
@@ -17,9 +17,13 @@ fn database_server_addr() -> String {
 async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_stored_once_after() {
     let services = Services::new();
     let proxy = TcpProxy::start(&database_server_addr()).await;
+    // Ten deliveries in hand at most: the other twenty of the outage wait in the queue, which
+    // the lag gauge shows.
     let env = services
         .env()
-        .with("DATABASE_URL", services.database.url_through(&proxy));
+        .with("DATABASE_URL", services.database.url_through(&proxy))
+        .with("PREFETCH", 10)
+        .with("BATCH_SIZE", 10);
     let app = TestApp::spawn(&env).await;
     let sender = services.sender().await;
     sender.event(&envelope("shop", "warm-up", "order"), b"{}").await;
@@ -41,6 +45,10 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
     assert_eq!(app.metric("webhook_consumer_database_up").await, 0.0);
     assert_eq!(services.rows().await.len(), 1, "stored during the outage");
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
+    eventually("the lag gauge to show the 20 waiting", SOON, || async {
+        (app.metric("webhook_consumer_lag_messages").await == 20.0).then_some(())
+    })
+    .await;
 
     proxy.restore();
     let rows = services.rows_when(31).await;
@@ -57,6 +65,10 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
     );
     assert_eq!(services.broker.depth(".retry.1").await, Some(0));
     assert_eq!(services.broker.depth(".dead").await, Some(0));
+    eventually("the lag gauge to fall to 0", SOON, || async {
+        (app.metric("webhook_consumer_lag_messages").await == 0.0).then_some(())
+    })
+    .await;
 
     app.stop().await;
     assert_eq!(services.broker.depth(".events").await, Some(0));
