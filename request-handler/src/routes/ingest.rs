@@ -1,8 +1,9 @@
 //! `POST /webhook` and `POST /webhooks/{source}`.
 //!
 //! The order of checks is the contract: unknown source (404), size (413, before and while
-//! reading), signature over the raw bytes (401), delivery id and event type (400), JSON (400),
-//! then publish and wait for the broker's confirm (200, or 500 "not enqueued").
+//! reading), body arrival (408), signature over the raw bytes (401), JSON (400), delivery id
+//! and event type (400), then publish and wait for the broker's confirm (200, or 500 "not
+//! enqueued").
 
 use std::time::Instant;
 

@@ -16,6 +16,7 @@ const SECRET: &str = "pipeline-secret";
 
 struct Pipeline {
     base: String,
+    consumer_base: String,
     client: reqwest::Client,
     database: TestDatabase,
     broker: TestBroker,
@@ -33,13 +34,17 @@ impl Pipeline {
             .with("HANDLER_ADDR", "127.0.0.1:0")
             .with("HANDLER_WORKERS", 2)
             .with("CONSUMER_ADDR", "127.0.0.1:0")
-            .with("DATABASE_URL", database.url());
+            .with("DATABASE_URL", database.url())
+            // A message the consumer refuses is retried once, soon, then dead-lettered.
+            .with("RETRY_DELAYS", "100ms")
+            .with("MAX_RETRIES", 1);
         let lookup = env.lookup();
         let vars = Vars::new(&lookup);
 
         let consumer = consumer::Application::build(consumer::Settings::from_vars(&vars).unwrap())
             .await
             .unwrap();
+        let consumer_base = format!("http://{}", consumer.addr());
         let consumer_stop = consumer.shutdown_token();
         tokio::spawn(consumer.run());
 
@@ -52,6 +57,7 @@ impl Pipeline {
 
         let pipeline = Self {
             base,
+            consumer_base,
             client: reqwest::Client::new(),
             database,
             broker,
@@ -80,6 +86,23 @@ impl Pipeline {
             .await
             .unwrap()
             .status()
+    }
+
+    /// The `/metrics` text of the handler (`base`) or the consumer (`consumer_base`).
+    async fn metrics(&self, base: &str) -> String {
+        self.client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample of the consumer's `/metrics`, or 0 when it is absent.
+    async fn consumer_metric(&self, sample: &str) -> f64 {
+        sample_value(&self.metrics(&self.consumer_base).await, sample)
     }
 
     async fn count(&self) -> i64 {
@@ -270,4 +293,142 @@ async fn rejected_requests_are_stored_in_the_rejection_log() {
     .await
     .unwrap();
     assert_eq!(health, [("default".to_owned(), 0, 2), ("nobody".to_owned(), 0, 1)]);
+}
+
+/// The value of `sample` (name and labels, exactly as exported) in a `/metrics` text; 0 when it
+/// is absent.
+fn sample_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// Every metric of both services, scraped after traffic whose outcome is known: stored,
+/// ignored, refused and retried into the dead letters, resent, rejected three ways.
+#[tokio::test]
+async fn every_metric_counts_the_traffic_that_was_sent() {
+    let pipeline = Pipeline::start().await;
+    for n in 0..3 {
+        let body = format!(
+            r#"{{"type":"sale.completed","occurred_at":"2026-02-0{}T10:00:00Z","data":{{"order_id":"m-{n}","amount":250,"currency":"EUR"}}}}"#,
+            n + 1
+        );
+        assert_eq!(pipeline.post(body.as_bytes(), &format!("sale-{n}")).await, 200);
+    }
+    assert_eq!(pipeline.post(br#"{"type":"ping"}"#, "ping-1").await, 200);
+    // A sale without a usable amount: its processor refuses it, once and again on its retry.
+    let refused = br#"{"type":"sale.completed","occurred_at":"2026-02-01T10:00:00Z","data":{"order_id":"m-x","amount":"lots","currency":"EUR"}}"#;
+    assert_eq!(pipeline.post(refused, "refused-1").await, 200);
+    let forged = pipeline
+        .client
+        .post(format!("{}/webhook", pipeline.base))
+        .header("X-Hub-Signature-256", testkit::sign("not-the-secret", b"{}"))
+        .body(&b"{}"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let unknown = pipeline
+        .client
+        .post(format!("{}/webhooks/nobody", pipeline.base))
+        .body(&b"{}"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(pipeline.post(b"not json", "bad-json-1").await, 400);
+
+    eventually("four rows and one dead letter", Duration::from_secs(30), || async {
+        let dead = pipeline
+            .consumer_metric("webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}")
+            .await;
+        (pipeline.count().await == 4 && dead == 1.0).then_some(())
+    })
+    .await;
+    // Sent again once the first copy is stored: a duplicate, processed again to no effect.
+    let first = br#"{"type":"sale.completed","occurred_at":"2026-02-01T10:00:00Z","data":{"order_id":"m-0","amount":250,"currency":"EUR"}}"#;
+    assert_eq!(pipeline.post(first, "sale-0").await, 200);
+    eventually("the resend counted as a duplicate", Duration::from_secs(30), || async {
+        (pipeline.consumer_metric("webhook_consumer_duplicates_total").await == 1.0).then_some(())
+    })
+    .await;
+    eventually("the rejection log stored", Duration::from_secs(30), || async {
+        (pipeline
+            .consumer_metric("webhook_consumer_rejections_stored_total")
+            .await
+            == 3.0)
+            .then_some(())
+    })
+    .await;
+
+    let handler = pipeline.metrics(&pipeline.base).await;
+    for (sample, expected) in [
+        (
+            "webhook_handler_requests_total{source=\"default\",outcome=\"queued\",reason=\"\"}",
+            6.0,
+        ),
+        (
+            "webhook_handler_requests_total{source=\"default\",outcome=\"rejected\",reason=\"signature_mismatch\"}",
+            1.0,
+        ),
+        (
+            "webhook_handler_requests_total{source=\"default\",outcome=\"rejected\",reason=\"not_json\"}",
+            1.0,
+        ),
+        (
+            "webhook_handler_requests_total{source=\"(unknown)\",outcome=\"rejected\",reason=\"unknown_source\"}",
+            1.0,
+        ),
+        ("webhook_handler_enqueue_seconds_count", 6.0),
+        // Every body read: the unknown source is turned away before its body.
+        ("webhook_handler_body_bytes_count", 8.0),
+        ("webhook_handler_in_flight_requests", 0.0),
+        ("webhook_handler_broker_connected", 1.0),
+        // Counted for queued requests, by the secret that verified them.
+        (
+            "webhook_handler_signatures_verified_total{source=\"default\",secret_index=\"0\"}",
+            6.0,
+        ),
+        ("webhook_handler_rejections_dropped_total", 0.0),
+    ] {
+        assert_eq!(sample_value(&handler, sample), expected, "{sample} in\n{handler}");
+    }
+    assert!(
+        sample_value(&handler, "webhook_handler_enqueue_seconds_sum") > 0.0,
+        "{handler}"
+    );
+
+    let consumer = pipeline.metrics(&pipeline.consumer_base).await;
+    for (sample, expected) in [
+        ("webhook_consumer_events_stored_total{source=\"default\"}", 4.0),
+        ("webhook_consumer_duplicates_total", 1.0),
+        ("webhook_consumer_processed_total{outcome=\"processed\"}", 4.0),
+        ("webhook_consumer_processed_total{outcome=\"ignored\"}", 1.0),
+        ("webhook_consumer_processed_total{outcome=\"failed\"}", 2.0),
+        ("webhook_consumer_retried_total{attempt=\"1\"}", 1.0),
+        (
+            "webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}",
+            1.0,
+        ),
+        ("webhook_consumer_dead_lettered_total{reason=\"poison\"}", 0.0),
+        ("webhook_consumer_dead_letter_records_failed_total", 0.0),
+        ("webhook_consumer_rejections_stored_total", 3.0),
+        ("webhook_consumer_rejections_unreadable_total", 0.0),
+        // Seven deliveries: six from the handler, one from the retry queue.
+        ("webhook_consumer_batch_size_sum", 7.0),
+        // One observation per committed row: four new, one duplicate.
+        ("webhook_consumer_ingest_to_store_seconds_count", 5.0),
+        ("webhook_consumer_lag_messages", 0.0),
+        ("webhook_consumer_broker_connected", 1.0),
+        ("webhook_consumer_database_up", 1.0),
+    ] {
+        assert_eq!(sample_value(&consumer, sample), expected, "{sample} in\n{consumer}");
+    }
+    assert!(
+        sample_value(&consumer, "webhook_consumer_commit_seconds_count") >= 2.0,
+        "{consumer}"
+    );
+    let dead = pipeline.broker.take_all(".dead").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, refused);
 }
