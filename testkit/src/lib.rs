@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -307,6 +307,7 @@ pub struct TcpProxy {
     addr: SocketAddr,
     up: watch::Sender<bool>,
     stopped: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl TcpProxy {
@@ -319,11 +320,14 @@ impl TcpProxy {
         let target = target.to_owned();
         let state = up.clone();
         let stop = Arc::clone(&stopped);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
+                count.fetch_add(1, Ordering::SeqCst);
                 if !*state.borrow() {
                     drop(inbound);
                     continue;
@@ -342,7 +346,17 @@ impl TcpProxy {
                 });
             }
         });
-        Self { addr, up, stopped }
+        Self {
+            addr,
+            up,
+            stopped,
+            accepted,
+        }
+    }
+
+    /// Connections accepted so far, including those refused while cut.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// The proxy's address.

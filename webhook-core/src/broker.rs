@@ -377,9 +377,18 @@ async fn supervise(inner: Arc<Inner>) {
                     backoff.attempts(),
                     delay.as_millis()
                 );
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = inner.check.notified() => {}
+                // Publishes that find no connection notify `check`; under load that is every
+                // request, so only `close` may cut the backoff short.
+                let wake_at = tokio::time::Instant::now() + delay;
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake_at) => break,
+                        () = inner.check.notified() => {
+                            if inner.closing.load(Ordering::SeqCst) {
+                                break;
+                            }
+                        }
+                    }
                 }
                 continue;
             }

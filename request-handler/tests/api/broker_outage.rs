@@ -98,3 +98,30 @@ async fn an_unroutable_message_is_500_even_though_the_broker_acks_it() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn requests_during_an_outage_do_not_cut_the_reconnect_backoff_short() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let broker = TestBroker::new();
+    let env = env(&broker).with("AMQP_URL", proxy.amqp_url());
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    proxy.cut();
+    eventually("readyz to report the lost broker", Duration::from_secs(10), || async {
+        (app.get("/readyz").await.status() == 503).then_some(())
+    })
+    .await;
+    let before = proxy.connections();
+    for n in 0..100 {
+        let body = format!("{{\"n\":{n}}}");
+        assert_eq!(app.post_signed(body.as_bytes(), &[]).await.status(), 500);
+    }
+    // Each request that finds no connection asks for a check; the attempts still follow the
+    // backoff (100 ms doubling), not the requests.
+    let attempts = proxy.connections() - before;
+    assert!(attempts < 20, "{attempts} connection attempts for 100 requests");
+
+    proxy.restore();
+    app.wait_ready().await;
+    assert_eq!(app.post_signed(br#"{"n":"after"}"#, &[]).await.status(), 200);
+}
