@@ -406,3 +406,68 @@ impl TestDatabase {
         migrator.run(&mut connection).await.unwrap();
     }
 }
+
+/// How a service process ended when started with a configuration that must stop it.
+#[derive(Debug)]
+pub struct Refused {
+    /// The exit code.
+    pub code: Option<i32>,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `program` with `args` and only `vars` (plus `PATH`) in its environment, in an empty
+/// working directory (so no `.env` is read), and returns how it ended. Panics if it is still
+/// running after 20 s: a configuration that must be refused was accepted.
+pub fn run_misconfigured(program: &str, args: &[&str], vars: &[(&str, &str)]) -> Refused {
+    let dir = std::env::temp_dir().join(format!("webhook-inbox-config-{}", unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!("{program} is still running with {vars:?}: the configuration was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Refused {
+        code: status.code(),
+        stderr,
+    }
+}
+
+/// Asserts that `refused` is the one-line configuration error for `variable`: exit code 2,
+/// a single line `invalid configuration: {variable}…` containing `expected`.
+pub fn assert_config_error(refused: &Refused, variable: &str, expected: &str) {
+    assert_eq!(refused.code, Some(2), "{variable}: {}", refused.stderr);
+    let lines: Vec<&str> = refused.stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{variable}: not one line: {}", refused.stderr);
+    let message = lines[0];
+    assert!(
+        message.contains(&format!("invalid configuration: {variable}")),
+        "{variable} not named: {message}"
+    );
+    assert!(
+        message.contains(expected),
+        "{variable}: {expected:?} missing from {message}"
+    );
+}
