@@ -6,6 +6,7 @@ pub mod data;
 pub mod page;
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -14,7 +15,7 @@ use anyhow::Context;
 use chrono::{Datelike, Months, Utc};
 use serde::Deserialize;
 use sqlx::MySqlPool;
-use sqlx::mysql::MySqlPoolOptions;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use tokio_util::sync::CancellationToken;
 use webhook_core::config::{ConfigError, Url, Vars};
 use webhook_core::envelope::is_valid_source_name;
@@ -34,10 +35,32 @@ impl Settings {
     /// Reads `DATABASE_URL` and `DASHBOARD_ADDR`.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            database_url: vars.url("DATABASE_URL", "mysql://root@127.0.0.1:3306/webhooks", &["mysql"])?,
+            database_url: database_url(vars)?,
             addr: vars.socket_addr("DASHBOARD_ADDR", "0.0.0.0:3002")?,
         })
     }
+}
+
+/// `DATABASE_URL`: a `mysql://` URL that the driver accepts and that names the database.
+fn database_url(vars: &Vars<'_>) -> Result<Url, ConfigError> {
+    const NAME: &str = "DATABASE_URL";
+    const DEFAULT: &str = "mysql://root@127.0.0.1:3306/webhooks";
+    let url = vars.url(NAME, DEFAULT, &["mysql"])?;
+    let options = MySqlConnectOptions::from_str(url.expose()).map_err(|why| {
+        ConfigError::invalid(
+            NAME,
+            Some(&url.redacted()),
+            format!("a MySQL URL such as {DEFAULT} ({why})"),
+        )
+    })?;
+    if options.get_database().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(
+            NAME,
+            Some(&url.redacted()),
+            format!("a MySQL URL that names the database, such as {DEFAULT}"),
+        ));
+    }
+    Ok(url)
 }
 
 /// The query string of the page and the API.
