@@ -55,26 +55,87 @@ pub fn format_amount(minor: i64, currency: &str) -> String {
     }
 }
 
-/// A short label for axis ticks: `12.3k`, `4.5M`.
+/// An amount in minor units as a number with thousands separators, without the currency:
+/// `-1,234.50`.
+fn format_number(minor: i64, currency: &str) -> String {
+    let text = format_amount(minor, currency);
+    text.strip_suffix(currency)
+        .map_or(text.clone(), |number| number.trim_end().to_owned())
+}
+
+/// A short label for a value on the chart: `12.3k`, `4.5M`, `950`.
 fn compact(major: f64) -> String {
     let magnitude = major.abs();
-    if magnitude >= 1e6 {
-        format!("{:.1}M", major / 1e6)
+    let (scaled, suffix) = if magnitude >= 1e6 {
+        (major / 1e6, "M")
     } else if magnitude >= 1e3 {
-        format!("{:.1}k", major / 1e3)
+        (major / 1e3, "k")
     } else {
-        format!("{major:.0}")
+        (major, "")
+    };
+    let text = if scaled.abs() >= 100.0 || suffix.is_empty() && scaled.fract().abs() < 0.05 {
+        format!("{scaled:.0}")
+    } else {
+        format!("{scaled:.1}")
+    };
+    format!("{}{suffix}", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// The smallest round step (1, 2, 2.5 or 5 times a power of ten) that covers `span` in at
+/// most `intervals` intervals.
+fn nice_step(span: f64, intervals: f64) -> f64 {
+    if span <= 0.0 || !span.is_finite() {
+        return 1.0;
     }
+    let rough = span / intervals;
+    let power = 10_f64.powf(rough.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|factor| factor * power)
+        .find(|step| *step >= rough)
+        .unwrap_or(10.0 * power)
+}
+
+/// A y-axis tick, in the unit of the axis's largest tick `largest`: `0`, `0.5k`, `2.5k`,
+/// `10k`, `0.25`.
+fn tick_label(value: f64, step: f64, largest: f64) -> String {
+    if value.abs() < step / 2.0 {
+        return "0".to_owned();
+    }
+    let magnitude = largest.abs();
+    let (scaled, scaled_step, suffix) = if magnitude >= 1e6 {
+        (value / 1e6, step / 1e6, "M")
+    } else if magnitude >= 1e3 {
+        (value / 1e3, step / 1e3, "k")
+    } else {
+        (value, step, "")
+    };
+    // As many decimals as the step needs, and no more.
+    let decimals = (0..=3)
+        .find(|decimals| {
+            let factor = 10_f64.powi(*decimals);
+            ((scaled_step * factor).round() - scaled_step * factor).abs() < 1e-6
+        })
+        .unwrap_or(3) as usize;
+    format!("{scaled:.decimals$}{suffix}")
+}
+
+/// Width of `text` at the chart's 11-unit label size (a generous estimate, so labels that are
+/// drawn never touch).
+fn label_width(text: &str) -> f64 {
+    text.chars().count() as f64 * 6.6
 }
 
 /// A bar chart of net sales per month for one vendor and currency, one bar per month of the
-/// range (months without data have no bar), each labelled with its amount.
+/// range (months without data have no bar). Each bar is labelled with its exact net amount
+/// where that fits over the bar, else a short one (`12.3k`); its tooltip has every figure with
+/// the currency.
 pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&MonthSales]) -> String {
     const WIDTH: f64 = 920.0;
     const HEIGHT: f64 = 300.0;
     const LEFT: f64 = 70.0;
     const RIGHT: f64 = 20.0;
-    const TOP: f64 = 30.0;
+    const TOP: f64 = 24.0;
     const BOTTOM: f64 = 60.0;
     let plot_width = WIDTH - LEFT - RIGHT;
     let plot_height = HEIGHT - TOP - BOTTOM;
@@ -82,8 +143,14 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
     let by_month: BTreeMap<&str, &MonthSales> = rows.iter().map(|row| (row.month.as_str(), *row)).collect();
     let max = rows.iter().map(|row| row.net_minor.max(0)).max().unwrap_or(0) as f64 / scale;
     let min = rows.iter().map(|row| row.net_minor.min(0)).min().unwrap_or(0) as f64 / scale;
-    let top_value = if max > 0.0 { max * 1.15 } else { 1.0 };
-    let span = top_value - min.min(0.0);
+    // Round ticks, with room above the tallest bar (and below the deepest) for its label.
+    let step = nice_step((max - min) * 1.12, 6.0);
+    // Ticks are whole multiples of the step, so zero is exactly one of them.
+    let top_tick = ((max * 1.12) / step).ceil().max(if min < 0.0 { 0.0 } else { 1.0 }) as i64;
+    let bottom_tick = ((min * 1.12) / step).floor() as i64;
+    let (top_value, bottom_value) = (top_tick as f64 * step, bottom_tick as f64 * step);
+    let span = top_value - bottom_value;
+    let largest = top_value.abs().max(bottom_value.abs());
     let y = |value: f64| TOP + (top_value - value) / span * plot_height;
     let slot = plot_width / months.len().max(1) as f64;
     let bar = (slot * 0.7).max(2.0);
@@ -99,8 +166,8 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
         text(&title)
     );
     // Grid lines and y-axis ticks.
-    for step in 0..=4 {
-        let value = min.min(0.0) + span * f64::from(step) / 4.0;
+    for tick in bottom_tick..=top_tick {
+        let value = tick as f64 * step;
         let at = y(value);
         let _ = write!(
             svg,
@@ -108,7 +175,7 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
             WIDTH - RIGHT,
             LEFT - 8.0,
             at + 4.0,
-            text(&compact(value))
+            text(&tick_label(value, step, largest))
         );
     }
     let zero = y(0.0);
@@ -117,7 +184,8 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
         r##"<line x1="{LEFT}" x2="{}" y1="{zero:.1}" y2="{zero:.1}" stroke="#6b7280"/>"##,
         WIDTH - RIGHT
     );
-    let label_every = (months.len() / 12).max(1);
+    // A month label is 7 characters: show every n-th so that they never touch.
+    let label_every = (label_width("2026-01") + 8.0).div_euclid(slot) as usize + 1;
     for (index, month) in months.iter().enumerate() {
         let center = LEFT + slot * (index as f64 + 0.5);
         if let Some(row) = by_month.get(month.as_str()) {
@@ -127,13 +195,12 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
             } else {
                 (zero, y(value) - zero)
             };
-            let label = format_amount(row.net_minor, currency);
             let tooltip = format!(
                 "{month}: {} orders, gross {}, refunded {}, net {}",
                 row.orders,
                 format_amount(row.gross_minor, currency),
                 format_amount(row.refunded_minor, currency),
-                label
+                format_amount(row.net_minor, currency)
             );
             let _ = write!(
                 svg,
@@ -144,12 +211,16 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
                 row.net_minor,
                 attr(&tooltip),
             );
-            if months.len() <= 24 {
+            let room = slot - 6.0;
+            let label = Some(format_number(row.net_minor, currency))
+                .filter(|exact| label_width(exact) <= room)
+                .or_else(|| Some(compact(value)).filter(|short| label_width(short) <= room));
+            if let Some(label) = label {
                 let _ = write!(
                     svg,
                     r#"<text class="value" x="{center:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
                     if value >= 0.0 { top - 5.0 } else { top + height + 12.0 },
-                    text(&compact(value))
+                    text(&label)
                 );
             }
         }
@@ -191,9 +262,9 @@ pub struct PageData<'a> {
 
 const STYLE: &str = r#"
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#111827;background:#f8fafc}
-header{background:#0f172a;color:#f8fafc;padding:16px 28px}header h1{margin:0;font-size:20px}
+header{background:#0f172a;color:#f8fafc;padding:16px max(28px,calc((100% - 1100px)/2))}header h1{margin:0;font-size:20px}
 header p{margin:4px 0 0;color:#cbd5e1;font-size:13px}
-main{padding:20px 28px;max-width:1100px}
+main{padding:20px 28px;max-width:1100px;margin:0 auto}
 section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;padding:16px 20px;margin-bottom:20px}
 h2{font-size:17px;margin:0 0 12px}h3{font-size:15px;margin:16px 0 6px}
 form{display:flex;gap:12px;align-items:end;flex-wrap:wrap}label{display:flex;flex-direction:column;font-size:12px;color:#475569}
@@ -357,6 +428,59 @@ mod tests {
         assert_eq!(format_amount(1_000_000, "JPY"), "1,000,000 JPY");
         assert_eq!(format_amount(1_234, "KWD"), "1.234 KWD");
         assert_eq!(format_amount(0, "EUR"), "0.00 EUR");
+    }
+
+    #[test]
+    fn axis_ticks_are_round_numbers() {
+        assert_eq!(nice_step(10_900.0, 6.0), 2_000.0);
+        assert_eq!(nice_step(1_700.0, 6.0), 500.0);
+        assert_eq!(nice_step(14.0, 6.0), 2.5);
+        assert_eq!(nice_step(0.0, 6.0), 1.0);
+        assert_eq!(tick_label(7_500.0, 2_500.0, 10_000.0), "7.5k");
+        assert_eq!(tick_label(10_000.0, 2_500.0, 10_000.0), "10.0k");
+        assert_eq!(tick_label(10_000.0, 2_000.0, 12_000.0), "10k");
+        assert_eq!(tick_label(500.0, 500.0, 2_000.0), "0.5k");
+        assert_eq!(tick_label(2_000_000.0, 500_000.0, 2_000_000.0), "2.0M");
+        assert_eq!(tick_label(250.0, 50.0, 300.0), "250");
+        assert_eq!(tick_label(0.75, 0.25, 1.0), "0.75");
+        assert_eq!(tick_label(-1_000.0, 500.0, 1_500.0), "-1.0k");
+        assert_eq!(tick_label(1e-9, 500.0, 1_500.0), "0");
+        assert_eq!(compact(9_733.28), "9.7k");
+        assert_eq!(compact(123_456.0), "123k");
+        assert_eq!(compact(2_000_000.0), "2M");
+        assert_eq!(compact(431.25), "431");
+    }
+
+    #[test]
+    fn bars_carry_their_exact_amount_when_it_fits_and_labels_never_crowd() {
+        let row = |month: &str, net: i64| MonthSales {
+            source: "shop".to_owned(),
+            month: month.to_owned(),
+            currency: "EUR".to_owned(),
+            orders: 1,
+            gross_minor: net,
+            refunded_minor: 0,
+            net_minor: net,
+        };
+        let rows = [
+            row("2026-01", 973_328),
+            row("2026-02", 123_456_789),
+            row("2026-03", -2_550),
+        ];
+        let refs: Vec<&MonthSales> = rows.iter().collect();
+        let year = month_range("2025-04", "2026-03");
+        let svg = sales_chart("shop", "EUR", &year, &refs);
+        assert!(svg.contains(">9,733.28</text>"), "{svg}");
+        assert!(svg.contains(">1.2M</text>"), "{svg}");
+        assert!(svg.contains(">-25.50</text>"), "{svg}");
+        assert!(svg.contains("net 1,234,567.89 EUR"));
+        assert_eq!(svg.matches("class=\"tick\" x=").count(), 12);
+        // Five years: a month label every few months, and no value labels where they cannot fit.
+        let long = month_range("2021-04", "2026-03");
+        let svg = sales_chart("shop", "EUR", &long, &refs);
+        let labels = svg.matches("class=\"tick\" x=").count();
+        assert!((10..=20).contains(&labels), "{labels}");
+        assert!(!svg.contains("class=\"value\""));
     }
 
     #[test]
