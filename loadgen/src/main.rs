@@ -6,10 +6,18 @@
 //! from each request's scheduled time so a stall is not hidden. With `--drain` it then waits
 //! until every accepted id is in MySQL and reports end-to-end throughput and ingest-to-store
 //! latency from the rows' own `received_at` and `stored_at`.
+//!
+//! `--demo` instead sends a year of signed sales and refunds for the vendors of a sources file
+//! (see [`demo`]), so the dashboard has something to show.
 
 #![allow(clippy::print_stdout)] // the report is the program's output
 
+mod dataset;
+mod demo;
+mod vendors;
+
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,19 +28,41 @@ use hdrhistogram::Histogram;
 use sqlx::{Connection, Row};
 use tokio::sync::Mutex;
 
-/// Sends signed webhooks and reports req/s, status counts and latency percentiles.
+const DEMO_HELP: &str = "\
+Demo data (--demo):
+  Sends twelve months (up to now) of signed sales and refunds, a few thousand requests, for every
+  [[source]] of the sources file that has a [source.sales] table, shaped by its preset (canonical,
+  stripe, shopify) and signed by its scheme with the file's own secrets; then waits until the
+  dashboard's /api/sales shows exactly the sums it sent. The same --seed gives the same orders,
+  ids and amounts, so running it again stores nothing twice.
+
+  Run the handler and the consumer with the same file, e.g.
+    SOURCES_FILE=examples/demo-sources.toml scripts/run-local
+  and then
+    cargo run --release -p loadgen -- --demo --sources examples/demo-sources.toml
+
+Exit status: 0 when every request was answered 200 (and, with --demo, the dashboard shows the
+sums), 3 when some request was not, 4 when the dashboard did not show the demo's sums in time.";
+
+/// Sends signed webhooks and reports req/s, status counts and latency percentiles; or, with
+/// --demo, a year of sales for the dashboard.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = DEMO_HELP)]
 struct Args {
     /// The ingest endpoint.
     #[arg(long, env = "LOADGEN_URL", default_value = "http://127.0.0.1:3000/webhook")]
     url: String,
-    /// The secret to sign with (the handler's WEBHOOK_SECRET).
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-    secret: String,
-    /// Requests in flight at once.
-    #[arg(long, short, default_value_t = 32)]
-    concurrency: usize,
+    /// The secret to sign with (the handler's WEBHOOK_SECRET); not used by --demo.
+    #[arg(
+        long,
+        env = "WEBHOOK_SECRET",
+        hide_env_values = true,
+        required_unless_present = "demo"
+    )]
+    secret: Option<String>,
+    /// Requests in flight at once [default: 32, with --demo 8].
+    #[arg(long, short)]
+    concurrency: Option<usize>,
     /// Send this many requests (default: run for --duration).
     #[arg(long, short = 'n')]
     requests: Option<u64>,
@@ -57,6 +87,24 @@ struct Args {
     /// Print the summary as one JSON object (for scripts).
     #[arg(long)]
     json: bool,
+    /// Send a year of demo sales and refunds for the vendors of --sources (see below).
+    #[arg(long)]
+    demo: bool,
+    /// The sources file the handler and the consumer run with (--demo signs with its secrets).
+    #[arg(long, env = "SOURCES_FILE", value_name = "FILE")]
+    sources: Option<PathBuf>,
+    /// The request handler (--demo posts to {handler}/webhooks/{source}).
+    #[arg(long, env = "LOADGEN_HANDLER_URL", default_value = "http://127.0.0.1:3000")]
+    handler_url: String,
+    /// The dashboard (--demo checks its /api/sales).
+    #[arg(long, env = "LOADGEN_DASHBOARD_URL", default_value = "http://127.0.0.1:3002")]
+    dashboard_url: String,
+    /// The demo's seed: the same seed gives the same orders, ids and amounts.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How long --demo waits for the dashboard to show its sums, in seconds (0: do not check).
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
 }
 
 #[derive(Default)]
@@ -68,15 +116,42 @@ struct Tally {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.concurrency == 0 {
+    if args.concurrency == Some(0) {
         bail!("--concurrency must be at least 1");
     }
     if args.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         bail!("--rate must be above 0");
     }
+    if args.demo {
+        let sources = args.sources.clone().context(
+            "--demo needs --sources FILE (or SOURCES_FILE): the sources file the handler and the consumer run \
+             with, e.g. examples/demo-sources.toml",
+        )?;
+        let outcome = demo::run(demo::Options {
+            sources,
+            handler_url: args.handler_url,
+            dashboard_url: args.dashboard_url,
+            seed: args.seed,
+            concurrency: args.concurrency.unwrap_or(8),
+            rate: args.rate,
+            wait_secs: args.wait,
+            json: args.json,
+        })
+        .await?;
+        match outcome {
+            demo::Outcome::Clean => return Ok(()),
+            demo::Outcome::Rejected => std::process::exit(3),
+            demo::Outcome::NotOnDashboard => std::process::exit(4),
+        }
+    }
+    let concurrency = args.concurrency.unwrap_or(32);
+    let secret = args
+        .secret
+        .clone()
+        .context("--secret (or WEBHOOK_SECRET) is required")?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))
         .build()?;
     let limit = args.requests.unwrap_or(u64::MAX);
@@ -107,9 +182,9 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
-    let mut workers = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency {
-        let (client, next, done, accepted, tally, args, run) = (
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (client, next, done, accepted, tally, args, run, secret) = (
             client.clone(),
             Arc::clone(&next),
             Arc::clone(&done),
@@ -117,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
             Arc::clone(&tally),
             Arc::clone(&args),
             run.clone(),
+            secret.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
@@ -139,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let id = format!("{run}-{n}");
                 let body = body(&id, n, args.body_bytes);
-                let signature = webhook_core::signature::sign_github(args.secret.as_bytes(), body.as_bytes());
+                let signature = webhook_core::signature::sign_github(secret.as_bytes(), body.as_bytes());
                 let result = client
                     .post(&args.url)
                     .header("Content-Type", "application/json")
@@ -192,7 +268,7 @@ async fn main() -> anyhow::Result<()> {
     let mut summary = serde_json::json!({
         "run": run,
         "url": args.url,
-        "concurrency": args.concurrency,
+        "concurrency": concurrency,
         "rate": args.rate,
         "body_bytes": args.body_bytes,
         "sent": sent,
@@ -206,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "run {run}: {sent} requests in {:.2}s with concurrency {}",
             elapsed.as_secs_f64(),
-            args.concurrency
+            concurrency
         );
         println!("  throughput   {:.0} req/s", sent as f64 / elapsed.as_secs_f64());
         println!("  statuses     {}", serde_json::to_string(&tally.statuses)?);
