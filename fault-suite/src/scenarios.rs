@@ -1,0 +1,345 @@
+//! The six scenarios. Each runs the real services on a [`Stage`] of its own, drives signed
+//! traffic through the handler, makes its fault, lets it pass, drains, and hands back what it
+//! observed for the invariant check, plus any promise of its own that it saw broken (a
+//! service that did not recover by itself, a graceful stop that was not).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::time::Instant;
+
+use crate::check::Observed;
+use crate::load::{self, Answer, Kind, Load, Mix, Sent};
+use crate::process::Service;
+use crate::stage::{ConsumerTuning, Paths, READY_DEADLINE, SHUTDOWN_GRACE, Stage};
+
+/// Load before a fault, so it strikes a pipeline in full flow.
+const WARM_UP: Duration = Duration::from_secs(5);
+/// Load after a fault has passed and the services are back.
+const COOL_DOWN: Duration = Duration::from_secs(5);
+/// How long the handler must answer 200s again after an outage.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
+/// A consumer that keeps a batch in hand most of the time, so a kill lands mid-batch.
+const SLOW_BATCHES: ConsumerTuning = ConsumerTuning { batch_wait_ms: 200 };
+
+/// One scenario of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scenario {
+    BrokerCut,
+    DatabaseCut,
+    ConsumerKill,
+    TwoConsumers,
+    Poison,
+    Sigterm,
+}
+
+/// How hard to push.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) paths: Paths,
+    /// Requests per second, all senders together.
+    pub(crate) rate: f64,
+    pub(crate) senders: usize,
+}
+
+/// What a scenario hands back.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) observed: Observed,
+    /// Promises of the scenario's own that were broken.
+    pub(crate) problems: Vec<String>,
+    /// What the scenario wants said beside its numbers.
+    pub(crate) notes: Vec<String>,
+    pub(crate) drain: Duration,
+}
+
+impl Scenario {
+    pub(crate) const ALL: [Self; 6] = [
+        Self::BrokerCut,
+        Self::DatabaseCut,
+        Self::ConsumerKill,
+        Self::TwoConsumers,
+        Self::Poison,
+        Self::Sigterm,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::BrokerCut => "broker-cut",
+            Self::DatabaseCut => "database-cut",
+            Self::ConsumerKill => "consumer-kill",
+            Self::TwoConsumers => "two-consumers",
+            Self::Poison => "poison",
+            Self::Sigterm => "sigterm",
+        }
+    }
+
+    pub(crate) fn about(self) -> &'static str {
+        match self {
+            Self::BrokerCut => "both services' broker connections cut for 5 s under load, then restored",
+            Self::DatabaseCut => "the consumer's database unreachable for 10 s under load, then restored",
+            Self::ConsumerKill => "the consumer SIGKILLed mid-batch and started again, twice",
+            Self::TwoConsumers => "two consumers on one queue, one SIGKILLed mid-run",
+            Self::Poison => "poison, over-long fields and refused rows mixed into good traffic",
+            Self::Sigterm => "SIGTERM to both services under load, then the consumer restarted to drain",
+        }
+    }
+
+    fn tuning(self) -> ConsumerTuning {
+        match self {
+            Self::ConsumerKill | Self::TwoConsumers => SLOW_BATCHES,
+            _ => ConsumerTuning::default(),
+        }
+    }
+
+    /// Sets up the scenario's stage and runs it; everything is torn down when this returns,
+    /// however it returns.
+    pub(crate) async fn run(self, settings: &Settings, round: u32) -> anyhow::Result<(Stage, Report)> {
+        let stage = Stage::new(self.name(), round, &settings.paths, self.tuning()).await?;
+        let report = match self {
+            Self::BrokerCut => broker_cut(&stage, settings).await,
+            Self::DatabaseCut => database_cut(&stage, settings).await,
+            Self::ConsumerKill => consumer_kill(&stage, settings).await,
+            Self::TwoConsumers => two_consumers(&stage, settings).await,
+            Self::Poison => poison(&stage, settings).await,
+            Self::Sigterm => sigterm(&stage, settings).await,
+        };
+        match report {
+            Ok(report) => Ok((stage, report)),
+            Err(error) => {
+                stage.log.note(&format!("scenario failed: {error:#}"));
+                Err(error)
+            }
+        }
+    }
+}
+
+fn start_load(stage: &Stage, settings: &Settings, target: &load::Target, mix: Mix) -> anyhow::Result<Load> {
+    stage.log.note(&format!(
+        "load: {} requests/s from {} senders",
+        settings.rate, settings.senders
+    ));
+    Load::start(target, settings.rate, settings.senders, mix)
+}
+
+/// Sleeps while the load runs: the scenario's timing, not a wait for a condition.
+async fn run_for(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}
+
+/// Polls until the handler has answered 200 to `more` further requests.
+async fn wait_accepting(stage: &Stage, load: &Load, more: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let from = load.accepted();
+    while load.accepted() < from + more {
+        if started.elapsed() >= RECOVERY_DEADLINE {
+            anyhow::bail!(
+                "the handler did not answer 200 again within {RECOVERY_DEADLINE:?} ({} answers since, none 200)",
+                load.answered()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stage.log.note(&format!(
+        "200s flowing again after {} ms",
+        started.elapsed().as_millis()
+    ));
+    Ok(())
+}
+
+/// Polls `/readyz` of `service` for up to `within` until it is not ready; a problem if it
+/// never says so.
+async fn expect_not_ready(stage: &Stage, service: &Service, within: Duration, problems: &mut Vec<String>) {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if service.is_ready(&stage.client).await == Some(false) {
+            stage.log.note(&format!(
+                "{} reports not ready after {} ms",
+                service.name(),
+                started.elapsed().as_millis()
+            ));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    problems.push(format!(
+        "{} /readyz did not report the outage within {within:?}",
+        service.name()
+    ));
+}
+
+/// Stops the load, drains, and reads back rows and dead letters.
+async fn finish(stage: &Stage, load: Load, poison: Vec<String>, problems: Vec<String>) -> anyhow::Result<Report> {
+    let sent = load.stop().await?;
+    stage.log.note(&format!("load stopped: {} requests", sent.len()));
+    finish_sent(stage, sent, poison, problems).await
+}
+
+async fn finish_sent(
+    stage: &Stage,
+    sent: Vec<Sent>,
+    poison: Vec<String>,
+    problems: Vec<String>,
+) -> anyhow::Result<Report> {
+    let accepted = |kinds: &[Kind]| {
+        sent.iter()
+            .filter(|one| one.answer == Answer::Ok && kinds.contains(&one.kind))
+            .count()
+    };
+    let rows = accepted(&[Kind::Event, Kind::Sale]);
+    let dead = poison.len() + accepted(&[Kind::OverlongOrderId, Kind::RefusedByDatabase]);
+    let drain = stage.drain(rows, dead).await?;
+    let observed = Observed {
+        rows: stage.rows().await?,
+        dead: stage.dead_letters().await,
+        sent,
+        poison,
+    };
+    Ok(Report {
+        observed,
+        problems,
+        drain,
+        notes: Vec::new(),
+    })
+}
+
+/// SIGKILLs `consumer`, noting how many events it held (delivered, not yet stored).
+async fn kill_holding(stage: &Stage, load: &Load, consumer: &mut Service) -> anyhow::Result<String> {
+    let held = stage.in_hand(load.accepted()).await?;
+    consumer.kill().await?;
+    let note = format!(
+        "{} SIGKILLed holding about {held} event(s) not yet stored",
+        consumer.name()
+    );
+    stage.log.note(&note);
+    Ok(note)
+}
+
+async fn broker_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let mut consumer = stage.start_consumer("consumer").await?;
+    let (mut handler, target) = stage.start_handler().await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(WARM_UP).await;
+
+    stage.log.note("cutting the broker connections");
+    stage.broker_proxy.cut();
+    let outage = Instant::now();
+    expect_not_ready(stage, &handler, Duration::from_secs(4), &mut problems).await;
+    expect_not_ready(stage, &consumer, Duration::from_secs(4), &mut problems).await;
+    run_for(Duration::from_secs(5).saturating_sub(outage.elapsed())).await;
+    stage.log.note("restoring the broker connections");
+    stage.broker_proxy.restore();
+
+    handler
+        .wait_ready(&stage.client, RECOVERY_DEADLINE)
+        .await
+        .context("the handler after the broker came back")?;
+    consumer
+        .wait_ready(&stage.client, RECOVERY_DEADLINE)
+        .await
+        .context("the consumer after the broker came back")?;
+    wait_accepting(stage, &load, 50).await?;
+    run_for(COOL_DOWN).await;
+    finish(stage, load, Vec::new(), problems).await
+}
+
+async fn database_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let mut consumer = stage.start_consumer("consumer").await?;
+    let (_handler, target) = stage.start_handler().await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(WARM_UP).await;
+
+    stage.log.note("cutting the database connections");
+    stage.database_proxy.cut();
+    let outage = Instant::now();
+    expect_not_ready(stage, &consumer, Duration::from_secs(8), &mut problems).await;
+    run_for(Duration::from_secs(10).saturating_sub(outage.elapsed())).await;
+    stage.log.note("restoring the database connections");
+    stage.database_proxy.restore();
+
+    consumer
+        .wait_ready(&stage.client, RECOVERY_DEADLINE)
+        .await
+        .context("the consumer after the database came back")?;
+    run_for(COOL_DOWN).await;
+    finish(stage, load, Vec::new(), problems).await
+}
+
+async fn consumer_kill(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut consumer = stage.start_consumer("consumer-1").await?;
+    let (_handler, target) = stage.start_handler().await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(Duration::from_secs(4)).await;
+    let mut notes = Vec::new();
+    for restart in 2..=3 {
+        notes.push(kill_holding(stage, &load, &mut consumer).await?);
+        // Events pile up in the queue while no consumer runs.
+        run_for(Duration::from_secs(1)).await;
+        consumer = stage.start_consumer(&format!("consumer-{restart}")).await?;
+        run_for(Duration::from_secs(4)).await;
+    }
+    let mut report = finish(stage, load, Vec::new(), Vec::new()).await?;
+    report.notes = notes;
+    Ok(report)
+}
+
+async fn two_consumers(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let mut survivor = stage.start_consumer("consumer-a").await?;
+    let mut victim = stage.start_consumer("consumer-b").await?;
+    let (_handler, target) = stage.start_handler().await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(WARM_UP).await;
+    let note = kill_holding(stage, &load, &mut victim).await?;
+    run_for(Duration::from_secs(8)).await;
+    if survivor.is_ready(&stage.client).await != Some(true) {
+        problems.push(format!("{} is not ready after its peer was killed", survivor.name()));
+    }
+    let mut report = finish(stage, load, Vec::new(), problems).await?;
+    report.notes.push(note);
+    survivor
+        .wait_ready(&stage.client, READY_DEADLINE)
+        .await
+        .context("the surviving consumer after draining")?;
+    Ok(report)
+}
+
+async fn poison(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let _consumer = stage.start_consumer("consumer").await?;
+    stage.refuse_in_database().await?;
+    let (_handler, target) = stage.start_handler().await?;
+    let load = start_load(stage, settings, &target, load::mixed_traffic)?;
+    run_for(Duration::from_secs(3)).await;
+    let mut poison = stage.publish_poison(&format!("{}-a", target.tag), 10, 10).await?;
+    run_for(Duration::from_secs(3)).await;
+    poison.extend(stage.publish_poison(&format!("{}-b", target.tag), 10, 10).await?);
+    run_for(Duration::from_secs(4)).await;
+    finish(stage, load, poison, Vec::new()).await
+}
+
+async fn sigterm(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let mut consumer = stage.start_consumer("consumer-1").await?;
+    let (mut handler, target) = stage.start_handler().await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(WARM_UP).await;
+
+    handler.terminate()?;
+    consumer.terminate()?;
+    let deadline = SHUTDOWN_GRACE + Duration::from_secs(10);
+    for service in [&mut handler, &mut consumer] {
+        let status = service.wait_exit(deadline).await?;
+        if !status.success() {
+            problems.push(format!("{} exited with {status} after SIGTERM", service.name()));
+        }
+    }
+    // Requests keep coming at a handler that is gone.
+    run_for(Duration::from_secs(1)).await;
+    let sent = load.stop().await?;
+    stage.log.note(&format!("load stopped: {} requests", sent.len()));
+
+    let _consumer = stage.start_consumer("consumer-2").await?;
+    finish_sent(stage, sent, Vec::new(), problems).await
+}
