@@ -359,6 +359,9 @@ async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
     Ok(Link { connection, channels })
 }
 
+/// While reconnecting, how soon after a failed attempt a publish may ask for the next one.
+const EARLY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 async fn supervise(inner: Arc<Inner>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     while !inner.closing.load(Ordering::SeqCst) {
@@ -378,13 +381,16 @@ async fn supervise(inner: Arc<Inner>) {
                     delay.as_millis()
                 );
                 // Publishes that find no connection notify `check`; under load that is every
-                // request, so only `close` may cut the backoff short.
-                let wake_at = tokio::time::Instant::now() + delay;
+                // request. They may cut a long backoff short, but not retry sooner than
+                // EARLY_RETRY_AFTER after the last attempt: at most one attempt a second.
+                let failed_at = tokio::time::Instant::now();
+                let wake_at = failed_at + delay;
+                let earliest = failed_at + delay.min(EARLY_RETRY_AFTER);
                 loop {
                     tokio::select! {
                         () = tokio::time::sleep_until(wake_at) => break,
                         () = inner.check.notified() => {
-                            if inner.closing.load(Ordering::SeqCst) {
+                            if inner.closing.load(Ordering::SeqCst) || tokio::time::Instant::now() >= earliest {
                                 break;
                             }
                         }
