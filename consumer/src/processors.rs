@@ -416,18 +416,7 @@ impl Mappings {
     /// (the request handler checks the rest); the error names the source and the field.
     pub(crate) fn from_toml(text: &str) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|error| {
-            let line = error.span().map(|span| {
-                text.as_bytes()[..span.start.min(text.len())]
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count()
-                    + 1
-            });
-            let message = error.message().replace('\n', " ");
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
+            webhook_core::config::error_at_line(text, error.span().map(|span| span.start), error.message())
         })?;
         let mut mappings = Self::default();
         for entry in file.source {

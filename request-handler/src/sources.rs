@@ -115,18 +115,7 @@ impl Sources {
         read_file: &dyn Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|error| {
-            let line = error.span().map(|span| {
-                text.as_bytes()[..span.start.min(text.len())]
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count()
-                    + 1
-            });
-            let message = error.message().replace('\n', " ");
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
+            webhook_core::config::error_at_line(text, error.span().map(|span| span.start), error.message())
         })?;
         if file.source.is_empty() {
             return Err("no [[source]] entries".to_owned());

@@ -239,6 +239,23 @@ impl<'a> Vars<'a> {
     }
 }
 
+/// A file's parse error as one line: `line N: message` when the parser knows the byte offset
+/// in `text` where it went wrong.
+pub fn error_at_line(text: &str, offset: Option<usize>, message: &str) -> String {
+    let message = message.replace('\n', " ");
+    match offset {
+        Some(offset) => {
+            let line = text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .filter(|byte| **byte == b'\n')
+                .count()
+                + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
