@@ -13,6 +13,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
+use support::start_dashboard;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,11 +25,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{Datelike, Months, NaiveDate, Utc};
-use dashboard::{Application, Settings};
 use serde_json::{Value, json};
 use sqlx::Executor;
-use testkit::{Env, TestDatabase, eventually};
-use webhook_core::config::Vars;
+use testkit::{TestDatabase, eventually};
 
 /// The key of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -324,20 +326,6 @@ async fn seed(database: &TestDatabase) {
             .await
             .unwrap();
     }
-}
-
-async fn start_dashboard(database: &TestDatabase) -> (String, tokio_util::sync::CancellationToken) {
-    let env = Env::new()
-        .with("DATABASE_URL", database.url())
-        .with("DASHBOARD_ADDR", "127.0.0.1:0");
-    let lookup = env.lookup();
-    let app = Application::build(Settings::from_vars(&Vars::new(&lookup)).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", app.addr());
-    let token = app.shutdown_token();
-    tokio::spawn(app.run_until_stopped());
-    (base, token)
 }
 
 /// Per chart, as rendered: vendor, currency, the months of its visible bars, and its value

@@ -2,24 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use dashboard::{Application, Settings};
-use sqlx::Executor;
-use testkit::{Env, TestDatabase};
-use webhook_core::config::Vars;
+mod support;
 
-async fn start(database: &TestDatabase) -> (String, tokio_util::sync::CancellationToken) {
-    let env = Env::new()
-        .with("DATABASE_URL", database.url())
-        .with("DASHBOARD_ADDR", "127.0.0.1:0");
-    let lookup = env.lookup();
-    let app = Application::build(Settings::from_vars(&Vars::new(&lookup)).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", app.addr());
-    let token = app.shutdown_token();
-    tokio::spawn(app.run_until_stopped());
-    (base, token)
-}
+use support::start_dashboard;
+
+use sqlx::Executor;
+use testkit::TestDatabase;
 
 async fn seed(database: &TestDatabase) {
     let mut connection = database.connect().await;
@@ -48,7 +36,7 @@ async fn the_api_returns_exact_monthly_sums_per_vendor_and_currency() {
     let database = TestDatabase::new();
     database.create_migrated().await;
     seed(&database).await;
-    let (base, _stop) = start(&database).await;
+    let (base, _stop) = start_dashboard(&database).await;
     let client = reqwest::Client::new();
     let body: serde_json::Value = client
         .get(format!("{base}/api/sales?vendor=shop&from=2026-01&to=2026-03"))
@@ -97,7 +85,7 @@ async fn the_page_shows_a_bar_per_month_with_data_totals_and_dead_letters() {
     let database = TestDatabase::new();
     database.create_migrated().await;
     seed(&database).await;
-    let (base, _stop) = start(&database).await;
+    let (base, _stop) = start_dashboard(&database).await;
     let page = reqwest::get(format!("{base}/?from=2026-01&to=2026-03"))
         .await
         .unwrap()
@@ -134,7 +122,7 @@ async fn the_page_shows_a_bar_per_month_with_data_totals_and_dead_letters() {
 #[tokio::test]
 async fn without_a_database_the_page_explains_and_readyz_is_503() {
     let database = TestDatabase::new(); // never created
-    let (base, _stop) = start(&database).await;
+    let (base, _stop) = start_dashboard(&database).await;
     let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
     assert!(page.contains("The database cannot be read right now"), "{page}");
     assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 503);
