@@ -367,6 +367,7 @@ mod tests {
             event_type: "charge.succeeded".to_owned(),
             received_at: Utc::now(),
             retry_count: 0,
+            body_format: webhook_core::payload::BodyFormat::Json,
         };
         republish_properties(&envelope.properties(), 5, Some("retries exhausted after 5: boom"))
     }

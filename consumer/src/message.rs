@@ -7,6 +7,7 @@ use lapin::BasicProperties;
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 use webhook_core::envelope::{Envelope, header, header_text};
+use webhook_core::payload::{BodyFormat, Form};
 
 /// What a dead letter's record says when poison lacks a source or an event type.
 pub(crate) const UNKNOWN: &str = "(unknown)";
@@ -42,14 +43,16 @@ pub(crate) enum Content {
 #[derive(Debug)]
 pub(crate) struct Event {
     pub(crate) envelope: Envelope,
-    /// The body: UTF-8 JSON, byte for byte as received.
+    /// The body: UTF-8 JSON (or a form, as `envelope.body_format` says), byte for byte as
+    /// received.
     pub(crate) body: String,
     /// Hex SHA-256 of the body.
     pub(crate) sha256: String,
 }
 
 impl Message {
-    /// Reads a delivery: the envelope from its properties, the body as UTF-8 JSON.
+    /// Reads a delivery: the envelope from its properties, the body as UTF-8 JSON or, when the
+    /// content type says so, as a form.
     pub(crate) fn read(routing_key: String, properties: BasicProperties, body: Vec<u8>) -> Self {
         let content = match Envelope::from_properties(&properties) {
             Err(error) => Content::Poison {
@@ -57,7 +60,7 @@ impl Message {
                 why: error.to_string(),
                 body,
             },
-            Ok(envelope) => match json_text(body) {
+            Ok(envelope) => match body_text(body, envelope.body_format) {
                 Ok(body) => Content::Event(Event {
                     sha256: hex::encode(Sha256::digest(body.as_bytes())),
                     envelope,
@@ -126,8 +129,17 @@ impl Message {
     }
 }
 
-/// The body as text if it is one complete JSON document in UTF-8; else the bytes back and why.
-fn json_text(body: Vec<u8>) -> Result<String, (Vec<u8>, String)> {
+/// The body as text if it is what its format says: one complete JSON document in UTF-8, or a
+/// form; else the bytes back and why.
+fn body_text(body: Vec<u8>, format: BodyFormat) -> Result<String, (Vec<u8>, String)> {
+    if format == BodyFormat::Form {
+        return match Form::parse(&body) {
+            Ok(_) => {
+                String::from_utf8(body).map_err(|error| (error.into_bytes(), "body is not valid UTF-8".to_owned()))
+            }
+            Err(why) => Err((body, why.to_string())),
+        };
+    }
     let text = match String::from_utf8(body) {
         Ok(text) => text,
         Err(error) => {
@@ -200,6 +212,7 @@ mod tests {
             event_type: "push".to_owned(),
             received_at: Utc::now(),
             retry_count: 2,
+            body_format: BodyFormat::Json,
         }
     }
 
@@ -218,6 +231,25 @@ mod tests {
         assert_eq!(event.body, r#"{"a":1}"#);
         assert_eq!(event.sha256, hex::encode(Sha256::digest(br#"{"a":1}"#)));
         assert_eq!(message.retry_count(), 2);
+    }
+
+    #[test]
+    fn a_form_delivery_is_an_event_when_its_body_is_a_form_and_poison_when_not() {
+        let form = Envelope {
+            body_format: BodyFormat::Form,
+            ..envelope("slash", "t1")
+        };
+        let body = b"command=%2Fdeploy&text=prod&trigger_id=t1";
+        let message = Message::read("k".to_owned(), form.properties(), body.to_vec());
+        assert_eq!(message.event().unwrap().body.as_bytes(), body);
+        assert_eq!(message.event().unwrap().envelope.body_format, BodyFormat::Form);
+
+        let message = Message::read("k".to_owned(), form.properties(), br#"{"a":1}"#.to_vec());
+        match &message.content {
+            Content::Poison { why, .. } => assert_eq!(why, "body is not form-encoded: field 1 is not name=value"),
+            Content::Event(_) => panic!("a JSON body sent as a form is poison"),
+        }
+        assert_eq!(message.body(), br#"{"a":1}"#);
     }
 
     #[test]

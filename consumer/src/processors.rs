@@ -51,6 +51,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use webhook_core::config::ConfigError;
 use webhook_core::money::{self, DecimalError};
+use webhook_core::payload::BodyFormat;
 
 /// Longest order id, in characters (the `sales.order_id` column).
 pub(crate) const MAX_ORDER_ID_CHARS: usize = 200;
@@ -412,8 +413,9 @@ impl Mappings {
             .map_err(|why| ConfigError::invalid("SOURCES_FILE", Some(&shown), format!("a valid sources file: {why}")))
     }
 
-    /// Parses the text of a sources file, reading only `name` and `sales` of each `[[source]]`
-    /// (the request handler checks the rest); the error names the source and the field.
+    /// Parses the text of a sources file, reading only `name`, `body_format` and `sales` of
+    /// each `[[source]]` (the request handler checks the rest); the error names the source and
+    /// the field.
     pub(crate) fn from_toml(text: &str) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|error| {
             webhook_core::config::error_at_line(text, error.span().map(|span| span.start), error.message())
@@ -422,6 +424,16 @@ impl Mappings {
         for entry in file.source {
             let Some(sales) = entry.sales else { continue };
             let name = entry.name;
+            if entry
+                .body_format
+                .as_deref()
+                .is_some_and(|format| format != BodyFormat::Json.name())
+            {
+                return Err(format!(
+                    "source {name:?}: field `sales`: sales are read from JSON bodies, not body_format = {:?}",
+                    entry.body_format.unwrap_or_default()
+                ));
+            }
             let mapping = SalesEntry::read(sales).map_err(|why| format!("source {name:?}: {why}"))?;
             if mappings.by_source.insert(name.clone(), mapping).is_some() {
                 return Err(format!("source {name:?}: field `name`: defined twice"));
@@ -441,6 +453,8 @@ struct File {
 #[derive(Deserialize)]
 struct FileEntry {
     name: String,
+    #[serde(default)]
+    body_format: Option<String>,
     #[serde(default)]
     sales: Option<toml::Value>,
 }
@@ -1023,6 +1037,11 @@ mod tests {
         assert_eq!(
             mappings(&twice).unwrap_err(),
             "source \"shop\": field `name`: defined twice"
+        );
+        let form = format!("[[source]]\nname = \"slash\"\n{HANDLER_KEYS}body_format = \"form\"\n[source.sales]\n");
+        assert_eq!(
+            mappings(&form).unwrap_err(),
+            "source \"slash\": field `sales`: sales are read from JSON bodies, not body_format = \"form\""
         );
         let error = mappings("[[source]]\nscheme = \"github\"\n[source.sales]\n").unwrap_err();
         assert!(error.contains("name"), "{error}");

@@ -94,6 +94,8 @@ pub(crate) struct EventRow<'a> {
     pub(crate) event_type: &'a str,
     pub(crate) body: &'a str,
     pub(crate) body_sha256: &'a str,
+    /// `application/json`, or `application/x-www-form-urlencoded` for form sources.
+    pub(crate) content_type: &'static str,
     pub(crate) received_at: DateTime<Utc>,
     pub(crate) retry_count: u32,
     /// Further copies of this event in the same batch: stored as its `duplicates`.
@@ -119,7 +121,13 @@ impl EventRow<'_> {
     }
 
     fn bound_bytes(&self) -> usize {
-        self.source.len() + self.delivery_id.len() + self.event_type.len() + self.body.len() + 64 + 64
+        self.source.len()
+            + self.delivery_id.len()
+            + self.event_type.len()
+            + self.body.len()
+            + self.content_type.len()
+            + 64
+            + 64
     }
 }
 
@@ -212,7 +220,7 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
     let mut transaction = pool.begin().await?;
     for statement in statements(rows) {
         let mut builder = QueryBuilder::<MySql>::new(
-            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, received_at, stored_at, retry_count, duplicates, status, processed_at) ",
+            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, retry_count, duplicates, status, processed_at) ",
         );
         builder.push_values(statement, |mut values, row| {
             values
@@ -221,6 +229,7 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
                 .push_bind(row.event_type)
                 .push_bind(row.body)
                 .push_bind(row.body_sha256)
+                .push_bind(row.content_type)
                 .push_bind(row.received_at.naive_utc())
                 .push("UTC_TIMESTAMP(6)")
                 .push_bind(row.retry_count)
@@ -466,6 +475,7 @@ mod tests {
             event_type: "t",
             body,
             body_sha256: "",
+            content_type: "application/json",
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
@@ -609,6 +619,7 @@ mod tests {
             event_type: "t",
             body,
             body_sha256: "sha",
+            content_type: "application/json",
             received_at: Utc::now(),
             retry_count: 0,
             copies,
@@ -665,6 +676,7 @@ mod tests {
             event_type: "x",
             body: "{}",
             body_sha256: "",
+            content_type: "application/json",
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
@@ -695,6 +707,7 @@ mod tests {
             event_type: "t",
             body: "{}",
             body_sha256: "",
+            content_type: "application/json",
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use webhook_core::broker::{self, Backoff, Outgoing, Publisher};
 use webhook_core::envelope::republish_properties;
+use webhook_core::payload::BodyFormat;
 
 use crate::health::Health;
 use crate::message::{Content, Message, UniqueEvent, unique_events};
@@ -355,7 +356,12 @@ impl Worker {
             };
             let envelope = &event.envelope;
             let mapping = self.settings.sales.get(&envelope.source);
-            match processors::process(mapping, &envelope.event_type, &event.body) {
+            // Sales are read from JSON; form bodies (slash commands and the like) are stored only.
+            let outcome = match envelope.body_format {
+                BodyFormat::Json => processors::process(mapping, &envelope.event_type, &event.body),
+                BodyFormat::Form => Ok(Outcome::Ignored),
+            };
+            match outcome {
                 Ok(Outcome::Ignored) => processed.push(Processed { entry, sale: None }),
                 Ok(Outcome::Sale(change)) => processed.push(Processed {
                     entry,
@@ -654,6 +660,7 @@ fn row<'m>(messages: &'m [Message], processed: &'m Processed) -> Option<EventRow
         event_type: &event.envelope.event_type,
         body: &event.body,
         body_sha256: &event.sha256,
+        content_type: event.envelope.body_format.content_type(),
         received_at: event.envelope.received_at,
         retry_count: event.envelope.retry_count,
         copies: u32::try_from(entry.copies.len()).unwrap_or(u32::MAX),

@@ -222,6 +222,7 @@ impl Stage {
                         event_type: "poison".to_owned(),
                         received_at: chrono::Utc::now(),
                         retry_count: 0,
+                        body_format: webhook_core::payload::BodyFormat::Json,
                     };
                     (id, envelope.properties(), b"{not json".to_vec())
                 }));

@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use webhook_core::broker::PublishError;
-use webhook_core::payload::NotJson;
+use webhook_core::payload::{NotForm, NotJson};
 use webhook_core::signature::Rejection;
 
 /// Why a webhook was not queued.
@@ -33,6 +33,9 @@ pub enum IngestError {
     /// The body is not one JSON document.
     #[error("{0}")]
     NotJson(#[from] NotJson),
+    /// The body of a form source is not `application/x-www-form-urlencoded`.
+    #[error("{0}")]
+    NotForm(#[from] NotForm),
     /// The broker did not confirm the message.
     #[error("not enqueued")]
     NotEnqueued(#[from] PublishError),
@@ -49,6 +52,7 @@ impl IngestError {
             Self::Signature(rejection) => rejection.label(),
             Self::BadHeader(_) => "bad_header",
             Self::NotJson(_) => "not_json",
+            Self::NotForm(_) => "not_form",
             Self::NotEnqueued(error) => error.label(),
         }
     }
@@ -60,7 +64,7 @@ impl ResponseError for IngestError {
             Self::UnknownSource => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyRead(_) | Self::BadHeader(_) | Self::NotJson(_) => StatusCode::BAD_REQUEST,
+            Self::BodyRead(_) | Self::BadHeader(_) | Self::NotJson(_) | Self::NotForm(_) => StatusCode::BAD_REQUEST,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::NotEnqueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -11,8 +11,9 @@
 //! secrets = ["whsec_..."]              # all are tried: rotate without downtime
 //! secret_env = ["STRIPE_SECRET_NEXT"]  # and/or from environment variables
 //! secret_files = ["/run/secrets/stripe"] # and/or from files (trailing newline ignored)
-//! delivery_id = { json = "/id" }       # or { header = "X-Request-Id" }
-//! event_type = { json = "/type" }      # or { header = "X-Event" }
+//! body_format = "json"                # or "form" (application/x-www-form-urlencoded)
+//! delivery_id = { json = "/id" }       # or { header = "X-Request-Id" }, or { form = "field" }
+//! event_type = { json = "/type" }      # or { header = "X-Event" }, or { form = "field" }
 //! tolerance_secs = 300                 # for timestamped schemes
 //! max_body_bytes = 262144              # optional, below MAX_BODY_BYTES
 //! ```
@@ -23,6 +24,7 @@ use std::path::Path;
 use serde::Deserialize;
 use webhook_core::config::{ConfigError, Secret};
 use webhook_core::envelope::is_valid_source_name;
+use webhook_core::payload::BodyFormat;
 use webhook_core::schemes::{Algorithm, Encoding, GenericHmac, SCHEME_NAMES, Scheme};
 
 /// The source that `POST /webhook` posts to.
@@ -37,6 +39,8 @@ pub enum Locator {
     Header(String),
     /// A JSON pointer into the body, e.g. `/id` or `/data/object/id`.
     Json(String),
+    /// A field of a form-encoded body, e.g. `trigger_id`.
+    Form(String),
 }
 
 /// A vendor.
@@ -46,6 +50,8 @@ pub struct Source {
     pub name: String,
     /// How its requests are signed.
     pub scheme: Scheme,
+    /// How its bodies are encoded.
+    pub body_format: BodyFormat,
     /// Secrets; the first that verifies wins.
     pub secrets: Vec<Secret>,
     /// Where its delivery id is, before the common headers and the body hash.
@@ -64,6 +70,7 @@ impl Source {
         Self {
             name: DEFAULT_SOURCE.to_owned(),
             scheme: Scheme::Github,
+            body_format: BodyFormat::Json,
             secrets: vec![secret],
             delivery_id: None,
             event_type: None,
@@ -153,6 +160,7 @@ struct Entry {
     secret_env: Vec<String>,
     #[serde(default)]
     secret_files: Vec<String>,
+    body_format: Option<String>,
     delivery_id: Option<LocatorEntry>,
     event_type: Option<LocatorEntry>,
     tolerance_secs: Option<i64>,
@@ -175,17 +183,26 @@ struct Entry {
 enum LocatorEntry {
     Header(String),
     Json(String),
+    Form(String),
 }
 
 impl LocatorEntry {
-    fn into_locator(self, field: &str) -> Result<Locator, String> {
-        match self {
-            Self::Header(name) if !name.is_empty() => Ok(Locator::Header(name)),
-            Self::Json(pointer) if pointer.starts_with('/') => Ok(Locator::Json(pointer)),
-            Self::Header(_) => Err(format!("field `{field}`: the header name is empty")),
-            Self::Json(pointer) => Err(format!(
+    fn into_locator(self, field: &str, format: BodyFormat) -> Result<Locator, String> {
+        match (self, format) {
+            (Self::Header(name), _) if !name.is_empty() => Ok(Locator::Header(name)),
+            (Self::Json(pointer), BodyFormat::Json) if pointer.starts_with('/') => Ok(Locator::Json(pointer)),
+            (Self::Form(name), BodyFormat::Form) if !name.is_empty() => Ok(Locator::Form(name)),
+            (Self::Header(_), _) => Err(format!("field `{field}`: the header name is empty")),
+            (Self::Json(pointer), BodyFormat::Json) => Err(format!(
                 "field `{field}`: {pointer:?} is not a JSON pointer (it must start with '/', e.g. \"/id\")"
             )),
+            (Self::Form(_), BodyFormat::Form) => Err(format!("field `{field}`: the form field name is empty")),
+            (Self::Json(_), BodyFormat::Form) => Err(format!(
+                "field `{field}`: a JSON pointer needs body_format = \"json\"; use {{ form = \"…\" }}"
+            )),
+            (Self::Form(_), BodyFormat::Json) => {
+                Err(format!("field `{field}`: a form field needs body_format = \"form\""))
+            }
         }
     }
 }
@@ -238,19 +255,26 @@ impl Entry {
         if self.max_body_bytes == Some(0) {
             return Err("field `max_body_bytes`: expected at least 1".to_owned());
         }
-        let (default_id, default_type) = default_locators(&scheme);
+        let body_format = match &self.body_format {
+            None => BodyFormat::Json,
+            Some(name) => name
+                .parse()
+                .map_err(|()| format!("field `body_format`: {name:?} is not \"json\" or \"form\""))?,
+        };
+        let (default_id, default_type) = default_locators(&scheme, body_format);
         Ok(Source {
             name: self.name,
             scheme,
+            body_format,
             secrets,
             delivery_id: self
                 .delivery_id
-                .map(|entry| entry.into_locator("delivery_id"))
+                .map(|entry| entry.into_locator("delivery_id", body_format))
                 .transpose()?
                 .or(default_id),
             event_type: self
                 .event_type
-                .map(|entry| entry.into_locator("event_type"))
+                .map(|entry| entry.into_locator("event_type", body_format))
                 .transpose()?
                 .or(default_type),
             tolerance_secs,
@@ -322,9 +346,21 @@ impl Entry {
 }
 
 /// Where each scheme's vendor puts its delivery id and event type.
-fn default_locators(scheme: &Scheme) -> (Option<Locator>, Option<Locator>) {
+fn default_locators(scheme: &Scheme, format: BodyFormat) -> (Option<Locator>, Option<Locator>) {
     let header = |name: &str| Some(Locator::Header(name.to_owned()));
     let json = |pointer: &str| Some(Locator::Json(pointer.to_owned()));
+    let form = |name: &str| Some(Locator::Form(name.to_owned()));
+    if format == BodyFormat::Form {
+        // JSON pointers cannot apply. Slack's slash commands carry a unique `trigger_id` and
+        // the `command`; other form sources fall back to the common headers and fields.
+        return match scheme {
+            Scheme::Slack => (form("trigger_id"), form("command")),
+            Scheme::Github => (header("X-GitHub-Delivery"), header("X-GitHub-Event")),
+            Scheme::Shopify => (header("X-Shopify-Webhook-Id"), header("X-Shopify-Topic")),
+            Scheme::Standard => (header("webhook-id"), None),
+            Scheme::Stripe | Scheme::Hmac(_) => (None, None),
+        };
+    }
     match scheme {
         Scheme::Github => (header("X-GitHub-Delivery"), header("X-GitHub-Event")),
         Scheme::Stripe => (json("/id"), json("/type")),
@@ -471,6 +507,98 @@ mod tests {
             let error = parse(text).unwrap_err();
             assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
             assert!(!error.contains('\n'), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn form_sources_locate_fields_in_the_form() {
+        let sources = parse(
+            r#"
+            [[source]]
+            name = "slash"
+            scheme = "slack"
+            secrets = ["s"]
+            body_format = "form"
+
+            [[source]]
+            name = "events"
+            scheme = "slack"
+            secrets = ["s"]
+
+            [[source]]
+            name = "legacy"
+            scheme = "hmac"
+            secrets = ["k"]
+            header = "X-Signature"
+            body_format = "form"
+            delivery_id = { form = "id" }
+            event_type = { header = "X-Kind" }
+            "#,
+        )
+        .unwrap();
+        let slash = sources.get("slash").unwrap();
+        assert_eq!(slash.body_format, BodyFormat::Form);
+        assert_eq!(slash.delivery_id, Some(Locator::Form("trigger_id".into())));
+        assert_eq!(slash.event_type, Some(Locator::Form("command".into())));
+        let events = sources.get("events").unwrap();
+        assert_eq!(events.body_format, BodyFormat::Json);
+        assert_eq!(events.delivery_id, Some(Locator::Json("/event_id".into())));
+        let legacy = sources.get("legacy").unwrap();
+        assert_eq!(legacy.delivery_id, Some(Locator::Form("id".into())));
+        assert_eq!(legacy.event_type, Some(Locator::Header("X-Kind".into())));
+    }
+
+    #[test]
+    fn the_example_file_in_the_readme_configures_one_source_per_scheme() {
+        let example = include_str!("../../examples/sources.toml");
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&format!("```toml\n{example}```")),
+            "README.md must show examples/sources.toml verbatim"
+        );
+        let sources = Sources::from_toml(example, &|_| Some("from-env".to_owned()), &|_| {
+            Ok("from-file\n".to_owned())
+        })
+        .unwrap();
+        let mut schemes: Vec<&str> = sources.0.values().map(|source| source.scheme.name()).collect();
+        schemes.sort_unstable();
+        schemes.dedup();
+        assert_eq!(schemes, ["github", "hmac", "shopify", "slack", "standard", "stripe"]);
+        assert_eq!(sources.get("slash").unwrap().body_format, BodyFormat::Form);
+        let stripe: Vec<&str> = sources
+            .get("stripe")
+            .unwrap()
+            .secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(stripe, ["from-env", "from-env"]);
+    }
+
+    #[test]
+    fn locators_must_fit_the_body_format() {
+        let source = |extra: &str| format!("[[source]]\nname = \"a\"\nscheme = \"github\"\nsecrets = [\"s\"]\n{extra}");
+        let cases = [
+            (
+                "body_format = \"xml\"",
+                "source \"a\": field `body_format`: \"xml\" is not \"json\" or \"form\"",
+            ),
+            (
+                "body_format = \"form\"\ndelivery_id = { json = \"/id\" }",
+                "source \"a\": field `delivery_id`: a JSON pointer needs body_format = \"json\"",
+            ),
+            (
+                "event_type = { form = \"command\" }",
+                "source \"a\": field `event_type`: a form field needs body_format = \"form\"",
+            ),
+            (
+                "body_format = \"form\"\nevent_type = { form = \"\" }",
+                "source \"a\": field `event_type`: the form field name is empty",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let error = parse(&source(extra)).unwrap_err();
+            assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
         }
     }
 

@@ -10,6 +10,8 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use sha2::{Digest, Sha256};
 
+use crate::payload::BodyFormat;
+
 /// Header names carried by every event message.
 pub mod header {
     /// The source (vendor) the event came from.
@@ -32,8 +34,8 @@ pub const MAX_DELIVERY_ID_BYTES: usize = 200;
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
 /// Longest accepted source name, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 64;
-/// The content type stamped on every event message.
-pub const CONTENT_TYPE_JSON: &str = "application/json";
+/// The content type of JSON messages (events from JSON sources, rejection records).
+pub const CONTENT_TYPE_JSON: &str = BodyFormat::Json.content_type();
 
 /// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}`.
 pub fn is_valid_source_name(name: &str) -> bool {
@@ -43,7 +45,11 @@ pub fn is_valid_source_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// Checks a delivery id: 1 to 200 bytes, no control characters.
+/// Checks a delivery id: 1 to 200 bytes, no control characters, no trailing space.
+///
+/// The unique key compares ids the way MySQL's PAD SPACE collations do, so `"a"` and `"a "`
+/// would be the same event: an id that ends in a space is refused rather than stored as a
+/// duplicate of another.
 pub fn check_delivery_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty() {
         Err("delivery id is empty")
@@ -51,6 +57,8 @@ pub fn check_delivery_id(id: &str) -> Result<(), &'static str> {
         Err("delivery id is longer than 200 bytes")
     } else if id.chars().any(char::is_control) {
         Err("delivery id contains control characters")
+    } else if id.ends_with(' ') {
+        Err("delivery id ends with a space")
     } else {
         Ok(())
     }
@@ -93,6 +101,8 @@ pub struct Envelope {
     pub received_at: DateTime<Utc>,
     /// How many retries the consumer has spent on it.
     pub retry_count: u32,
+    /// How the body is encoded (the message's content type).
+    pub body_format: BodyFormat,
 }
 
 /// Why a message cannot be read as an event: it is poison and goes straight to the
@@ -113,8 +123,8 @@ impl Envelope {
         format!("{}.{}", self.source, self.event_type)
     }
 
-    /// Message properties for publishing: persistent, JSON, `message_id` = delivery id,
-    /// timestamp, and the envelope headers.
+    /// Message properties for publishing: persistent, the body format's content type,
+    /// `message_id` = delivery id, timestamp, and the envelope headers.
     ///
     /// The caller must have validated `source`, `delivery_id` and `event_type`: lapin's
     /// short strings panic above 255 bytes.
@@ -129,7 +139,7 @@ impl Envelope {
         );
         BasicProperties::default()
             .with_delivery_mode(2)
-            .with_content_type(CONTENT_TYPE_JSON.into())
+            .with_content_type(self.body_format.content_type().into())
             .with_message_id(ShortString::from(self.delivery_id.as_str()))
             .with_timestamp(u64::try_from(self.received_at.timestamp()).unwrap_or_default())
             .with_headers(headers)
@@ -138,6 +148,16 @@ impl Envelope {
     /// Reads an envelope from the properties of a delivered message.
     pub fn from_properties(properties: &BasicProperties) -> Result<Self, EnvelopeError> {
         let headers = properties.headers().as_ref().ok_or(EnvelopeError::Missing("headers"))?;
+        let content_type = properties.content_type().as_ref().map(ShortString::as_str);
+        let body_format = BodyFormat::from_content_type(content_type).ok_or_else(|| {
+            EnvelopeError::Invalid(
+                "content_type",
+                format!(
+                    "{:?} is neither JSON nor form-encoded",
+                    content_type.unwrap_or_default()
+                ),
+            )
+        })?;
         let delivery_id = properties
             .message_id()
             .as_ref()
@@ -168,6 +188,7 @@ impl Envelope {
             event_type,
             received_at,
             retry_count,
+            body_format,
         })
     }
 }
@@ -261,6 +282,7 @@ mod tests {
             received_at: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap()
                 + chrono::Duration::microseconds(123_456),
             retry_count: 0,
+            body_format: BodyFormat::Json,
         }
     }
 
@@ -274,6 +296,39 @@ mod tests {
             Some("application/json")
         );
         assert_eq!(Envelope::from_properties(&properties), Ok(original));
+
+        let form = Envelope {
+            body_format: BodyFormat::Form,
+            ..envelope()
+        };
+        let properties = form.properties();
+        assert_eq!(
+            properties.content_type().as_ref().map(ShortString::as_str),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(Envelope::from_properties(&properties), Ok(form));
+    }
+
+    #[test]
+    fn the_content_type_says_how_the_body_is_encoded() {
+        let without = envelope().properties().with_content_type(ShortString::from(""));
+        assert!(matches!(
+            Envelope::from_properties(&without),
+            Err(EnvelopeError::Invalid("content_type", _))
+        ));
+        let xml = envelope().properties().with_content_type(ShortString::from("text/xml"));
+        assert!(matches!(
+            Envelope::from_properties(&xml),
+            Err(EnvelopeError::Invalid("content_type", _))
+        ));
+        let full = envelope().properties();
+        let none = BasicProperties::default()
+            .with_headers(full.headers().clone().unwrap())
+            .with_message_id(full.message_id().clone().unwrap());
+        assert_eq!(
+            Envelope::from_properties(&none).map(|read| read.body_format),
+            Ok(BodyFormat::Json)
+        );
     }
 
     #[test]
@@ -371,6 +426,8 @@ mod tests {
         assert!(check_delivery_id(&"x".repeat(201)).is_err());
         assert!(check_delivery_id("a\nb").is_err());
         assert!(check_delivery_id("").is_err());
+        assert_eq!(check_delivery_id("a "), Err("delivery id ends with a space"));
+        assert!(check_delivery_id(" a").is_ok());
     }
 
     #[test]

@@ -1,13 +1,159 @@
-//! Reading a webhook body as JSON in one pass, without building a tree.
+//! Reading a webhook body: JSON in one pass without building a tree, or form-encoded.
 //!
 //! The handler needs to know that a body is JSON and, when no header names the event type, its
 //! top-level `type` or `event` string. [`inspect`] validates the whole document and keeps only
 //! those two fields; any JSON value (object, array, string, …) is accepted.
+//!
+//! Some vendors post `application/x-www-form-urlencoded` bodies instead (Slack's slash
+//! commands, for one). [`Form::parse`] checks such a body strictly and decodes its fields.
 
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// How a source's bodies are encoded; it travels as the message's content type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON document in UTF-8.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+impl BodyFormat {
+    /// Its name in a sources file: `json` or `form`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Form => "form",
+        }
+    }
+
+    /// The content type of messages carrying such a body.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Form => "application/x-www-form-urlencoded",
+        }
+    }
+
+    /// The format a message's content type names; no content type means JSON. `None` for any
+    /// other content type.
+    pub fn from_content_type(content_type: Option<&str>) -> Option<Self> {
+        let Some(content_type) = content_type else {
+            return Some(Self::Json);
+        };
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        [Self::Json, Self::Form]
+            .into_iter()
+            .find(|format| essence.eq_ignore_ascii_case(format.content_type()))
+    }
+}
+
+impl std::str::FromStr for BodyFormat {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        [Self::Json, Self::Form]
+            .into_iter()
+            .find(|format| format.name() == name)
+            .ok_or(())
+    }
+}
+
+/// Why a body is not accepted as form-encoded.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotForm {
+    /// Form bodies are text; this one is not UTF-8.
+    #[error("body is not valid UTF-8 (at byte {0})")]
+    NotUtf8(usize),
+    /// No fields at all.
+    #[error("body is not form-encoded: it has no fields")]
+    Empty,
+    /// A `name=value` pair without `=` or without a name.
+    #[error("body is not form-encoded: field {0} is not name=value")]
+    NotAPair(usize),
+    /// `%` not followed by two hex digits.
+    #[error("body is not form-encoded: bad percent escape at byte {0}")]
+    BadEscape(usize),
+    /// A name or value that is not UTF-8 once percent-decoded.
+    #[error("body is not form-encoded: field {0} is not UTF-8 once decoded")]
+    DecodedNotUtf8(usize),
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, decoded, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Checks and decodes a form body: UTF-8 text of `name=value` pairs joined by `&` (empty
+    /// pairs are skipped), names not empty, `+` for space, every `%` followed by two hex
+    /// digits, and UTF-8 once decoded. A JSON document is not a form.
+    pub fn parse(body: &[u8]) -> Result<Self, NotForm> {
+        let text = std::str::from_utf8(body).map_err(|error| NotForm::NotUtf8(error.valid_up_to()))?;
+        let mut fields = Vec::new();
+        let mut offset = 0;
+        for (index, pair) in text.split('&').enumerate() {
+            let at = offset;
+            offset += pair.len() + 1;
+            if pair.is_empty() {
+                continue;
+            }
+            let field = index + 1;
+            let (name, value) = pair.split_once('=').ok_or(NotForm::NotAPair(field))?;
+            if name.is_empty() {
+                return Err(NotForm::NotAPair(field));
+            }
+            fields.push((decode(name, at, field)?, decode(value, at + name.len() + 1, field)?));
+        }
+        if fields.is_empty() {
+            return Err(NotForm::Empty);
+        }
+        Ok(Self(fields))
+    }
+
+    /// The value of the first field called `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The event type a form names: its `type` field, else `event`.
+    pub fn event_type(&self) -> Option<&str> {
+        self.get("type").or_else(|| self.get("event"))
+    }
+}
+
+/// Percent-decodes one name or value that starts at byte `at` of the body.
+fn decode(encoded: &str, at: usize, field: usize) -> Result<String, NotForm> {
+    let bytes = encoded.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => decoded.push(b' '),
+            b'%' => {
+                let digit = |offset: usize| {
+                    bytes
+                        .get(index + offset)
+                        .and_then(|byte| char::from(*byte).to_digit(16))
+                };
+                let (Some(high), Some(low)) = (digit(1), digit(2)) else {
+                    return Err(NotForm::BadEscape(at + index));
+                };
+                decoded.push(u8::try_from(high * 16 + low).unwrap_or_default());
+                index += 2;
+            }
+            byte => decoded.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8(decoded).map_err(|_| NotForm::DecodedNotUtf8(field))
+}
 
 /// The top-level fields of a JSON body that matter before it is stored.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -220,6 +366,91 @@ mod tests {
         for body in [&b"[1,2,{}]"[..], b"\"text\"", b"12.5", b"null", b"true", b" {} "] {
             assert!(inspect(body).is_ok(), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn slash_command_forms_are_decoded() {
+        // The example body of Slack's "verifying requests" documentation.
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let form = Form::parse(body).unwrap();
+        assert_eq!(form.get("command"), Some("/webhook-collect"));
+        assert_eq!(form.get("text"), Some(""));
+        assert_eq!(
+            form.get("response_url"),
+            Some("https://hooks.slack.com/commands/T1DC2JH3J/397700885554/96rGlfmibIGlgcZRskXaIFfN")
+        );
+        assert_eq!(form.get("missing"), None);
+    }
+
+    #[test]
+    fn form_fields_decode_plus_escapes_and_utf8_and_skip_empty_pairs() {
+        let form = Form::parse("a=1+2%2B3&&type=caf%C3%A9&event=x&a=second&".as_bytes()).unwrap();
+        assert_eq!(form.get("a"), Some("1 2+3"));
+        assert_eq!(form.event_type(), Some("café"));
+        assert_eq!(Form::parse(b"event=push").unwrap().event_type(), Some("push"));
+    }
+
+    #[test]
+    fn anything_that_is_not_a_form_is_refused_with_the_reason() {
+        let cases: [(&[u8], NotForm); 8] = [
+            (b"", NotForm::Empty),
+            (b"&&", NotForm::Empty),
+            (br#"{"type":"x"}"#, NotForm::NotAPair(1)),
+            (b"a=1&b", NotForm::NotAPair(2)),
+            (b"a=1&=2", NotForm::NotAPair(2)),
+            (b"a=%zz", NotForm::BadEscape(2)),
+            (b"ab=1%2", NotForm::BadEscape(4)),
+            (b"a=%ff", NotForm::DecodedNotUtf8(1)),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(Form::parse(body), Err(expected), "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(Form::parse(b"a=\xff"), Err(NotForm::NotUtf8(2)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn form_parsing_never_panics_and_keeps_what_it_reads(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            if let Ok(form) = Form::parse(&body) {
+                proptest::prop_assert!(!form.0.is_empty());
+                proptest::prop_assert!(form.0.iter().all(|(name, _)| !name.is_empty()));
+            }
+        }
+
+        #[test]
+        fn encoded_fields_decode_to_what_was_encoded(name in "[^\\x00]{1,12}", value in ".{0,24}") {
+            let body = format!("{}={}", encode(&name), encode(&value));
+            let form = Form::parse(body.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(form.get(&name), Some(value.as_str()));
+        }
+    }
+
+    /// Percent-encodes every byte but ASCII letters and digits, space as `+`.
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|byte| match byte {
+                b' ' => "+".to_owned(),
+                byte if byte.is_ascii_alphanumeric() => char::from(byte).to_string(),
+                byte => format!("%{byte:02X}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn body_formats_travel_as_content_types() {
+        for format in [BodyFormat::Json, BodyFormat::Form] {
+            assert_eq!(BodyFormat::from_content_type(Some(format.content_type())), Some(format));
+            assert_eq!(format.name().parse(), Ok(format));
+        }
+        assert_eq!(BodyFormat::from_content_type(None), Some(BodyFormat::Json));
+        assert_eq!(
+            BodyFormat::from_content_type(Some("application/x-www-form-urlencoded; charset=utf-8")),
+            Some(BodyFormat::Form)
+        );
+        assert_eq!(BodyFormat::from_content_type(Some("text/plain")), None);
+        assert_eq!("xml".parse::<BodyFormat>(), Err(()));
     }
 
     #[test]

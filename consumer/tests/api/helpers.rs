@@ -349,6 +349,7 @@ pub(crate) fn envelope(source: &str, delivery_id: &str, event_type: &str) -> Env
         event_type: event_type.to_owned(),
         received_at: Utc::now().trunc_subsecs(6),
         retry_count: 0,
+        body_format: webhook_core::payload::BodyFormat::Json,
     }
 }
 

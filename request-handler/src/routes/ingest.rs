@@ -1,8 +1,8 @@
 //! `POST /webhook` and `POST /webhooks/{source}`.
 //!
 //! The order of checks is the contract: unknown source (404), size (413, before and while
-//! reading), body arrival (408), signature over the raw bytes (401), JSON (400), delivery id
-//! and event type (400), then publish and wait for the broker's confirm (200, or 500 "not
+//! reading), body arrival (408), signature over the raw bytes (401), JSON or, for form
+//! sources, form encoding (400), delivery id and event type (400), then publish and wait for the broker's confirm (200, or 500 "not
 //! enqueued").
 
 use std::time::Instant;
@@ -17,7 +17,7 @@ use webhook_core::broker::Outgoing;
 use webhook_core::envelope::{
     Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, body_delivery_id, check_delivery_id, check_event_type,
 };
-use webhook_core::payload;
+use webhook_core::payload::{self, BodyFormat, Form, Inspected};
 use webhook_core::schemes::Scheme;
 use webhook_core::signature::Headers;
 
@@ -45,6 +45,27 @@ enum Accepted {
     Queued(String),
     /// A Slack `url_verification` handshake; the challenge to echo.
     Challenge(String),
+}
+
+/// A body read in its source's format.
+enum Parsed {
+    /// JSON: its top-level type fields, and the document when a locator points into it.
+    Json {
+        inspected: Inspected,
+        document: Option<serde_json::Value>,
+    },
+    /// Form-encoded: its fields.
+    Form(Form),
+}
+
+impl Parsed {
+    /// The event type the body itself names: its `type`, else its `event`.
+    fn event_type(&self) -> Option<&str> {
+        match self {
+            Self::Json { inspected, .. } => inspected.event_type(),
+            Self::Form(form) => form.event_type(),
+        }
+    }
 }
 
 /// `POST /webhook`: the `default` source.
@@ -153,30 +174,39 @@ async fn accept(
         )
         .map_err(IngestError::Signature)?;
 
-    let inspected = payload::inspect(&body)?;
-    if source.scheme == Scheme::Slack && inspected.r#type.as_deref() == Some(SLACK_URL_VERIFICATION) {
-        // Slack's handshake when an Events API URL is configured: answered, not stored, and
-        // only once the signature has been checked.
-        let challenge = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|document| document.get("challenge")?.as_str().map(str::to_owned))
-            .ok_or_else(|| IngestError::BadHeader("url_verification without a challenge".to_owned()))?;
-        return Ok(Accepted::Challenge(challenge));
-    }
-    // JSON pointers need the document; only sources configured with one pay for parsing it.
-    let document = [&source.delivery_id, &source.event_type]
-        .iter()
-        .any(|locator| matches!(locator, Some(Locator::Json(_))))
-        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
-        .flatten();
+    let parsed = match source.body_format {
+        BodyFormat::Json => {
+            let inspected = payload::inspect(&body)?;
+            if source.scheme == Scheme::Slack && inspected.r#type.as_deref() == Some(SLACK_URL_VERIFICATION) {
+                // Slack's handshake when an Events API URL is configured: answered, not
+                // stored, and only once the signature has been checked.
+                let challenge = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|document| document.get("challenge")?.as_str().map(str::to_owned))
+                    .ok_or_else(|| IngestError::BadHeader("url_verification without a challenge".to_owned()))?;
+                return Ok(Accepted::Challenge(challenge));
+            }
+            // JSON pointers need the document; only sources configured with one pay for
+            // parsing it.
+            let document = [&source.delivery_id, &source.event_type]
+                .iter()
+                .any(|locator| matches!(locator, Some(Locator::Json(_))))
+                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+                .flatten();
+            Parsed::Json { inspected, document }
+        }
+        BodyFormat::Form => Parsed::Form(Form::parse(&body)?),
+    };
     let locate = |locator: &Option<Locator>| -> Option<String> {
-        match locator.as_ref()? {
-            Locator::Header(name) => headers.get(name).map(str::to_owned),
-            Locator::Json(pointer) => match document.as_ref()?.pointer(pointer)? {
+        match (locator.as_ref()?, &parsed) {
+            (Locator::Header(name), _) => headers.get(name).map(str::to_owned),
+            (Locator::Json(pointer), Parsed::Json { document, .. }) => match document.as_ref()?.pointer(pointer)? {
                 serde_json::Value::String(text) => Some(text.clone()),
                 serde_json::Value::Number(number) => Some(number.to_string()),
                 _ => None,
             },
+            (Locator::Form(name), Parsed::Form(form)) => form.get(name).map(str::to_owned),
+            (Locator::Json(_) | Locator::Form(_), _) => None,
         }
     };
     let delivery_id = match locate(&source.delivery_id).or_else(|| {
@@ -193,7 +223,7 @@ async fn accept(
     };
     let event_type = locate(&source.event_type)
         .or_else(|| headers.get(EVENT_TYPE_HEADER).map(str::to_owned))
-        .or_else(|| inspected.event_type().map(str::to_owned))
+        .or_else(|| parsed.event_type().map(str::to_owned))
         .unwrap_or_else(|| UNKNOWN_EVENT_TYPE.to_owned());
     check_event_type(&event_type).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
 
@@ -203,6 +233,7 @@ async fn accept(
         event_type,
         received_at,
         retry_count: 0,
+        body_format: source.body_format,
     };
     let routing_key = envelope.routing_key();
     let publishing = Instant::now();

@@ -3,6 +3,7 @@
 //! is published.
 
 use webhook_core::envelope::Envelope;
+use webhook_core::payload::BodyFormat;
 use webhook_core::schemes::{Algorithm, Encoding, GenericHmac, sign_generic, sign_slack, sign_standard, sign_stripe};
 
 use crate::helpers::{TestApp, env, json};
@@ -22,6 +23,12 @@ secrets = ["shpss_shop"]
 name = "slack"
 scheme = "slack"
 secrets = ["slack_secret"]
+
+[[source]]
+name = "slash"
+scheme = "slack"
+secrets = ["slack_secret"]
+body_format = "form"
 
 [[source]]
 name = "svix"
@@ -205,6 +212,97 @@ async fn slack_signatures_are_checked_with_the_timestamp() {
         (envelope.delivery_id.as_str(), envelope.event_type.as_str()),
         ("Ev123", "event_callback")
     );
+}
+
+#[tokio::test]
+async fn slack_slash_commands_are_forms_signed_like_any_slack_request() {
+    let (app, _dir) = app().await;
+    let body = b"token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T0001&command=%2Fdeploy&text=prod+now&trigger_id=13345224609.738474920.8088930838d88f008e0".to_vec();
+    let ts = now();
+    let headers = |signature: &str, ts: i64| {
+        h(&[
+            ("X-Slack-Signature", signature),
+            ("X-Slack-Request-Timestamp", &ts.to_string()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ])
+    };
+    let good = sign_slack(b"slack_secret", ts, &body);
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b"&text=staging");
+    let bad = vec![
+        (tampered, headers(&good, ts)),
+        (body.clone(), headers(&sign_slack(b"wrong", ts, &body), ts)),
+        (
+            body.clone(),
+            headers(&sign_slack(b"slack_secret", ts - 301, &body), ts - 301),
+        ),
+        (body.clone(), headers("v1=abc", ts)),
+    ];
+    let envelope = check(&app, "/webhooks/slash", (body, headers(&good, ts)), bad).await;
+    assert_eq!(envelope.body_format, BodyFormat::Form);
+    assert_eq!(
+        (envelope.delivery_id.as_str(), envelope.event_type.as_str()),
+        ("13345224609.738474920.8088930838d88f008e0", "/deploy")
+    );
+}
+
+#[tokio::test]
+async fn a_body_in_the_wrong_format_for_its_source_is_400_and_not_queued() {
+    let (app, _dir) = app().await;
+    let ts = now();
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "/webhooks/slash",
+            br#"{"command":"/deploy"}"#,
+            "body is not form-encoded: field 1 is not name=value",
+        ),
+        (
+            "/webhooks/slash",
+            b"text=%zz",
+            "body is not form-encoded: bad percent escape at byte 5",
+        ),
+        (
+            "/webhooks/slack",
+            b"command=%2Fdeploy",
+            "body is not valid JSON: expected value at line 1 column 1",
+        ),
+    ];
+    for (path, body, error) in cases {
+        let signature = sign_slack(b"slack_secret", ts, body);
+        let ts = ts.to_string();
+        let response = app
+            .post(
+                path,
+                body,
+                &[("X-Slack-Signature", &signature), ("X-Slack-Request-Timestamp", &ts)],
+            )
+            .await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(json(response).await, serde_json::json!({ "error": error }), "{path}");
+    }
+    assert_eq!(app.broker.take_all(".events").await.len(), 0);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"webhook_handler_requests_total{source="slash",outcome="rejected",reason="not_form"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_id_from_the_body_that_ends_in_a_space_is_400() {
+    // The unique key would take "evt_1 " for "evt_1" and drop it as a duplicate.
+    let (app, _dir) = app().await;
+    let body = br#"{"id":"evt_1 ","type":"charge.succeeded"}"#;
+    let signature = sign_stripe(b"whsec_stripe", now(), body);
+    let response = app
+        .post("/webhooks/stripe", body, &[("Stripe-Signature", &signature)])
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        json(response).await,
+        serde_json::json!({"error": "delivery id ends with a space"})
+    );
+    assert_eq!(app.broker.take_all(".events").await.len(), 0);
 }
 
 #[tokio::test]

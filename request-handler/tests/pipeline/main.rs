@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use webhook_core::config::Vars;
 
 const SECRET: &str = "pipeline-secret";
+/// The secret of the `slash` source: Slack's scheme with form-encoded bodies.
+const SLASH_SECRET: &str = "slash-secret";
 
 struct Pipeline {
     base: String,
@@ -21,13 +23,24 @@ struct Pipeline {
     database: TestDatabase,
     broker: TestBroker,
     stops: Vec<CancellationToken>,
+    sources_file: std::path::PathBuf,
 }
 
 impl Pipeline {
     async fn start() -> Self {
         let broker = TestBroker::new();
         let database = TestDatabase::new();
+        // `default` comes from WEBHOOK_SECRET; the file adds a form source.
+        let sources_file = std::env::temp_dir().join(format!("pipeline-sources-{}.toml", broker.prefix()));
+        std::fs::write(
+            &sources_file,
+            format!(
+                "[[source]]\nname = \"slash\"\nscheme = \"slack\"\nsecrets = [\"{SLASH_SECRET}\"]\nbody_format = \"form\"\n"
+            ),
+        )
+        .unwrap();
         let env = Env::new()
+            .with("SOURCES_FILE", sources_file.to_str().unwrap())
             .with("AMQP_URL", testkit::amqp_url())
             .with("AMQP_PREFIX", broker.prefix())
             .with("WEBHOOK_SECRET", SECRET)
@@ -62,6 +75,7 @@ impl Pipeline {
             database,
             broker,
             stops: vec![consumer_stop, handler_stop],
+            sources_file,
         };
         eventually("the handler to be ready", Duration::from_secs(20), || async {
             let response = pipeline
@@ -118,7 +132,56 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stops.iter().for_each(CancellationToken::cancel);
+        let _ = std::fs::remove_file(&self.sources_file);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slash_command_form_is_stored_byte_for_byte_as_a_form() {
+    let pipeline = Pipeline::start().await;
+    let body = b"team_id=T0001&channel_id=C2147483705&user_id=U2147483697&command=%2Fweather&text=94070&trigger_id=13345224609.738474920.8088930838d88f008e0";
+    let ts = chrono::Utc::now().timestamp();
+    let response = pipeline
+        .client
+        .post(format!("{}/webhooks/slash", pipeline.base))
+        .header(
+            "X-Slack-Signature",
+            webhook_core::schemes::sign_slack(SLASH_SECRET.as_bytes(), ts, body),
+        )
+        .header("X-Slack-Request-Timestamp", ts.to_string())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "queued", "id": "13345224609.738474920.8088930838d88f008e0"})
+    );
+    let row = eventually("the form event to be stored", Duration::from_secs(20), || async {
+        let mut connection = pipeline.database.connect().await;
+        sqlx::query(
+            "SELECT source, delivery_id, event_type, body, content_type, status FROM events WHERE source = 'slash'",
+        )
+        .fetch_optional(&mut connection)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    assert_eq!(
+        row.get::<String, _>("delivery_id"),
+        "13345224609.738474920.8088930838d88f008e0"
+    );
+    assert_eq!(row.get::<String, _>("event_type"), "/weather");
+    assert_eq!(row.get::<String, _>("body").as_bytes(), body);
+    assert_eq!(
+        row.get::<String, _>("content_type"),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(row.get::<String, _>("status"), "ignored");
+    assert_eq!(pipeline.broker.take_all(".dead").await.len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
