@@ -201,7 +201,9 @@ fn first_match(secrets: &[Secret], mut matches: impl FnMut(&[u8]) -> bool) -> Re
 pub const STRIPE_SIGNATURE: &str = "Stripe-Signature";
 
 /// Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]` over `"{t}.{body}"` with the
-/// secret string as the key. Entries other than `t` and `v1` (such as `v0`) are ignored.
+/// secret string as the key. Entries other than `t` and `v1` (such as `v0`) are ignored, as are
+/// entries without `=` and `v1` values that are not hex; without a `t` and a hex `v1` the header
+/// is malformed.
 pub fn verify_stripe(
     secrets: &[Secret],
     headers: &(impl Headers + ?Sized),
@@ -212,11 +214,12 @@ pub fn verify_stripe(
     let header = headers.get(STRIPE_SIGNATURE).ok_or(Rejection::Missing)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
-    for item in header.split(',') {
-        let (key, value) = item.trim().split_once('=').ok_or(Rejection::Malformed)?;
+    // As Stripe's own libraries read it: entries other than `t` and `v1`, entries without
+    // `=`, and `v1` values that are not hex (they could never match) are skipped.
+    for (key, value) in header.split(',').filter_map(|item| item.trim().split_once('=')) {
         match key {
             "t" => timestamp = Some(value),
-            "v1" => signatures.push(hex::decode(value).map_err(|_| Rejection::Malformed)?),
+            "v1" => signatures.extend(hex::decode(value).ok()),
             _ => {}
         }
     }
@@ -573,6 +576,19 @@ mod tests {
             Err(Rejection::Malformed)
         );
         assert_eq!(stripe("garbage", STRIPE_BODY, 1_700_000_000), Err(Rejection::Malformed));
+        assert_eq!(
+            stripe("t=1700000000,v1=zz", STRIPE_BODY, 1_700_000_000),
+            Err(Rejection::Malformed)
+        );
+        // Stray entries around a good signature do not spoil it.
+        assert_eq!(
+            stripe(
+                &format!("t=1700000000,v1=zz,,junk,v1={STRIPE_V1},"),
+                STRIPE_BODY,
+                1_700_000_000
+            ),
+            Ok(Verified { secret_index: 1 })
+        );
         let headers: &[(&str, &str)] = &[];
         assert_eq!(
             Scheme::Stripe.verify(&secrets(&[STRIPE_SECRET]), headers, STRIPE_BODY, 0, 300),
@@ -668,6 +684,53 @@ mod tests {
             for scheme in [Scheme::Github, Scheme::Stripe, Scheme::Shopify, Scheme::Slack, Scheme::Standard, Scheme::Hmac(generic.clone())] {
                 // Random input is never a valid signature.
                 proptest::prop_assert!(scheme.verify(&keys, headers, &body, now, 300).is_err());
+            }
+        }
+
+        /// Random text seldom has the shape of a signature header, so here the headers are
+        /// well formed (a fresh timestamp, MACs of any length in the right encoding, stray
+        /// entries around them) and reach the MAC comparison of every scheme.
+        #[test]
+        fn well_formed_headers_with_wrong_macs_are_refused_without_panics(
+            now in 0i64..4_000_000_000,
+            mac in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            stray in "[a-z0-9=,. ]{0,20}",
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let (hex, base64) = (hex::encode(&mac), BASE64.encode(&mac));
+            let timestamp = now.to_string();
+            let github = format!("sha256={hex}");
+            let stripe = format!("t={now},{stray},v1={hex}");
+            let slack = format!("v0={hex}");
+            let standard = format!("{stray} v1,{base64}");
+            let generic_signature = format!("v1={base64}");
+            let generic = GenericHmac {
+                header: "X-Signature".to_owned(),
+                algorithm: Algorithm::Sha512,
+                encoding: Encoding::Base64,
+                prefix: Some("v1=".to_owned()),
+                template: Some("{timestamp}.{body}".to_owned()),
+                timestamp_header: Some("X-Timestamp".to_owned()),
+            };
+            let headers: &[(&str, &str)] = &[
+                ("X-Hub-Signature-256", &github),
+                (STRIPE_SIGNATURE, &stripe),
+                (SHOPIFY_HMAC, &base64),
+                (SLACK_SIGNATURE, &slack),
+                (SLACK_TIMESTAMP, &timestamp),
+                (STANDARD_ID, "msg_1"),
+                (STANDARD_TIMESTAMP, &timestamp),
+                (STANDARD_SIGNATURE, &standard),
+                ("X-Signature", &generic_signature),
+                ("X-Timestamp", &timestamp),
+            ];
+            let keys = secrets(&["k", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]);
+            for scheme in [Scheme::Github, Scheme::Stripe, Scheme::Shopify, Scheme::Slack, Scheme::Standard, Scheme::Hmac(generic)] {
+                let verified = scheme.verify(&keys, headers, &body, now, 300);
+                proptest::prop_assert!(
+                    matches!(verified, Err(Rejection::Mismatch | Rejection::Malformed)),
+                    "{}: {verified:?}", scheme.name()
+                );
             }
         }
     }
