@@ -1,7 +1,7 @@
 //! Readiness as the worker sees it, and the HTTP surface: `/healthz`, `/readyz`, `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix_web::{HttpResponse, web};
 
@@ -10,17 +10,21 @@ use crate::metrics::Metrics;
 /// What the worker reports about its two dependencies; mirrored in the gauges.
 #[derive(Debug)]
 pub(crate) struct Health {
-    channel_open: AtomicBool,
+    /// Workers whose consuming channel is open.
+    channels_open: AtomicUsize,
+    /// Workers in all.
+    workers: usize,
     database_ok: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
 impl Health {
-    /// Starts with the channel closed and the database as `database_ok` says (the migrations
-    /// just ran, or not).
-    pub(crate) fn new(metrics: Arc<Metrics>, database_ok: bool) -> Self {
+    /// Starts with every worker's channel closed and the database as `database_ok` says (the
+    /// migrations just ran, or not).
+    pub(crate) fn new(metrics: Arc<Metrics>, database_ok: bool, workers: usize) -> Self {
         let health = Self {
-            channel_open: AtomicBool::new(false),
+            channels_open: AtomicUsize::new(0),
+            workers: workers.max(1),
             database_ok: AtomicBool::new(database_ok),
             metrics,
         };
@@ -28,9 +32,15 @@ impl Health {
         health
     }
 
+    /// A worker's channel opened (`true`) or closed again (`false`); each worker reports the
+    /// two in turn.
     pub(crate) fn set_channel_open(&self, open: bool) {
-        self.channel_open.store(open, Ordering::SeqCst);
-        self.metrics.broker_connected.set(i64::from(open));
+        let now = if open {
+            self.channels_open.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            self.channels_open.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+        };
+        self.metrics.broker_connected.set(i64::from(now >= self.workers));
     }
 
     /// Records the outcome of a database operation; returns the previous state.
@@ -39,8 +49,9 @@ impl Health {
         self.database_ok.swap(ok, Ordering::SeqCst)
     }
 
+    /// Whether every worker is consuming.
     pub(crate) fn channel_open(&self) -> bool {
-        self.channel_open.load(Ordering::SeqCst)
+        self.channels_open.load(Ordering::SeqCst) >= self.workers
     }
 
     pub(crate) fn database_ok(&self) -> bool {
@@ -90,4 +101,25 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_counts_as_connected_only_while_every_worker_consumes() {
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new(Arc::clone(&metrics), true, 2);
+        assert!(!health.channel_open());
+        health.set_channel_open(true);
+        assert!(!health.channel_open());
+        assert_eq!(metrics.broker_connected.get(), 0);
+        health.set_channel_open(true);
+        assert!(health.channel_open());
+        assert_eq!(metrics.broker_connected.get(), 1);
+        health.set_channel_open(false);
+        assert!(!health.channel_open());
+        assert_eq!(metrics.broker_connected.get(), 0);
+    }
 }

@@ -24,9 +24,10 @@ pub struct Settings {
     pub database_url: Url,
     /// `CONSUMER_ADDR`, default `0.0.0.0:3001`: health and metrics.
     pub addr: SocketAddr,
-    /// `PREFETCH`, default 256 (1 to 2000, the quorum-queue cap): unacked deliveries in flight.
+    /// `PREFETCH`, default 1000 (1 to 2000, the quorum-queue cap): unacked deliveries in flight
+    /// per worker. Twice `BATCH_SIZE`, so the next batch arrives while one commits.
     pub prefetch: u16,
-    /// `BATCH_SIZE`, default 256 (1 to 5000, at most `PREFETCH`): deliveries per transaction.
+    /// `BATCH_SIZE`, default 500 (1 to 5000, at most `PREFETCH`): deliveries per transaction.
     pub batch_size: usize,
     /// `BATCH_WAIT_MS`, default 20 ms: how long a batch may wait for more deliveries after its
     /// first one.
@@ -34,6 +35,10 @@ pub struct Settings {
     /// `MAX_RETRIES`, default 5: retries of a message the database refuses before it is
     /// dead-lettered.
     pub max_retries: u32,
+    /// `CONSUMER_WORKERS`, default 2 (1 to 16): batch pipelines in this process, each with its
+    /// own connection, channel and `PREFETCH`, so one batch is read and processed while
+    /// another commits.
+    pub workers: usize,
     /// `DB_POOL_SIZE`, default 4.
     pub db_pool_size: u32,
     /// `SHUTDOWN_GRACE_MS`, default 10 s: how long the batch in hand gets to be committed and
@@ -52,8 +57,8 @@ impl Settings {
         let broker = BrokerSettings::from_vars(vars)?;
         let database_url = database_url(vars)?;
         let addr = vars.socket_addr("CONSUMER_ADDR", "0.0.0.0:3001")?;
-        let prefetch = vars.integer("PREFETCH", 256, 1, 2000, "messages")?;
-        let batch_size = vars.integer("BATCH_SIZE", 256, 1, 5000, "messages")?;
+        let prefetch = vars.integer("PREFETCH", 1000, 1, 2000, "messages")?;
+        let batch_size = vars.integer("BATCH_SIZE", 500, 1, 5000, "messages")?;
         if batch_size > prefetch {
             return Err(ConfigError::invalid(
                 "BATCH_SIZE",
@@ -74,6 +79,7 @@ impl Settings {
             batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
             batch_wait: vars.millis("BATCH_WAIT_MS", 20, 0, 60_000)?,
             max_retries: u32::try_from(vars.integer("MAX_RETRIES", 5, 0, 100, "retries")?).unwrap_or(u32::MAX),
+            workers: usize::try_from(vars.integer("CONSUMER_WORKERS", 2, 1, 16, "workers")?).unwrap_or(1),
             db_pool_size: u32::try_from(vars.integer("DB_POOL_SIZE", 4, 1, 100, "connections")?).unwrap_or(u32::MAX),
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             sources_file,
@@ -144,8 +150,9 @@ mod tests {
         let settings = read(&[]).unwrap();
         assert_eq!(settings.database_url.expose(), DEFAULT_DATABASE_URL);
         assert_eq!(settings.addr.to_string(), "0.0.0.0:3001");
-        assert_eq!(settings.prefetch, 256);
-        assert_eq!(settings.batch_size, 256);
+        assert_eq!(settings.prefetch, 1000);
+        assert_eq!(settings.batch_size, 500);
+        assert_eq!(settings.workers, 2);
         assert_eq!(settings.batch_wait, Duration::from_millis(20));
         assert_eq!(settings.max_retries, 5);
         assert_eq!(settings.db_pool_size, 4);

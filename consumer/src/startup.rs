@@ -56,7 +56,7 @@ impl Application {
         let name = format!("consumer-publisher-{}", std::process::id());
         let publisher = Publisher::start(settings.broker.clone(), &name, 1, CONFIRM_TIMEOUT);
         let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::new(Arc::clone(&metrics), true));
+        let health = Arc::new(Health::new(Arc::clone(&metrics), true, settings.workers));
 
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on CONSUMER_ADDR={}", settings.addr))?;
@@ -126,29 +126,40 @@ impl Application {
             }
             .run(),
         );
-        let worker = Worker {
-            settings: self.settings,
-            pool: self.pool.clone(),
-            publisher: self.publisher.clone(),
-            metrics: self.metrics,
-            health: self.health,
-            shutdown: self.shutdown.clone(),
-            grace_over,
-        };
-        let mut worker = tokio::spawn(worker.run());
+        let workers: Vec<_> = (0..self.settings.workers)
+            .map(|index| {
+                tokio::spawn(
+                    Worker {
+                        index,
+                        settings: self.settings.clone(),
+                        pool: self.pool.clone(),
+                        publisher: self.publisher.clone(),
+                        metrics: Arc::clone(&self.metrics),
+                        health: Arc::clone(&self.health),
+                        shutdown: self.shutdown.clone(),
+                        grace_over: grace_over.clone(),
+                    }
+                    .run(),
+                )
+            })
+            .collect();
+        // Workers end only when stopped; the first to end (a panic, say) stops the rest.
+        let mut workers = futures_util::future::select_all(workers);
         let result = tokio::select! {
             served = &mut server => {
-                // The HTTP server should only end when stopped: stop the worker too.
+                // The HTTP server should only end when stopped: stop the workers too.
                 self.shutdown.cancel();
-                let _ = worker.await;
+                futures_util::future::join_all(workers.into_inner()).await;
                 served
                     .context("the HTTP server task failed")?
                     .context("the HTTP server failed")
             }
-            worked = &mut worker => {
+            (worked, _, rest) = &mut workers => {
+                self.shutdown.cancel();
+                futures_util::future::join_all(rest).await;
                 handle.stop(true).await;
                 let _ = server.await;
-                worked.context("the consumer worker failed")
+                worked.context("a consumer worker failed")
             }
         };
         timer.abort();

@@ -48,6 +48,8 @@ const DEAD_LETTER_RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything the worker needs; built by [`crate::Application`].
 pub(crate) struct Worker {
+    /// Which of the process's `CONSUMER_WORKERS` this is, from 0.
+    pub(crate) index: usize,
     pub(crate) settings: Settings,
     pub(crate) pool: MySqlPool,
     pub(crate) publisher: Publisher,
@@ -91,8 +93,10 @@ struct Processed {
 impl Worker {
     /// Consumes until shutdown, reconnecting with backoff for as long as it takes.
     pub(crate) async fn run(self) {
-        let name = format!("consumer-{}", std::process::id());
-        log::info!("sales processors: {}", self.settings.sales.summary());
+        let name = format!("consumer-{}-{}", std::process::id(), self.index);
+        if self.index == 0 {
+            log::info!("sales processors: {}", self.settings.sales.summary());
+        }
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         while !self.shutdown.is_cancelled() {
             let opened = tokio::select! {
@@ -128,7 +132,12 @@ impl Worker {
             );
             backoff.reset();
             self.health.set_channel_open(true);
-            let lag = self.sample_lag(&connection).await;
+            // One worker samples the lag: they all read the same queue.
+            let lag = if self.index == 0 {
+                self.sample_lag(&connection).await
+            } else {
+                None
+            };
             let ended = self.consume(&channel, consumer).await;
             if let Some(lag) = lag {
                 lag.abort();

@@ -23,14 +23,19 @@ fn each_bad_variable_is_named_in_one_line_with_exit_code_2() {
         ),
         ("CONSUMER_ADDR", "x", "CONSUMER_ADDR=\"x\": expected a socket address"),
         (
+            "CONSUMER_WORKERS",
+            "17",
+            "CONSUMER_WORKERS=\"17\": expected an integer number of workers from 1 to 16",
+        ),
+        (
             "PREFETCH",
             "0",
             "PREFETCH=\"0\": expected an integer number of messages from 1 to 2000",
         ),
         (
             "BATCH_SIZE",
-            "600",
-            "BATCH_SIZE=\"600\": expected at most PREFETCH (256)",
+            "1200",
+            "BATCH_SIZE=\"1200\": expected at most PREFETCH (1000)",
         ),
         (
             "BATCH_WAIT_MS",

@@ -17,11 +17,12 @@ fn database_server_addr() -> String {
 async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_stored_once_after() {
     let services = Services::new();
     let proxy = TcpProxy::start(&database_server_addr()).await;
-    // Ten deliveries in hand at most: the other twenty of the outage wait in the queue, which
-    // the lag gauge shows.
+    // Two workers with ten deliveries in hand each at most: the other ten of the outage wait
+    // in the queue, which the lag gauge shows.
     let env = services
         .env()
         .with("DATABASE_URL", services.database.url_through(&proxy))
+        .with("CONSUMER_WORKERS", 2)
         .with("PREFETCH", 10)
         .with("BATCH_SIZE", 10);
     let app = TestApp::spawn(&env).await;
@@ -45,8 +46,8 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
     assert_eq!(app.metric("webhook_consumer_database_up").await, 0.0);
     assert_eq!(services.rows().await.len(), 1, "stored during the outage");
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
-    eventually("the lag gauge to show the 20 waiting", SOON, || async {
-        (app.metric("webhook_consumer_lag_messages").await == 20.0).then_some(())
+    eventually("the lag gauge to show the 10 waiting", SOON, || async {
+        (app.metric("webhook_consumer_lag_messages").await == 10.0).then_some(())
     })
     .await;
 
