@@ -75,6 +75,10 @@ struct Args {
     /// Approximate body size in bytes.
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
+    /// The event type of every body: `sale.completed` makes the consumer apply a sale too;
+    /// another type stores the event alone.
+    #[arg(long, default_value = "sale.completed")]
+    event_type: String,
     /// Wait until every accepted event is in MySQL and report end-to-end numbers.
     #[arg(long)]
     drain: bool,
@@ -214,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
                     None => Instant::now(),
                 };
                 let id = format!("{run}-{n}");
-                let body = body(&id, n, args.body_bytes);
+                let body = body(&id, &args.event_type, n, args.body_bytes);
                 let signature = webhook_core::signature::sign_github(secret.as_bytes(), body.as_bytes());
                 let result = client
                     .post(&args.url)
@@ -374,10 +378,11 @@ async fn drain(
     })
 }
 
-/// A JSON sale event of about `size` bytes.
-fn body(id: &str, n: u64, size: usize) -> String {
+/// A JSON sale event of type `event_type` and about `size` bytes.
+fn body(id: &str, event_type: &str, n: u64, size: usize) -> String {
+    let event_type = serde_json::Value::from(event_type);
     let mut body = format!(
-        r#"{{"id":"{id}","type":"sale.completed","occurred_at":"{}","data":{{"order_id":"ord_{n}","amount":{},"currency":"EUR","customer":{{"id":"cus_{}","email":"customer{}@example.com","country":"DE"}},"items":[{{"sku":"SKU-{}","quantity":{},"unit_amount":1999}}]}},"pad":""#,
+        r#"{{"id":"{id}","type":{event_type},"occurred_at":"{}","data":{{"order_id":"ord_{n}","amount":{},"currency":"EUR","customer":{{"id":"cus_{}","email":"customer{}@example.com","country":"DE"}},"items":[{{"sku":"SKU-{}","quantity":{},"unit_amount":1999}}]}},"pad":""#,
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         1000 + (n * 37) % 90_000,
         n % 5000,

@@ -35,6 +35,10 @@ struct Args {
     /// quorum or classic.
     #[arg(long, default_value = "quorum")]
     queue_type: String,
+    /// Publish the way the handler does: through a topic exchange bound with `#`, with the
+    /// handler's properties and headers. Without it, straight to the queue (the limit).
+    #[arg(long)]
+    as_handler: bool,
 }
 
 #[tokio::main]
@@ -63,24 +67,61 @@ async fn main() -> anyhow::Result<()> {
         .queue_declare(queue.as_str().into(), durable, arguments)
         .await?;
 
+    let exchange = if args.as_handler {
+        let exchange = format!("{queue}.topic");
+        channels[0]
+            .exchange_declare(
+                exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        channels[0]
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                "#".into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Some(exchange)
+    } else {
+        None
+    };
     let body = vec![b'x'; args.body_bytes];
     let started = Instant::now();
     let tasks = (0..args.concurrency).map(|task| {
         let channel = channels[task as usize % channels.len()].clone();
-        let (queue, body) = (queue.clone(), body.clone());
+        let (queue, body, exchange) = (queue.clone(), body.clone(), exchange.clone());
         let share = args.messages / args.concurrency + u64::from(task < args.messages % args.concurrency);
         async move {
-            for _ in 0..share {
+            for n in 0..share {
+                let (exchange, routing_key, properties) = match &exchange {
+                    None => ("", queue.clone(), BasicProperties::default().with_delivery_mode(2)),
+                    Some(exchange) => {
+                        let envelope = webhook_core::envelope::Envelope {
+                            source: "bench".to_owned(),
+                            delivery_id: format!("{task}-{n}"),
+                            event_type: "sale.completed".to_owned(),
+                            received_at: chrono::Utc::now(),
+                            retry_count: 0,
+                            body_format: webhook_core::payload::BodyFormat::Json,
+                        };
+                        (exchange.as_str(), envelope.routing_key(), envelope.properties())
+                    }
+                };
                 let confirm = channel
                     .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
+                        exchange.into(),
+                        routing_key.as_str().into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..BasicPublishOptions::default()
                         },
                         &body,
-                        BasicProperties::default().with_delivery_mode(2),
+                        properties,
                     )
                     .await?
                     .await?;
@@ -94,6 +135,14 @@ async fn main() -> anyhow::Result<()> {
     channels[0]
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;
+    if let Some(exchange) = &exchange {
+        channels[0]
+            .exchange_delete(
+                exchange.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await?;
+    }
     let _ = connection.close(200, "OK".into()).await;
     println!(
         "{{\"messages\":{},\"seconds\":{seconds:.3},\"messages_per_second\":{:.0},\"concurrency\":{},\"channels\":{},\"body_bytes\":{}}}",
