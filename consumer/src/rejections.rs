@@ -1,6 +1,6 @@
 //! Stores the rejection log: reads `{P}.rejected` (records the handler writes for every request
 //! it turns away) into the `rejections` table in batches, and keeps that table to
-//! [`RETENTION_DAYS`] days.
+//! [`RETENTION_DAYS`] days and [`RETENTION_ROWS`] rows.
 //!
 //! The records are diagnostics, not events: an unreadable one is dropped (and counted), and the
 //! queue itself is bounded by the broker. Still, a batch is acked only after its commit, and a
@@ -24,6 +24,9 @@ use crate::store;
 
 /// How long rejection records are kept.
 pub(crate) const RETENTION_DAYS: u32 = 30;
+/// How many rejection records are kept at most (the newest), whatever their age: a flood of
+/// bad requests cannot grow the table without bound.
+pub(crate) const RETENTION_ROWS: u64 = 1_000_000;
 /// Records per transaction, and unacked records in flight.
 const BATCH: u16 = 500;
 /// How long a batch waits for more records after its first.
@@ -146,11 +149,11 @@ impl RejectionReader {
             }
             if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 *last_prune = Some(Instant::now());
-                match store::prune_rejections(&self.pool, RETENTION_DAYS).await {
+                match store::prune_rejections(&self.pool, RETENTION_DAYS, RETENTION_ROWS).await {
                     Ok(0) => {}
-                    Ok(deleted) => {
-                        log::info!("rejection log: pruned {deleted} records older than {RETENTION_DAYS} days")
-                    }
+                    Ok(deleted) => log::info!(
+                        "rejection log: pruned {deleted} records (older than {RETENTION_DAYS} days or beyond the newest {RETENTION_ROWS})"
+                    ),
                     Err(error) => log::debug!("rejection log: pruning failed: {error}"),
                 }
             }

@@ -418,16 +418,28 @@ pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionReco
     Ok(())
 }
 
-/// Deletes rejection records older than `days` days, at most 100,000 per call; returns how
-/// many it deleted.
-pub(crate) async fn prune_rejections(pool: &MySqlPool, days: u32) -> Result<u64, StoreError> {
-    let deleted = sqlx::query(
+/// Deletes rejection records older than `days` days, then the oldest beyond the newest
+/// `max_rows`, at most 100,000 of each per call; returns how many it deleted.
+pub(crate) async fn prune_rejections(pool: &MySqlPool, days: u32, max_rows: u64) -> Result<u64, StoreError> {
+    let mut deleted = sqlx::query(
         "DELETE FROM rejections WHERE received_at < UTC_TIMESTAMP(6) - INTERVAL ? DAY ORDER BY received_at LIMIT 100000",
     )
     .bind(days)
     .execute(pool)
     .await?
     .rows_affected();
+    // Ids grow with arrival: the row `max_rows` places below the newest is the last to go.
+    let cut: Option<u64> = sqlx::query_scalar("SELECT id FROM rejections ORDER BY id DESC LIMIT 1 OFFSET ?")
+        .bind(max_rows)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(cut) = cut {
+        deleted += sqlx::query("DELETE FROM rejections WHERE id <= ? ORDER BY id LIMIT 100000")
+            .bind(cut)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
     Ok(deleted)
 }
 
@@ -577,6 +589,34 @@ mod tests {
     /// sqlx always sets CLIENT_FOUND_ROWS): a new row counts 1, an updated existing row 2, an
     /// existing row left as it was 1 (found, not changed) — which is why the update must
     /// always change `duplicates`.
+    #[tokio::test]
+    async fn rejections_are_pruned_by_age_and_to_the_newest_rows() {
+        let (_database, pool) = migrated_pool().await;
+        let record = |at: &str, request_id: &str| RejectionRecord {
+            at: at.to_owned(),
+            source: "shop".to_owned(),
+            reason: "signature_mismatch".to_owned(),
+            status: 401,
+            request_id: request_id.to_owned(),
+            delivery_id: None,
+            remote_addr: None,
+            content_length: None,
+        };
+        let now = webhook_core::envelope::format_time(Utc::now());
+        let old = webhook_core::envelope::format_time(Utc::now() - chrono::Duration::days(31));
+        let records: Vec<RejectionRecord> = std::iter::once(record(&old, "old"))
+            .chain((1..=5).map(|n| record(&now, &format!("new-{n}"))))
+            .collect();
+        insert_rejections(&pool, &records).await.unwrap();
+        assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 3);
+        let left: Vec<String> = sqlx::query_scalar("SELECT request_id FROM rejections ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, ["new-3", "new-4", "new-5"]);
+        assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn the_server_counts_new_rows_once_and_updated_rows_twice() {
         let (_database, pool) = migrated_pool().await;
