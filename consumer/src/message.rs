@@ -132,13 +132,10 @@ impl Message {
 /// The body as text if it is what its format says: one complete JSON document in UTF-8, or a
 /// form; else the bytes back and why.
 fn body_text(body: Vec<u8>, format: BodyFormat) -> Result<String, (Vec<u8>, String)> {
-    if format == BodyFormat::Form {
-        return match Form::parse(&body) {
-            Ok(_) => {
-                String::from_utf8(body).map_err(|error| (error.into_bytes(), "body is not valid UTF-8".to_owned()))
-            }
-            Err(why) => Err((body, why.to_string())),
-        };
+    if format == BodyFormat::Form
+        && let Err(why) = Form::check(&body)
+    {
+        return Err((body, why.to_string()));
     }
     let text = match String::from_utf8(body) {
         Ok(text) => text,
@@ -147,6 +144,9 @@ fn body_text(body: Vec<u8>, format: BodyFormat) -> Result<String, (Vec<u8>, Stri
             return Err((error.into_bytes(), why));
         }
     };
+    if format == BodyFormat::Form {
+        return Ok(text);
+    }
     match serde_json::from_str::<IgnoredAny>(&text) {
         Ok(_) => Ok(text),
         Err(error) => Err((text.into_bytes(), format!("body is not valid JSON: {error}"))),

@@ -85,14 +85,22 @@ impl Form {
     /// refused for being loosely encoded: only a body that is not UTF-8 (it is stored as
     /// text) or has no field at all is.
     pub fn parse(body: &[u8]) -> Result<Self, NotForm> {
-        std::str::from_utf8(body).map_err(|error| NotForm::NotUtf8(error.valid_up_to()))?;
-        let fields: Vec<(String, String)> = form_urlencoded::parse(body)
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect();
-        if fields.is_empty() {
+        Self::check(body)?;
+        Ok(Self(
+            form_urlencoded::parse(body)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        ))
+    }
+
+    /// What [`Form::parse`] checks, without decoding anything: the body is UTF-8 and has a
+    /// field (a `&`-separated part that is not empty).
+    pub fn check(body: &[u8]) -> Result<(), NotForm> {
+        let text = std::str::from_utf8(body).map_err(|error| NotForm::NotUtf8(error.valid_up_to()))?;
+        if text.split('&').all(str::is_empty) {
             return Err(NotForm::Empty);
         }
-        Ok(Self(fields))
+        Ok(())
     }
 
     /// The value of the first field called `name`.
