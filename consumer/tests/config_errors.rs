@@ -104,15 +104,9 @@ fn a_password_in_the_database_url_is_not_shown() {
 
 #[test]
 fn a_bad_sales_mapping_names_the_source_and_field() {
-    let dir = std::env::temp_dir().join(format!("sources-{}", testkit::unique_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sources.toml");
-    std::fs::write(
-        &file,
+    let file = testkit::SourcesFile::new(
         "[[source]]\nname = \"shop\"\nscheme = \"github\"\nsecrets = [\"x\"]\n[source.sales]\npreset = \"paypal\"\n",
-    )
-    .unwrap();
-    let refused = run_misconfigured(BINARY, &[], &[("SOURCES_FILE", file.to_str().unwrap())]);
-    std::fs::remove_dir_all(&dir).unwrap();
+    );
+    let refused = run_misconfigured(BINARY, &[], &[("SOURCES_FILE", file.path())]);
     assert_config_error(&refused, "SOURCES_FILE", "source \"shop\": field `sales.preset`");
 }

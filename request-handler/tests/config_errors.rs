@@ -97,16 +97,9 @@ fn a_missing_secret_is_named_and_a_password_in_a_url_is_not_shown() {
 
 #[test]
 fn a_bad_sources_file_names_the_source_and_field() {
-    let dir = std::env::temp_dir().join(format!("sources-{}", testkit::unique_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sources.toml");
-    std::fs::write(
-        &file,
-        "[[source]]\nname = \"shop\"\nscheme = \"carrier-pigeon\"\nsecrets = [\"x\"]\n",
-    )
-    .unwrap();
-    let refused = run_misconfigured(BINARY, &[], &[("SOURCES_FILE", file.to_str().unwrap())]);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let file =
+        testkit::SourcesFile::new("[[source]]\nname = \"shop\"\nscheme = \"carrier-pigeon\"\nsecrets = [\"x\"]\n");
+    let refused = run_misconfigured(BINARY, &[], &[("SOURCES_FILE", file.path())]);
     assert_config_error(&refused, "SOURCES_FILE", "shop");
     assert!(refused.stderr.contains("scheme"), "{}", refused.stderr);
 }

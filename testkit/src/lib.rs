@@ -407,6 +407,35 @@ impl TestDatabase {
     }
 }
 
+/// A `SOURCES_FILE` in a directory of its own, removed when dropped.
+#[derive(Debug)]
+pub struct SourcesFile {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl SourcesFile {
+    /// Writes `text` to a new `sources.toml`.
+    pub fn new(text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("webhook-inbox-sources-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sources.toml");
+        std::fs::write(&path, text).unwrap();
+        Self { dir, path }
+    }
+
+    /// The file's path, for `SOURCES_FILE`.
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for SourcesFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// How a service process ended when started with a configuration that must stop it.
 #[derive(Debug)]
 pub struct Refused {

@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
@@ -72,31 +71,7 @@ impl Services {
     }
 }
 
-/// A `SOURCES_FILE` in a directory of its own, removed when dropped.
-pub(crate) struct SourcesFile {
-    dir: PathBuf,
-    path: PathBuf,
-}
-
-impl SourcesFile {
-    pub(crate) fn new(text: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("consumer-test-{}", testkit::unique_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("sources.toml");
-        std::fs::write(&path, text).unwrap();
-        Self { dir, path }
-    }
-
-    pub(crate) fn path(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
-
-impl Drop for SourcesFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub(crate) use testkit::SourcesFile;
 
 impl Services {
     /// Every row of `sales`, ordered by (source, order id).

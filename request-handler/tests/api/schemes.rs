@@ -49,38 +49,13 @@ delivery_id = { header = "X-Custom-Id" }
 event_type = { json = "/event/name" }
 "#;
 
-async fn app() -> (TestApp, tempdir::Dir) {
-    let dir = tempdir::Dir::new();
-    let path = dir.write("sources.toml", SOURCES);
+async fn app() -> (TestApp, testkit::SourcesFile) {
+    let sources = testkit::SourcesFile::new(SOURCES);
     let broker = testkit::TestBroker::new();
-    let env = env(&broker).with("SOURCES_FILE", path);
+    let env = env(&broker).with("SOURCES_FILE", sources.path());
     let app = TestApp::spawn_with(broker, &env).await;
     app.wait_ready().await;
-    (app, dir)
-}
-
-mod tempdir {
-    pub(crate) struct Dir(std::path::PathBuf);
-
-    impl Dir {
-        pub(crate) fn new() -> Self {
-            let path = std::env::temp_dir().join(format!("webhook-inbox-{}", testkit::unique_suffix()));
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-
-        pub(crate) fn write(&self, name: &str, text: &str) -> String {
-            let path = self.0.join(name);
-            std::fs::write(&path, text).unwrap();
-            path.to_str().unwrap().to_owned()
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    (app, sources)
 }
 
 fn now() -> i64 {

@@ -23,7 +23,8 @@ struct Pipeline {
     database: TestDatabase,
     broker: TestBroker,
     stops: Vec<CancellationToken>,
-    sources_file: std::path::PathBuf,
+    /// Kept for the pipeline's lifetime: removed when dropped.
+    _sources: testkit::SourcesFile,
 }
 
 impl Pipeline {
@@ -31,16 +32,11 @@ impl Pipeline {
         let broker = TestBroker::new();
         let database = TestDatabase::new();
         // `default` comes from WEBHOOK_SECRET; the file adds a form source.
-        let sources_file = std::env::temp_dir().join(format!("pipeline-sources-{}.toml", broker.prefix()));
-        std::fs::write(
-            &sources_file,
-            format!(
-                "[[source]]\nname = \"slash\"\nscheme = \"slack\"\nsecrets = [\"{SLASH_SECRET}\"]\nbody_format = \"form\"\n"
-            ),
-        )
-        .unwrap();
+        let sources = testkit::SourcesFile::new(&format!(
+            "[[source]]\nname = \"slash\"\nscheme = \"slack\"\nsecrets = [\"{SLASH_SECRET}\"]\nbody_format = \"form\"\n"
+        ));
         let env = Env::new()
-            .with("SOURCES_FILE", sources_file.to_str().unwrap())
+            .with("SOURCES_FILE", sources.path())
             .with("AMQP_URL", testkit::amqp_url())
             .with("AMQP_PREFIX", broker.prefix())
             .with("WEBHOOK_SECRET", SECRET)
@@ -75,7 +71,7 @@ impl Pipeline {
             database,
             broker,
             stops: vec![consumer_stop, handler_stop],
-            sources_file,
+            _sources: sources,
         };
         eventually("the handler to be ready", Duration::from_secs(20), || async {
             let response = pipeline
@@ -132,7 +128,6 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         self.stops.iter().for_each(CancellationToken::cancel);
-        let _ = std::fs::remove_file(&self.sources_file);
     }
 }
 
