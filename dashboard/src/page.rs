@@ -421,6 +421,19 @@ fn dead_letter_section(rows: &[DeadLetter]) -> String {
 mod tests {
     use super::*;
 
+    /// One month of `source` in EUR: one order, `net` minor units, nothing refunded.
+    fn month_sales(source: &str, month: &str, net: i64) -> MonthSales {
+        MonthSales {
+            source: source.to_owned(),
+            month: month.to_owned(),
+            currency: "EUR".to_owned(),
+            orders: 1,
+            gross_minor: net,
+            refunded_minor: 0,
+            net_minor: net,
+        }
+    }
+
     #[test]
     fn amounts_keep_their_currency_and_minor_digits() {
         assert_eq!(format_amount(123_456, "EUR"), "1,234.56 EUR");
@@ -453,15 +466,7 @@ mod tests {
 
     #[test]
     fn bars_carry_their_exact_amount_when_it_fits_and_labels_never_crowd() {
-        let row = |month: &str, net: i64| MonthSales {
-            source: "shop".to_owned(),
-            month: month.to_owned(),
-            currency: "EUR".to_owned(),
-            orders: 1,
-            gross_minor: net,
-            refunded_minor: 0,
-            net_minor: net,
-        };
+        let row = |month: &str, net: i64| month_sales("shop", month, net);
         let rows = [
             row("2026-01", 973_328),
             row("2026-02", 123_456_789),
@@ -497,15 +502,7 @@ mod tests {
 
     #[test]
     fn the_chart_has_one_bar_per_month_with_data_and_escapes_names() {
-        let row = |month: &str, net: i64| MonthSales {
-            source: "<shop>".to_owned(),
-            month: month.to_owned(),
-            currency: "EUR".to_owned(),
-            orders: 1,
-            gross_minor: net,
-            refunded_minor: 0,
-            net_minor: net,
-        };
+        let row = |month: &str, net: i64| month_sales("<shop>", month, net);
         let rows = [row("2026-01", 1_000), row("2026-03", 2_500)];
         let refs: Vec<&MonthSales> = rows.iter().collect();
         let months = month_range("2026-01", "2026-04");
