@@ -72,7 +72,7 @@ pub struct Metrics {
     pub ingest_to_store_seconds: Histogram,
     /// Messages ready in `{P}.events`, sampled every few seconds while connected.
     pub lag_messages: Gauge,
-    /// 1 while the consuming channel is open.
+    /// 1 while every worker's consuming channel is open.
     pub broker_connected: Gauge,
     /// 1 while the last database operation succeeded.
     pub database_up: Gauge,
@@ -156,7 +156,7 @@ impl Metrics {
         let broker_connected = Gauge::default();
         registry.register(
             "broker_connected",
-            "1 while the consuming channel to RabbitMQ is open",
+            "1 while every worker's consuming channel to RabbitMQ is open",
             broker_connected.clone(),
         );
         let database_up = Gauge::default();
