@@ -2,21 +2,9 @@
 //! id and event type come from.
 //!
 //! Without `SOURCES_FILE` there is one source, `default`, with the GitHub scheme and
-//! `WEBHOOK_SECRET`. With it, every `[[source]]` of the TOML file is a source:
-//!
-//! ```toml
-//! [[source]]
-//! name = "stripe"                      # [a-z0-9_-]{1,64}; POST /webhooks/stripe
-//! scheme = "stripe"                    # github | stripe | shopify | slack | standard | hmac
-//! secrets = ["whsec_..."]              # all are tried: rotate without downtime
-//! secret_env = ["STRIPE_SECRET_NEXT"]  # and/or from environment variables
-//! secret_files = ["/run/secrets/stripe"] # and/or from files (trailing newline ignored)
-//! body_format = "json"                # or "form" (application/x-www-form-urlencoded)
-//! delivery_id = { json = "/id" }       # or { header = "X-Request-Id" }, or { form = "field" }
-//! event_type = { json = "/type" }      # or { header = "X-Event" }, or { form = "field" }
-//! tolerance_secs = 300                 # for timestamped schemes
-//! max_body_bytes = 262144              # optional, below MAX_BODY_BYTES
-//! ```
+//! `WEBHOOK_SECRET`. With it, every `[[source]]` of the TOML file is a source. Every key, one
+//! source per scheme, is in `examples/sources.toml`, which the README shows and a test below
+//! loads.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -2,8 +2,8 @@
 //!
 //! The order of checks is the contract: unknown source (404), size (413, before and while
 //! reading), body arrival (408), signature over the raw bytes (401), JSON or, for form
-//! sources, form encoding (400), delivery id and event type (400), then publish and wait for the broker's confirm (200, or 500 "not
-//! enqueued").
+//! sources, form encoding (400), delivery id and event type (400), then publish and wait for
+//! the broker's confirm (200, or 500 "not enqueued").
 
 use std::time::Instant;
 
