@@ -9,6 +9,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use webhook_core::broker::{self, BrokerSettings, Outgoing, Publisher};
+use webhook_core::consume::close;
 use webhook_core::envelope::{Envelope, header, header_text};
 
 /// How long a replay publish may wait for the broker's confirm.
@@ -341,16 +342,6 @@ async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(Connection
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
             Err(error).context("opening a channel")
         }
-    }
-}
-
-/// Closes the channel (unacked letters go back to the queue) and the connection.
-async fn close(connection: &Connection, channel: &Channel) {
-    if channel.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
-    }
-    if connection.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
     }
 }
 

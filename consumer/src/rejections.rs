@@ -9,14 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
 use sqlx::mysql::MySqlPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::{self, Backoff, BrokerSettings};
+use webhook_core::broker::{Backoff, BrokerSettings};
+use webhook_core::consume::{Batch, BatchConsumer, BatchHandler, Unsettled};
 use webhook_core::rejection::RejectionRecord;
 
 use crate::metrics::Metrics;
@@ -45,118 +42,83 @@ pub(crate) struct RejectionReader {
 impl RejectionReader {
     /// Consumes, reconnecting with backoff, until the shutdown token is cancelled.
     pub(crate) async fn run(self) {
-        let name = format!("consumer-rejections-{}", std::process::id());
+        let consumer = BatchConsumer {
+            broker: self.broker.clone(),
+            queue: self.broker.topology.rejected_queue(),
+            name: format!("consumer-rejections-{}", std::process::id()),
+            prefetch: BATCH,
+            batch_size: usize::from(BATCH),
+            batch_wait: BATCH_WAIT,
+            backoff: (Duration::from_millis(200), Duration::from_secs(10)),
+            // The event workers report broker outages; this reader only follows them.
+            quiet: true,
+        };
+        let shutdown = self.shutdown.clone();
+        let mut storing = Storing {
+            reader: self,
+            last_prune: None,
+        };
+        consumer.run(&mut storing, &shutdown).await;
+    }
+}
+
+/// The batch handler: stores each batch, acks it, and prunes now and then.
+struct Storing {
+    reader: RejectionReader,
+    last_prune: Option<Instant>,
+}
+
+impl BatchHandler for Storing {
+    async fn handle(&mut self, batch: Batch) -> Result<(), Unsettled> {
+        let reader = &self.reader;
+        let records: Vec<RejectionRecord> = batch
+            .deliveries
+            .iter()
+            .filter_map(
+                |delivery| match serde_json::from_slice::<RejectionRecord>(&delivery.data) {
+                    Ok(record) => Some(record),
+                    Err(error) => {
+                        reader.metrics.rejections_unreadable.inc();
+                        log::debug!("rejection log: unreadable record dropped: {error}");
+                        None
+                    }
+                },
+            )
+            .collect();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        let mut last_prune: Option<Instant> = None;
-        while !self.shutdown.is_cancelled() {
-            let opened = tokio::select! {
-                opened = self.open(&name) => opened,
-                () = self.shutdown.cancelled() => break,
-            };
-            let (connection, channel, consumer) = match opened {
-                Ok(opened) => opened,
+        loop {
+            match store::insert_rejections(&reader.pool, &records).await {
+                Ok(()) => break,
                 Err(error) => {
                     let delay = backoff.next_delay();
                     log::debug!(
-                        "rejection log: broker not available: error=\"{error:#}\" retry_in_ms={}",
+                        "rejection log: database unavailable: error=\"{error}\" retry_in_ms={}",
                         delay.as_millis()
                     );
                     tokio::select! {
-                        () = tokio::time::sleep(delay) => continue,
-                        () = self.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                        () = reader.shutdown.cancelled() => {
+                            return Err(Unsettled("stopping while the database is unavailable".to_owned()));
+                        }
                     }
-                }
-            };
-            backoff.reset();
-            self.consume(&channel, consumer, &mut last_prune).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "OK".into())).await;
-        }
-    }
-
-    async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.broker.url, name).await?;
-        let channel = connection.create_channel().await?;
-        self.broker.topology.declare(&channel).await?;
-        channel.basic_qos(BATCH, BasicQosOptions::default()).await?;
-        let consumer = channel
-            .basic_consume(
-                self.broker.topology.rejected_queue().as_str().into(),
-                name.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok((connection, channel, consumer))
-    }
-
-    async fn consume(&self, channel: &Channel, mut consumer: Consumer, last_prune: &mut Option<Instant>) {
-        loop {
-            let first = tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    _ => return,
-                },
-            };
-            let mut batch = vec![first];
-            let deadline = Instant::now() + BATCH_WAIT;
-            while batch.len() < usize::from(BATCH) {
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => break,
-                    next = consumer.next() => match next {
-                        Some(Ok(delivery)) => batch.push(delivery),
-                        _ => return,
-                    },
-                }
-            }
-            let records: Vec<RejectionRecord> = batch
-                .iter()
-                .filter_map(
-                    |delivery| match serde_json::from_slice::<RejectionRecord>(&delivery.data) {
-                        Ok(record) => Some(record),
-                        Err(error) => {
-                            self.metrics.rejections_unreadable.inc();
-                            log::debug!("rejection log: unreadable record dropped: {error}");
-                            None
-                        }
-                    },
-                )
-                .collect();
-            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-            loop {
-                match store::insert_rejections(&self.pool, &records).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        let delay = backoff.next_delay();
-                        log::debug!(
-                            "rejection log: database unavailable: error=\"{error}\" retry_in_ms={}",
-                            delay.as_millis()
-                        );
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = self.shutdown.cancelled() => return,
-                        }
-                        if !channel.status().connected() {
-                            return;
-                        }
+                    if !batch.ack.channel_open() {
+                        return Err(Unsettled("the channel closed while the batch was held".to_owned()));
                     }
                 }
             }
-            self.metrics.rejections_stored.inc_by(records.len() as u64);
-            let Some(last) = batch.last() else { continue };
-            if !matches!(last.acker.ack(BasicAckOptions { multiple: true }).await, Ok(true)) {
-                return;
-            }
-            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-                *last_prune = Some(Instant::now());
-                match store::prune_rejections(&self.pool, RETENTION_DAYS, RETENTION_ROWS).await {
-                    Ok(0) => {}
-                    Ok(deleted) => log::info!(
-                        "rejection log: pruned {deleted} records (older than {RETENTION_DAYS} days or beyond the newest {RETENTION_ROWS})"
-                    ),
-                    Err(error) => log::debug!("rejection log: pruning failed: {error}"),
-                }
+        }
+        reader.metrics.rejections_stored.inc_by(records.len() as u64);
+        batch.ack.ack().await.map_err(|error| Unsettled(error.to_string()))?;
+        if self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            self.last_prune = Some(Instant::now());
+            match store::prune_rejections(&reader.pool, RETENTION_DAYS, RETENTION_ROWS).await {
+                Ok(0) => {}
+                Ok(deleted) => log::info!(
+                    "rejection log: pruned {deleted} records (older than {RETENTION_DAYS} days or beyond the newest {RETENTION_ROWS})"
+                ),
+                Err(error) => log::debug!("rejection log: pruning failed: {error}"),
             }
         }
+        Ok(())
     }
 }

@@ -138,6 +138,7 @@ impl Application {
                         health: Arc::clone(&self.health),
                         shutdown: self.shutdown.clone(),
                         grace_over: grace_over.clone(),
+                        lag: None,
                     }
                     .run(),
                 )

@@ -2,24 +2,24 @@
 //! events with the sales they carry, publish retries and dead letters (confirmed), record the
 //! dead letters, then one `multiple` ack for the whole batch.
 //!
-//! The consuming connection is the worker's own and is reopened by the worker itself, never by
-//! lapin's auto-recovery: a batch is acked on the channel it was delivered on or not at all.
-//! When that channel is lost the batch in hand is dropped and the broker redelivers it; rows
-//! already committed then count as duplicates, which the unique key makes harmless.
+//! Each worker consumes on a connection of its own through a [`BatchConsumer`]: a batch is
+//! acked on the channel it was delivered on or not at all. When that channel is lost the batch
+//! in hand is dropped and the broker redelivers it; rows already committed then count as
+//! duplicates, which the unique key makes harmless.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::Connection;
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
 use sqlx::mysql::MySqlPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::{self, Backoff, Outgoing, Publisher};
+use webhook_core::broker::{Backoff, Outgoing, Publisher};
+use webhook_core::consume::{Batch, BatchAck, BatchConsumer, BatchHandler, Unsettled};
 use webhook_core::envelope::republish_properties;
 use webhook_core::payload::BodyFormat;
 
@@ -31,8 +31,6 @@ use crate::retry::{self, Decision};
 use crate::settings::Settings;
 use crate::store::{self, DeadLetterRow, EventRow, StoreError};
 
-/// How long opening the consuming connection (connect, channel, topology, qos, consume) may take.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one insert transaction may take before the database counts as unavailable. If the
 /// commit did land after all, the retry finds the rows stored and counts them as duplicates.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,12 +57,29 @@ pub(crate) struct Worker {
     pub(crate) shutdown: CancellationToken,
     /// Cancelled when the shutdown grace is over: drop the batch in hand unsettled.
     pub(crate) grace_over: CancellationToken,
+    /// The lag sampler of the current connection (worker 0 only).
+    pub(crate) lag: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Why consuming on a channel ended.
-enum Ended {
-    Shutdown,
-    ChannelLost(String),
+impl BatchHandler for Worker {
+    async fn connected(&mut self, connection: &Connection) {
+        self.health.set_channel_open(true);
+        // One worker samples the lag: they all read the same queue.
+        if self.index == 0 {
+            self.lag = self.sample_lag(connection).await;
+        }
+    }
+
+    fn disconnected(&mut self) {
+        if let Some(lag) = self.lag.take() {
+            lag.abort();
+        }
+        self.health.set_channel_open(false);
+    }
+
+    async fn handle(&mut self, batch: Batch) -> Result<(), Unsettled> {
+        self.settle(batch).await.map_err(|Abandoned(why)| Unsettled(why))
+    }
 }
 
 /// The batch in hand was not settled (nothing acked); the broker will redeliver it.
@@ -92,94 +107,23 @@ struct Processed {
 
 impl Worker {
     /// Consumes until shutdown, reconnecting with backoff for as long as it takes.
-    pub(crate) async fn run(self) {
-        let name = format!("consumer-{}-{}", std::process::id(), self.index);
+    pub(crate) async fn run(mut self) {
         if self.index == 0 {
             log::info!("sales processors: {}", self.settings.sales.summary());
         }
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        while !self.shutdown.is_cancelled() {
-            let opened = tokio::select! {
-                opened = tokio::time::timeout(OPEN_TIMEOUT, self.open(&name)) => opened,
-                () = self.shutdown.cancelled() => break,
-            };
-            let (connection, channel, consumer) = match opened {
-                Ok(Ok(opened)) => opened,
-                failed => {
-                    let error = match failed {
-                        Ok(Err(error)) => format!("{error:#}"),
-                        _ => format!("no answer within {OPEN_TIMEOUT:?}"),
-                    };
-                    let delay = backoff.next_delay();
-                    log::warn!(
-                        "broker consume setup failed: connection={name} url={} attempt={} error=\"{error}\" retry_in_ms={}",
-                        self.settings.broker.url.redacted(),
-                        backoff.attempts(),
-                        delay.as_millis()
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => continue,
-                        () = self.shutdown.cancelled() => break,
-                    }
-                }
-            };
-            log::info!(
-                "consuming: connection={name} queue={} prefetch={} batch_size={} after_attempts={}",
-                self.settings.broker.topology.events_queue(),
-                self.settings.prefetch,
-                self.settings.batch_size,
-                backoff.attempts()
-            );
-            backoff.reset();
-            self.health.set_channel_open(true);
-            // One worker samples the lag: they all read the same queue.
-            let lag = if self.index == 0 {
-                self.sample_lag(&connection).await
-            } else {
-                None
-            };
-            let ended = self.consume(&channel, consumer).await;
-            if let Some(lag) = lag {
-                lag.abort();
-            }
-            self.health.set_channel_open(false);
-            close(&connection, &channel).await;
-            match ended {
-                Ended::Shutdown => break,
-                Ended::ChannelLost(why) => {
-                    log::warn!("consuming channel lost: connection={name} error=\"{why}\"; reconnecting");
-                }
-            }
-        }
+        let consumer = BatchConsumer {
+            broker: self.settings.broker.clone(),
+            queue: self.settings.broker.topology.events_queue(),
+            name: format!("consumer-{}-{}", std::process::id(), self.index),
+            prefetch: self.settings.prefetch,
+            batch_size: self.settings.batch_size,
+            batch_wait: self.settings.batch_wait,
+            backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            quiet: false,
+        };
+        let shutdown = self.shutdown.clone();
+        consumer.run(&mut self, &shutdown).await;
         log::info!("consumer worker stopped");
-    }
-
-    async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.settings.broker.url, name).await?;
-        let opened = async {
-            let channel = connection.create_channel().await?;
-            self.settings.broker.topology.declare(&channel).await?;
-            channel
-                .basic_qos(self.settings.prefetch, BasicQosOptions::default())
-                .await?;
-            let consumer = channel
-                .basic_consume(
-                    self.settings.broker.topology.events_queue().as_str().into(),
-                    name.into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            Ok::<_, lapin::Error>((channel, consumer))
-        }
-        .await;
-        match opened {
-            Ok((channel, consumer)) => Ok((connection, channel, consumer)),
-            Err(error) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
-                Err(error.into())
-            }
-        }
     }
 
     /// Samples the number of messages ready in `{P}.events` every [`LAG_SAMPLE_EVERY`] into
@@ -223,78 +167,14 @@ impl Worker {
         }))
     }
 
-    /// Takes batches from `consumer` and settles each, until shutdown or until the channel is
-    /// lost.
-    async fn consume(&self, channel: &Channel, mut consumer: Consumer) -> Ended {
-        loop {
-            let first = tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => {
-                    stop_consuming(channel, &consumer).await;
-                    return Ended::Shutdown;
-                }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(error)) => return Ended::ChannelLost(error.to_string()),
-                    None => return Ended::ChannelLost("the broker cancelled the consumer".to_owned()),
-                },
-            };
-            let mut batch = Vec::with_capacity(self.settings.batch_size);
-            batch.push(first);
-            let deadline = Instant::now() + self.settings.batch_wait;
-            let mut stopping = false;
-            let mut cancelled_by_broker = false;
-            while batch.len() < self.settings.batch_size {
-                tokio::select! {
-                    biased;
-                    () = self.shutdown.cancelled() => {
-                        stopping = true;
-                        break;
-                    }
-                    next = consumer.next() => match next {
-                        Some(Ok(delivery)) => batch.push(delivery),
-                        // The channel is gone and with it every delivery in hand.
-                        Some(Err(error)) => return Ended::ChannelLost(error.to_string()),
-                        None => {
-                            cancelled_by_broker = true;
-                            break;
-                        }
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
-                }
-            }
-            if stopping {
-                stop_consuming(channel, &consumer).await;
-            }
-            if let Err(Abandoned(why)) = self.settle(channel, batch).await {
-                return if self.shutdown.is_cancelled() {
-                    log::warn!("shutdown: the batch in hand was not settled ({why}); the broker will redeliver it");
-                    Ended::Shutdown
-                } else {
-                    Ended::ChannelLost(why)
-                };
-            }
-            if stopping || self.shutdown.is_cancelled() {
-                if !stopping {
-                    stop_consuming(channel, &consumer).await;
-                }
-                return Ended::Shutdown;
-            }
-            if cancelled_by_broker {
-                return Ended::ChannelLost("the broker cancelled the consumer".to_owned());
-            }
-        }
-    }
-
     /// Runs the processors and stores the events of a batch, sends what failed on its own down
     /// the retry ladder or to the dead-letter exchange (confirmed), records the dead letters,
     /// then acks the whole batch with one `multiple` ack on its last delivery. Nothing is acked
     /// unless all of that succeeded (except the record of the dead letters: best effort).
-    async fn settle(&self, channel: &Channel, deliveries: Vec<lapin::message::Delivery>) -> Result<(), Abandoned> {
+    async fn settle(&self, batch: Batch) -> Result<(), Abandoned> {
         let started = Instant::now();
-        let Some(last) = deliveries.last().map(|delivery| delivery.acker.clone()) else {
-            return Ok(());
-        };
+        let Batch { deliveries, ack } = batch;
+        let channel = &ack;
         let size = deliveries.len();
         self.metrics.batch_size.observe(size as f64);
         let messages: Vec<Message> = deliveries
@@ -329,11 +209,7 @@ impl Worker {
         }
         self.record_dead_letters(&messages, &decisions).await;
 
-        match last.ack(BasicAckOptions { multiple: true }).await {
-            Ok(true) => {}
-            Ok(false) => return Err(Abandoned("the channel closed before the batch was acked".to_owned())),
-            Err(error) => return Err(Abandoned(format!("ack failed: {error}"))),
-        }
+        ack.ack().await.map_err(|error| Abandoned(error.to_string()))?;
         log::debug!(
             "batch settled: size={size} stored={} duplicates={} processed={} ignored={} failed={} retried={} dead_lettered={} ms={}",
             tally.stored,
@@ -407,7 +283,7 @@ impl Worker {
     /// conflict covers only the rows not yet committed.
     async fn store(
         &self,
-        channel: &Channel,
+        channel: &BatchAck,
         messages: &[Message],
         unique: &[Processed],
         tally: &mut Tally,
@@ -528,7 +404,7 @@ impl Worker {
 
     /// Publishes a message to its retry queue or to the dead-letter exchange and waits for the
     /// confirm, trying again (with backoff) until it is confirmed.
-    async fn republish(&self, channel: &Channel, message: &Message, decision: &Decision) -> Result<(), Abandoned> {
+    async fn republish(&self, channel: &BatchAck, message: &Message, decision: &Decision) -> Result<(), Abandoned> {
         let topology = &self.settings.broker.topology;
         let (exchange, routing_key, properties) = match decision {
             Decision::Retry { attempt } => (
@@ -639,10 +515,10 @@ impl Worker {
 
     /// Waits `delay` before trying the batch in hand again; gives the batch up if its channel
     /// closes (the broker redelivers it) or the shutdown grace runs out.
-    async fn hold(&self, channel: &Channel, delay: Duration) -> Result<(), Abandoned> {
+    async fn hold(&self, channel: &BatchAck, delay: Duration) -> Result<(), Abandoned> {
         let until = Instant::now() + delay;
         loop {
-            if !channel.status().connected() {
+            if !channel.channel_open() {
                 return Err(Abandoned("the channel closed while the batch was held".to_owned()));
             }
             let now = Instant::now();
@@ -675,31 +551,4 @@ fn row<'m>(messages: &'m [Message], processed: &'m Processed) -> Option<EventRow
         copies: u32::try_from(entry.copies.len()).unwrap_or(u32::MAX),
         sale: processed.sale.as_ref(),
     })
-}
-
-/// Asks the broker to send no more deliveries to this consumer.
-async fn stop_consuming(channel: &Channel, consumer: &Consumer) {
-    if !channel.status().connected() {
-        return;
-    }
-    match tokio::time::timeout(
-        CLOSE_TIMEOUT,
-        channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
-    )
-    .await
-    {
-        Ok(Ok(())) => log::info!("consumer cancelled: no more deliveries will be taken"),
-        Ok(Err(error)) => log::debug!("cancelling the consumer: {error}"),
-        Err(_) => log::debug!("cancelling the consumer: no answer within {CLOSE_TIMEOUT:?}"),
-    }
-}
-
-/// Closes the channel (unacked deliveries go back to the queue) and the connection.
-async fn close(connection: &Connection, channel: &Channel) {
-    if channel.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
-    }
-    if connection.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
-    }
 }

@@ -9,10 +9,12 @@
 //! - [`rejection`]: the record kept about each rejected request.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`consume`]: consuming a queue in batches, reconnecting until shutdown.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 
 pub mod broker;
 pub mod config;
+pub mod consume;
 pub mod envelope;
 pub mod money;
 pub mod payload;
