@@ -11,7 +11,10 @@
 //! - [`settings`]: configuration, one line per bad value.
 //! - [`startup`]: [`Application`] wires the database, the broker, the worker and the HTTP
 //!   server (`/healthz`, `/readyz`, `/metrics`).
-//! - `worker`: batches, commits, acks, the retry ladder and dead letters; rides out outages.
+//! - `worker`: reads each batch, plans it and settles it; rides out outages.
+//! - `plan`: pure: what becomes of each delivery of a batch (rows, sales, retries, dead letters).
+//! - `settle`: carries a plan out behind two small traits (store, broker): commits, the retry
+//!   ladder, dead letters, the ack.
 //! - `store`: every SQL statement, and the classification of database errors.
 //! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
@@ -23,10 +26,12 @@ pub mod dlq;
 mod health;
 mod message;
 pub mod metrics;
+mod plan;
 mod processors;
 mod rejections;
 mod retry;
 pub mod settings;
+mod settle;
 pub mod startup;
 mod store;
 mod worker;

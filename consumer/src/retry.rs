@@ -25,8 +25,9 @@ impl DeadReason {
 /// What to do with a message that will not be stored now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Republish to the retry queue for this attempt (1-based) with `retry-count` = attempt.
-    Retry { attempt: u32 },
+    /// Republish to the retry queue for this attempt (1-based) with `retry-count` = attempt;
+    /// `error` says why (for the log).
+    Retry { attempt: u32, error: String },
     /// Publish to the dead-letter exchange with this `error` header.
     DeadLetter { reason: DeadReason, error: String },
 }
@@ -41,6 +42,7 @@ pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> 
     } else {
         Decision::Retry {
             attempt: retry_count + 1,
+            error: error.to_owned(),
         }
     }
 }
@@ -59,8 +61,12 @@ mod tests {
 
     #[test]
     fn a_refused_message_is_retried_with_the_next_attempt() {
-        assert_eq!(after_refusal(0, 5, "x"), Decision::Retry { attempt: 1 });
-        assert_eq!(after_refusal(4, 5, "x"), Decision::Retry { attempt: 5 });
+        let retry = |attempt| Decision::Retry {
+            attempt,
+            error: "x".to_owned(),
+        };
+        assert_eq!(after_refusal(0, 5, "x"), retry(1));
+        assert_eq!(after_refusal(4, 5, "x"), retry(5));
     }
 
     #[test]

@@ -132,7 +132,9 @@ impl Application {
                     Worker {
                         index,
                         settings: self.settings.clone(),
-                        pool: self.pool.clone(),
+                        store: store::Database {
+                            pool: self.pool.clone(),
+                        },
                         publisher: self.publisher.clone(),
                         metrics: Arc::clone(&self.metrics),
                         health: Arc::clone(&self.health),

@@ -86,6 +86,22 @@ pub(crate) fn pool(settings: &Settings) -> anyhow::Result<MySqlPool> {
         .connect_lazy_with(settings.database_options()?))
 }
 
+/// The consumer's database, as the batch executor ([`crate::settle`]) sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Database {
+    pub(crate) pool: MySqlPool,
+}
+
+impl crate::settle::Store for Database {
+    async fn insert<'a>(&self, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
+        insert_events(&self.pool, rows).await
+    }
+
+    async fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
+        insert_dead_letters(&self.pool, rows).await
+    }
+}
+
 /// One row of `events` to insert.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventRow<'a> {
@@ -213,7 +229,7 @@ pub(crate) fn classify_code(number: u16, sqlstate: Option<&str>) -> Class {
 /// goes up by one plus its `copies`; its sale or refund is applied again, which changes nothing
 /// (see [`upsert_sales`]).
 ///
-/// `rows` must be sorted by source (as [`crate::message::unique_events`] sorts them): each
+/// `rows` must be sorted by source (as [`crate::plan::plan`] sorts them): each
 /// statement holds one source, so the new rows per source are exact.
 pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
     let mut inserted = Inserted::default();
