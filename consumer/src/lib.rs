@@ -15,7 +15,7 @@
 //! - `plan`: pure: what becomes of each delivery of a batch (rows, sales, retries, dead letters).
 //! - `settle`: carries a plan out behind two small traits (store, broker): commits, the retry
 //!   ladder, dead letters, the ack.
-//! - `store`: every SQL statement, and the classification of database errors.
+//! - [`store`]: every SQL statement, and the classification of database errors.
 //! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
 //! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
@@ -33,7 +33,7 @@ mod retry;
 pub mod settings;
 mod settle;
 pub mod startup;
-mod store;
+pub mod store;
 mod worker;
 
 pub use settings::Settings;

@@ -70,23 +70,25 @@ pub(crate) enum Outcome {
 
 /// A sale, or the refunded total of an order, as of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SaleChange {
+pub struct SaleChange {
     /// The vendor's order id (1 to 200 characters).
-    pub(crate) order_id: String,
+    pub order_id: String,
     /// ISO 4217 code, three capital letters.
-    pub(crate) currency: String,
+    pub currency: String,
     /// Sold amount (a sale) or total refunded so far (a refund), in minor units, never negative.
-    pub(crate) amount_minor: i64,
+    pub amount_minor: i64,
     /// When the vendor says it happened (UTC, microseconds).
-    pub(crate) at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
     /// Sale or refund.
-    pub(crate) kind: Kind,
+    pub kind: Kind,
 }
 
 /// Which half of an order's row an event updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// A sale: `amount_minor` is what was sold.
     Sale,
+    /// A refund: `amount_minor` is the order's total refunded so far.
     Refund,
 }
 

@@ -165,9 +165,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
             let started = Instant::now();
             let result = tokio::select! {
                 result = tokio::time::timeout(TRANSACTION_TIMEOUT, self.store.insert(rows)) => {
-                    result.unwrap_or_else(|_| {
-                        Err(StoreError::Unavailable(format!("no answer within {TRANSACTION_TIMEOUT:?}")))
-                    })
+                    result.unwrap_or(Err(StoreError::Timeout(TRANSACTION_TIMEOUT)))
                 }
                 () = self.grace_over.cancelled() => {
                     return Err(Abandoned("the shutdown grace ran out before the batch was committed".to_owned()));
@@ -213,7 +211,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                 }
                 Err(StoreError::Refused(error)) => {
                     self.database_answered(outage.attempts());
-                    refused.push((range.start, error));
+                    refused.push((range.start, error.to_string()));
                 }
                 Err(StoreError::Conflict(error)) => {
                     let delay = conflict.next_delay();
@@ -226,7 +224,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                     pending.push(range);
                     self.hold(delay).await?;
                 }
-                Err(StoreError::Unavailable(error)) => {
+                Err(error @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
                     self.health.set_database_ok(false);
                     let delay = outage.next_delay();
                     log::warn!(
@@ -329,13 +327,9 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
         }
         let result = tokio::select! {
             result = tokio::time::timeout(DEAD_LETTER_RECORD_TIMEOUT, self.store.record_dead_letters(&rows)) => {
-                result.unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(format!("no answer within {DEAD_LETTER_RECORD_TIMEOUT:?}")))
-                })
+                result.unwrap_or(Err(StoreError::Timeout(DEAD_LETTER_RECORD_TIMEOUT))).map_err(|error| error.to_string())
             }
-            () = self.grace_over.cancelled() => {
-                Err(StoreError::Unavailable("the shutdown grace ran out".to_owned()))
-            }
+            () = self.grace_over.cancelled() => Err("the shutdown grace ran out".to_owned()),
         };
         // Readiness is left to the event path, which keeps trying until the database answers.
         if let Err(error) = result {
@@ -428,13 +422,13 @@ mod tests {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
                 .is_ok()
             {
-                return Err(StoreError::Unavailable("connection refused".to_owned()));
+                return Err(refused_connection());
             }
             if let Some(row) = rows.iter().find(|row| self.refuse.contains(row.delivery_id)) {
-                return Err(StoreError::Refused(format!(
+                return Err(StoreError::Refused(sqlx::Error::InvalidArgument(format!(
                     "CONSTRAINT failed for {}",
                     row.delivery_id
-                )));
+                ))));
             }
             let mut stored = self.rows.lock().unwrap();
             let mut inserted = Inserted::default();
@@ -468,7 +462,7 @@ mod tests {
 
         async fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
             if self.dead_letters_fail {
-                return Err(StoreError::Unavailable("connection refused".to_owned()));
+                return Err(refused_connection());
             }
             let mut recorded = self.dead_letters.lock().unwrap();
             recorded.extend(
@@ -477,6 +471,11 @@ mod tests {
             );
             Ok(())
         }
+    }
+
+    /// What a database that cannot be reached says.
+    fn refused_connection() -> StoreError {
+        StoreError::Unavailable(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()))
     }
 
     /// What the fake broker was asked to do, in order.

@@ -1,6 +1,9 @@
 //! The database: creating it, migrating it, inserting a batch of events with what they
 //! trigger (sales and refunds) in one transaction, and recording dead letters. SQL lives here
 //! and nowhere else.
+//!
+//! Public so that its statements are tested against a real server from `tests/` (the unit
+//! tests here need no server).
 
 use std::time::Duration;
 
@@ -13,11 +16,11 @@ use sqlx::{MySql, QueryBuilder};
 use webhook_core::envelope::{MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES};
 use webhook_core::rejection::{RejectionRecord, bounded};
 
-use crate::processors::{Kind, SaleChange};
+pub use crate::processors::{Kind, SaleChange};
 use crate::settings::Settings;
 
 /// The migrations in `migrations/`, embedded at compile time.
-pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// How long taking a connection from the pool may take (including connecting).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,31 +107,31 @@ impl crate::settle::Store for Database {
 
 /// One row of `events` to insert.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EventRow<'a> {
-    pub(crate) source: &'a str,
-    pub(crate) delivery_id: &'a str,
-    pub(crate) event_type: &'a str,
-    pub(crate) body: &'a str,
-    pub(crate) body_sha256: &'a str,
+pub struct EventRow<'a> {
+    pub source: &'a str,
+    pub delivery_id: &'a str,
+    pub event_type: &'a str,
+    pub body: &'a str,
+    pub body_sha256: &'a str,
     /// `application/json`, or `application/x-www-form-urlencoded` for form sources.
-    pub(crate) content_type: &'static str,
-    pub(crate) received_at: DateTime<Utc>,
-    pub(crate) retry_count: u32,
+    pub content_type: &'static str,
+    pub received_at: DateTime<Utc>,
+    pub retry_count: u32,
     /// Further copies of this event in the same batch: stored as its `duplicates`.
-    pub(crate) copies: u32,
+    pub copies: u32,
     /// What its processor made of it: a sale or refund to apply (status `processed`), or
     /// nothing (status `ignored`).
-    pub(crate) sale: Option<&'a SaleChange>,
+    pub sale: Option<&'a SaleChange>,
 }
 
 /// `events.status` of an event stored with a sale or refund applied.
-pub(crate) const STATUS_PROCESSED: &str = "processed";
+pub const STATUS_PROCESSED: &str = "processed";
 /// `events.status` of an event no processor matched.
-pub(crate) const STATUS_IGNORED: &str = "ignored";
+pub const STATUS_IGNORED: &str = "ignored";
 
 impl EventRow<'_> {
     /// Its `events.status`.
-    pub(crate) fn status(&self) -> &'static str {
+    pub fn status(&self) -> &'static str {
         if self.sale.is_some() {
             STATUS_PROCESSED
         } else {
@@ -149,34 +152,48 @@ impl EventRow<'_> {
 
 /// What a committed insert did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Inserted<'a> {
+pub struct Inserted<'a> {
     /// New rows per source.
-    pub(crate) new_by_source: Vec<(&'a str, u64)>,
+    pub new_by_source: Vec<(&'a str, u64)>,
     /// Rows that were already stored (their `duplicates` went up).
-    pub(crate) already_stored: u64,
+    pub already_stored: u64,
 }
 
-/// How a database operation failed, which decides what happens to the batch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum StoreError {
+/// How a database operation failed, which decides what happens to the batch. Each variant
+/// keeps the driver's error (its [`source`](std::error::Error::source)), so callers can look
+/// at the server's error number and message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
     /// The database refused the data of (at least) one row: split the batch to find it.
     #[error("{0}")]
-    Refused(String),
+    Refused(#[source] sqlx::Error),
     /// A deadlock or lock wait timeout: the same batch again, shortly.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(#[source] sqlx::Error),
     /// The database cannot be reached or is not working: hold the batch and try again.
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] sqlx::Error),
+    /// No answer within the deadline: as unavailable.
+    #[error("no answer from the database within {0:?}")]
+    Timeout(Duration),
+}
+
+impl StoreError {
+    /// The driver's error, unless the database did not answer in time.
+    pub fn sqlx(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Refused(error) | Self::Conflict(error) | Self::Unavailable(error) => Some(error),
+            Self::Timeout(_) => None,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        let text = error.to_string();
         match classify(&error) {
-            Class::Refused => Self::Refused(text),
-            Class::Conflict => Self::Conflict(text),
-            Class::Unavailable => Self::Unavailable(text),
+            Class::Refused => Self::Refused(error),
+            Class::Conflict => Self::Conflict(error),
+            Class::Unavailable => Self::Unavailable(error),
         }
     }
 }
@@ -231,7 +248,7 @@ pub(crate) fn classify_code(number: u16, sqlstate: Option<&str>) -> Class {
 ///
 /// `rows` must be sorted by source (as [`crate::plan::plan`] sorts them): each
 /// statement holds one source, so the new rows per source are exact.
-pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
+pub async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
     let mut inserted = Inserted::default();
     let mut transaction = pool.begin().await?;
     for statement in statements(rows) {
@@ -353,26 +370,26 @@ async fn upsert_sales(transaction: &mut sqlx::Transaction<'_, MySql>, rows: &[Sa
 
 /// A record of one message sent to the dead-letter exchange.
 #[derive(Debug, Clone)]
-pub(crate) struct DeadLetterRow<'a> {
+pub struct DeadLetterRow<'a> {
     /// Its source, or `(unknown)` when poison lacks one.
-    pub(crate) source: String,
+    pub source: String,
     /// Its delivery id, or empty.
-    pub(crate) delivery_id: String,
+    pub delivery_id: String,
     /// Its event type, or `(unknown)`.
-    pub(crate) event_type: String,
+    pub event_type: String,
     /// `poison` or `retries_exhausted`.
-    pub(crate) reason: &'static str,
+    pub reason: &'static str,
     /// The `error` header it was dead-lettered with.
-    pub(crate) error: &'a str,
-    pub(crate) retry_count: u32,
+    pub error: &'a str,
+    pub retry_count: u32,
 }
 
 /// Longest `dead_letters.error` kept, in characters (the column is TEXT: 65,535 bytes).
-const MAX_DEAD_LETTER_ERROR_CHARS: usize = 4000;
+pub const MAX_DEAD_LETTER_ERROR_CHARS: usize = 4000;
 
 /// Records dead letters in `dead_letters`, each value cut to its column's size (poison can
 /// carry anything in its headers).
-pub(crate) async fn insert_dead_letters(pool: &MySqlPool, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
+pub async fn insert_dead_letters(pool: &MySqlPool, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -404,7 +421,7 @@ fn truncate_chars(text: &str, max: usize) -> &str {
 
 /// Inserts rejection records (see [`crate::rejections`]) in one statement, each value cut to
 /// its column. A record whose time cannot be read is stored with the time it is stored at.
-pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
+pub async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -436,7 +453,7 @@ pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionReco
 
 /// Deletes rejection records older than `days` days, then the oldest beyond the newest
 /// `max_rows`, at most 100,000 of each per call; returns how many it deleted.
-pub(crate) async fn prune_rejections(pool: &MySqlPool, days: u32, max_rows: u64) -> Result<u64, StoreError> {
+pub async fn prune_rejections(pool: &MySqlPool, days: u32, max_rows: u64) -> Result<u64, StoreError> {
     let mut deleted = sqlx::query(
         "DELETE FROM rejections WHERE received_at < UTC_TIMESTAMP(6) - INTERVAL ? DAY ORDER BY received_at LIMIT 100000",
     )
@@ -559,6 +576,25 @@ mod tests {
     }
 
     #[test]
+    fn values_are_cut_to_a_number_of_characters() {
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_drivers_error() {
+        let error = StoreError::from(sqlx::Error::Encode("not encodable".into()));
+        assert!(matches!(error, StoreError::Refused(_)), "{error:?}");
+        let source = std::error::Error::source(&error).unwrap();
+        assert_eq!(
+            source.to_string(),
+            "error occurred while encoding a value: not encodable"
+        );
+        assert!(matches!(error.sqlx(), Some(sqlx::Error::Encode(_))));
+        assert!(StoreError::Timeout(Duration::from_secs(1)).sqlx().is_none());
+    }
+
+    #[test]
     fn data_errors_are_refusals() {
         assert_eq!(classify_code(1406, Some("22001")), Class::Refused); // data too long
         assert_eq!(classify_code(1366, Some("HY000")), Class::Refused); // incorrect string value
@@ -587,427 +623,5 @@ mod tests {
             classify(&sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
             Class::Unavailable
         );
-    }
-
-    async fn migrated_pool() -> (testkit::TestDatabase, MySqlPool) {
-        let database = testkit::TestDatabase::new();
-        database.create().await;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&database.url())
-            .await
-            .unwrap();
-        MIGRATOR.run(&pool).await.unwrap();
-        (database, pool)
-    }
-
-    /// The server's side of `split_affected`, checked on the real server (MariaDB here, and
-    /// sqlx always sets CLIENT_FOUND_ROWS): a new row counts 1, an updated existing row 2, an
-    /// existing row left as it was 1 (found, not changed) — which is why the update must
-    /// always change `duplicates`.
-    #[tokio::test]
-    async fn rejections_are_pruned_by_age_and_to_the_newest_rows() {
-        let (_database, pool) = migrated_pool().await;
-        let record = |at: &str, request_id: &str| RejectionRecord {
-            at: at.to_owned(),
-            source: "shop".to_owned(),
-            reason: "signature_mismatch".to_owned(),
-            status: 401,
-            request_id: request_id.to_owned(),
-            delivery_id: None,
-            remote_addr: None,
-            content_length: None,
-        };
-        let now = webhook_core::envelope::format_time(Utc::now());
-        let old = webhook_core::envelope::format_time(Utc::now() - chrono::Duration::days(31));
-        let records: Vec<RejectionRecord> = std::iter::once(record(&old, "old"))
-            .chain((1..=5).map(|n| record(&now, &format!("new-{n}"))))
-            .collect();
-        insert_rejections(&pool, &records).await.unwrap();
-        assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 3);
-        let left: Vec<String> = sqlx::query_scalar("SELECT request_id FROM rejections ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        assert_eq!(left, ["new-3", "new-4", "new-5"]);
-        assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn the_server_counts_new_rows_once_and_updated_rows_twice() {
-        let (_database, pool) = migrated_pool().await;
-        let insert = |ids: &'static str, update: &'static str| {
-            let pool = pool.clone();
-            async move {
-                let mut builder = QueryBuilder::<MySql>::new(
-                    "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, received_at, stored_at) ",
-                );
-                builder.push_values(ids.split(','), |mut values, id| {
-                    values
-                        .push_bind("s")
-                        .push_bind(id)
-                        .push_bind("t")
-                        .push_bind("{}")
-                        .push_bind("")
-                        .push("UTC_TIMESTAMP(6)")
-                        .push("UTC_TIMESTAMP(6)");
-                });
-                builder.push(update);
-                builder.build().execute(&pool).await.unwrap().rows_affected()
-            }
-        };
-        let changes = " ON DUPLICATE KEY UPDATE duplicates = duplicates + 1";
-        assert_eq!(insert("a,b", changes).await, 2);
-        assert_eq!(insert("a,b,c", changes).await, 1 + 2 * 2);
-        assert_eq!(
-            insert("a,d", " ON DUPLICATE KEY UPDATE duplicates = duplicates").await,
-            1 + 1
-        );
-    }
-
-    #[tokio::test]
-    async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
-        let (_database, pool) = migrated_pool().await;
-        let body = "{\"x\":1}";
-        let row = |source: &'static str, delivery_id: &'static str, copies: u32| EventRow {
-            source,
-            delivery_id,
-            event_type: "t",
-            body,
-            body_sha256: "sha",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies,
-            sale: None,
-        };
-        let first = [row("a", "1", 0), row("a", "2", 0), row("b", "1", 2)];
-        let inserted = insert_events(&pool, &first).await.unwrap();
-        assert_eq!(
-            inserted,
-            Inserted {
-                new_by_source: vec![("a", 2), ("b", 1)],
-                already_stored: 0
-            }
-        );
-        let second = [row("a", "2", 0), row("a", "3", 0), row("b", "1", 1), row("c", "1", 0)];
-        let inserted = insert_events(&pool, &second).await.unwrap();
-        assert_eq!(
-            inserted,
-            Inserted {
-                new_by_source: vec![("a", 1), ("b", 0), ("c", 1)],
-                already_stored: 2
-            }
-        );
-        let duplicates: Vec<(String, String, u32)> =
-            sqlx::query_as("SELECT source, delivery_id, duplicates FROM events ORDER BY source, delivery_id")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let expected = [
-            ("a", "1", 0),
-            ("a", "2", 1),
-            ("a", "3", 0),
-            ("b", "1", 2 + 1 + 1),
-            ("c", "1", 0),
-        ];
-        let expected: Vec<(String, String, u32)> = expected
-            .iter()
-            .map(|(s, d, n)| ((*s).to_owned(), (*d).to_owned(), *n))
-            .collect();
-        assert_eq!(duplicates, expected);
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_refusal_by_the_database_is_classified_as_refused() {
-        let (_database, pool) = migrated_pool().await;
-        sqlx::query("ALTER TABLE events ADD CONSTRAINT no_x CHECK (event_type <> 'x')")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let row = EventRow {
-            source: "s",
-            delivery_id: "1",
-            event_type: "x",
-            body: "{}",
-            body_sha256: "",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies: 0,
-            sale: None,
-        };
-        let error = insert_events(&pool, &[row]).await.unwrap_err();
-        assert!(
-            matches!(&error, StoreError::Refused(text) if text.contains("no_x")),
-            "{error:?}"
-        );
-        pool.close().await;
-    }
-
-    fn change(order_id: &str, kind: Kind, amount_minor: i64, at: &str) -> SaleChange {
-        SaleChange {
-            order_id: order_id.to_owned(),
-            currency: "EUR".to_owned(),
-            amount_minor,
-            at: DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc),
-            kind,
-        }
-    }
-
-    fn event_row<'a>(delivery_id: &'a str, sale: Option<&'a SaleChange>) -> EventRow<'a> {
-        EventRow {
-            source: "shop",
-            delivery_id,
-            event_type: "t",
-            body: "{}",
-            body_sha256: "",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies: 0,
-            sale,
-        }
-    }
-
-    /// (amount_minor, sold_at, sale_event_id, refunded_minor, refunded_at, refund_event_id, currency)
-    type SaleState = (
-        i64,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<String>,
-        Option<String>,
-        String,
-    );
-
-    async fn sale_state(pool: &MySqlPool, order_id: &str) -> Option<SaleState> {
-        sqlx::query_as(
-            "SELECT amount_minor, DATE_FORMAT(sold_at, '%Y-%m-%d %H:%i:%s.%f'), sale_event_id, refunded_minor, \
-             DATE_FORMAT(refunded_at, '%Y-%m-%d %H:%i:%s.%f'), refund_event_id, currency \
-             FROM sales WHERE source = 'shop' AND order_id = ?",
-        )
-        .bind(order_id)
-        .fetch_optional(pool)
-        .await
-        .unwrap()
-    }
-
-    fn state(sale: Option<(i64, &str, &str)>, refund: Option<(i64, &str, &str)>) -> SaleState {
-        let (amount, sold_at, sale_id) = match sale {
-            Some((amount, at, id)) => (amount, Some(at.to_owned()), Some(id.to_owned())),
-            None => (0, None, None),
-        };
-        let (refunded, refunded_at, refund_id) = match refund {
-            Some((amount, at, id)) => (amount, Some(at.to_owned()), Some(id.to_owned())),
-            None => (0, None, None),
-        };
-        (
-            amount,
-            sold_at,
-            sale_id,
-            refunded,
-            refunded_at,
-            refund_id,
-            "EUR".to_owned(),
-        )
-    }
-
-    /// Every order of arrival of two sales, two refunds and a refund tied in time with a
-    /// smaller total, one transaction each, ends in the same row: the newest sale and the
-    /// newest (then largest) refunded total. (Assigning a time column before the columns
-    /// compared after it fails this test.)
-    #[tokio::test]
-    async fn sales_keep_the_newest_state_whatever_order_the_events_arrive_in() {
-        let (_database, pool) = migrated_pool().await;
-        let events = [
-            ("sale-old", Kind::Sale, 1000, "2026-01-10T10:00:00Z"),
-            // Newer but smaller: the time decides, not the amount.
-            ("sale-new", Kind::Sale, 900, "2026-01-10T11:00:00.000001Z"),
-            ("refund-old", Kind::Refund, 300, "2026-02-01T00:00:00Z"),
-            ("refund-new", Kind::Refund, 500, "2026-03-01T00:00:00Z"),
-            ("refund-tie", Kind::Refund, 400, "2026-03-01T00:00:00Z"),
-        ];
-        let mut orders = Vec::new();
-        permutations(&mut (0..events.len()).collect(), 0, &mut orders);
-        assert_eq!(orders.len(), 120);
-        for (n, order) in orders.iter().enumerate() {
-            let order_id = format!("o-{n}");
-            for &index in order {
-                let (id, kind, amount, at) = events[index];
-                let sale = change(&order_id, kind, amount, at);
-                let delivery_id = format!("{order_id}-{id}");
-                insert_events(&pool, &[event_row(&delivery_id, Some(&sale))])
-                    .await
-                    .unwrap();
-            }
-        }
-        for (n, order) in orders.iter().enumerate() {
-            let order_id = format!("o-{n}");
-            let expected = state(
-                Some((900, "2026-01-10 11:00:00.000001", &format!("{order_id}-sale-new"))),
-                Some((500, "2026-03-01 00:00:00.000000", &format!("{order_id}-refund-new"))),
-            );
-            assert_eq!(
-                sale_state(&pool, &order_id).await,
-                Some(expected),
-                "arrival order {order:?}"
-            );
-        }
-        pool.close().await;
-    }
-
-    fn permutations(items: &mut Vec<usize>, from: usize, out: &mut Vec<Vec<usize>>) {
-        if from == items.len() {
-            out.push(items.clone());
-            return;
-        }
-        for index in from..items.len() {
-            items.swap(from, index);
-            permutations(items, from + 1, out);
-            items.swap(from, index);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_refund_before_the_sale_creates_the_row_with_amount_zero_and_the_sale_fills_it_in() {
-        let (_database, pool) = migrated_pool().await;
-        let refund = change("o", Kind::Refund, 250, "2026-05-02T00:00:00Z");
-        insert_events(&pool, &[event_row("r", Some(&refund))]).await.unwrap();
-        assert_eq!(
-            sale_state(&pool, "o").await,
-            Some(state(None, Some((250, "2026-05-02 00:00:00.000000", "r"))))
-        );
-        // The sale, and a copy of the refund delivered again: harmless.
-        let sale = change("o", Kind::Sale, 1000, "2026-05-01T00:00:00Z");
-        insert_events(&pool, &[event_row("r", Some(&refund)), event_row("s", Some(&sale))])
-            .await
-            .unwrap();
-        assert_eq!(
-            sale_state(&pool, "o").await,
-            Some(state(
-                Some((1000, "2026-05-01 00:00:00.000000", "s")),
-                Some((250, "2026-05-02 00:00:00.000000", "r"))
-            ))
-        );
-        // The currency is the first event's.
-        let mut other = change("o", Kind::Sale, 1000, "2026-05-03T00:00:00Z");
-        other.currency = "USD".to_owned();
-        insert_events(&pool, &[event_row("s2", Some(&other))]).await.unwrap();
-        assert_eq!(sale_state(&pool, "o").await.unwrap().6, "EUR");
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn events_are_stored_processed_or_ignored_at_once() {
-        let (_database, pool) = migrated_pool().await;
-        let sale = change("o", Kind::Sale, 1, "2026-05-01T00:00:00Z");
-        insert_events(&pool, &[event_row("a", Some(&sale)), event_row("b", None)])
-            .await
-            .unwrap();
-        let rows: Vec<(String, String, bool, Option<String>)> = sqlx::query_as(
-            "SELECT delivery_id, status, processed_at IS NOT NULL AND processed_at <= UTC_TIMESTAMP(6), error \
-             FROM events ORDER BY delivery_id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                ("a".to_owned(), "processed".to_owned(), true, None),
-                ("b".to_owned(), "ignored".to_owned(), true, None)
-            ]
-        );
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn the_event_and_its_sale_commit_together_or_not_at_all() {
-        let (_database, pool) = migrated_pool().await;
-        sqlx::query("ALTER TABLE sales ADD CONSTRAINT no_xxx CHECK (currency <> 'XXX')")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let mut sale = change("o", Kind::Sale, 1, "2026-05-01T00:00:00Z");
-        sale.currency = "XXX".to_owned();
-        let error = insert_events(&pool, &[event_row("a", None), event_row("b", Some(&sale))])
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, StoreError::Refused(text) if text.contains("no_xxx")),
-            "{error:?}"
-        );
-        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let sales: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sales")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!((events, sales), (0, 0));
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn dead_letters_are_recorded_cut_to_their_columns() {
-        let (_database, pool) = migrated_pool().await;
-        let long_source = "s".repeat(100);
-        let long_error = "é".repeat(MAX_DEAD_LETTER_ERROR_CHARS + 10);
-        let rows = [
-            DeadLetterRow {
-                source: "shop".to_owned(),
-                delivery_id: "d-1".to_owned(),
-                event_type: "orders/paid".to_owned(),
-                reason: "retries_exhausted",
-                error: "retries exhausted after 5: orders/paid: /total_price is missing",
-                retry_count: 5,
-            },
-            DeadLetterRow {
-                source: long_source,
-                delivery_id: String::new(),
-                event_type: "(unknown)".to_owned(),
-                reason: "poison",
-                error: &long_error,
-                retry_count: 0,
-            },
-        ];
-        insert_dead_letters(&pool, &rows).await.unwrap();
-        insert_dead_letters(&pool, &[]).await.unwrap();
-        let stored: Vec<(String, String, String, String, u32, i64, bool)> = sqlx::query_as(
-            "SELECT source, delivery_id, event_type, reason, retry_count, CAST(CHAR_LENGTH(error) AS SIGNED), \
-             dead_lettered_at <= UTC_TIMESTAMP(6) FROM dead_letters ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            stored,
-            vec![
-                (
-                    "shop".into(),
-                    "d-1".into(),
-                    "orders/paid".into(),
-                    "retries_exhausted".into(),
-                    5,
-                    63,
-                    true
-                ),
-                (
-                    "s".repeat(64),
-                    String::new(),
-                    "(unknown)".into(),
-                    "poison".into(),
-                    0,
-                    4000,
-                    true
-                ),
-            ]
-        );
-        assert_eq!(truncate_chars("héllo", 2), "hé");
-        assert_eq!(truncate_chars("hé", 5), "hé");
-        pool.close().await;
     }
 }

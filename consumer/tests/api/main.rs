@@ -1,7 +1,7 @@
 //! The consumer's contract against the real RabbitMQ and MariaDB/MySQL: events stored once,
 //! acked only after the commit, sales and refunds applied with them, poison, refused rows and
 //! malformed sales dead-lettered and recorded, the rejection log stored, outages ridden out, dead letters listed and
-//! replayed.
+//! replayed; and its SQL on its own (`storage`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,4 +11,5 @@ mod helpers;
 mod outage;
 mod rejections;
 mod sales;
+mod storage;
 mod storing;
