@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
-use sqlx::{MySql, QueryBuilder};
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, MySql, QueryBuilder};
 
 use webhook_core::envelope::{MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES};
 use webhook_core::rejection::{RejectionRecord, bounded};
@@ -42,9 +43,20 @@ const SALE_BINDS_PER_ROW: usize = 9;
 const MAX_SALES_PER_STATEMENT: usize = 1000;
 const _: () = assert!(MAX_SALES_PER_STATEMENT * SALE_BINDS_PER_ROW <= 65_535);
 
+/// How long one `GET_LOCK` waits for the migration lock before it is asked again.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a consumer waits in all for another process's migrations.
+const MIGRATION_LOCK_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Creates the database named in `DATABASE_URL` if it does not exist, then applies every
 /// pending migration. Safe to run from several processes at once: a lost race to create the
-/// database is fine, and the migrator holds a lock while it works.
+/// database is fine, and the migrations are applied under a lock that excludes the others.
+///
+/// The lock is our own: sqlx's MySQL migrator locks with `GET_LOCK(name, -1)` and ignores the
+/// result, and MariaDB answers a negative timeout with NULL at once, so nobody held it and two
+/// consumers started together each applied the same migration. Here `GET_LOCK` gets a positive
+/// timeout on a connection of its own, its answer is checked, and the migrator runs on that
+/// connection with its own locking off.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = settings.database_url.expose();
     let redacted = settings.database_url.redacted();
@@ -61,23 +73,73 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
             log::info!("database created: url={redacted}");
         }
     }
-    let pool = MySqlPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(settings.database_options()?)
-        .await
-        .with_context(|| format!("cannot connect to the database {redacted}"))?;
-    let migrated = MIGRATOR
-        .run(&pool)
-        .await
-        .with_context(|| format!("cannot apply the migrations to {redacted}"));
-    pool.close().await;
+    let options = settings.database_options()?;
+    let lock = migration_lock_name(options.get_database().unwrap_or_default());
+    let mut connection = match tokio::time::timeout(ACQUIRE_TIMEOUT, MySqlConnection::connect_with(&options)).await {
+        Ok(connected) => connected.with_context(|| format!("cannot connect to the database {redacted}"))?,
+        Err(_) => anyhow::bail!("cannot connect to the database {redacted}: no answer within {ACQUIRE_TIMEOUT:?}"),
+    };
+    let migrated = async {
+        take_migration_lock(&mut connection, &lock).await?;
+        let mut migrator = Migrator::with_migrations(MIGRATOR.iter().cloned().collect());
+        migrator.set_locking(false);
+        let applied = migrator
+            .run(&mut connection)
+            .await
+            .with_context(|| format!("cannot apply the migrations to {redacted}"));
+        // Closing the connection would release it too; an explicit release says so at once.
+        if let Err(error) = sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(&lock)
+            .execute(&mut connection)
+            .await
+        {
+            log::debug!("releasing the migration lock {lock:?}: {error}");
+        }
+        applied
+    }
+    .await;
+    if let Err(error) = connection.close().await {
+        log::debug!("closing the migration connection: {error}");
+    }
     migrated?;
     log::info!(
         "database migrated: url={redacted} migrations={}",
         MIGRATOR.iter().count()
     );
     Ok(())
+}
+
+/// The name of the migration lock of `database`. `GET_LOCK` names are server-wide (so the
+/// database is part of it) and at most 64 characters (so it is hashed).
+fn migration_lock_name(database: &str) -> String {
+    let digest = hex::encode(Sha256::digest(database.as_bytes()));
+    format!("webhook-inbox-migrate-{}", &digest[..32])
+}
+
+/// Takes the migration lock on `connection`, waiting while another process holds it (it is
+/// migrating), at most [`MIGRATION_LOCK_DEADLINE`].
+async fn take_migration_lock(connection: &mut MySqlConnection, lock: &str) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let held: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+            .bind(lock)
+            .bind(MIGRATION_LOCK_WAIT.as_secs())
+            .fetch_one(&mut *connection)
+            .await
+            .with_context(|| format!("cannot take the migration lock {lock:?}"))?;
+        match held {
+            Some(1) => return Ok(()),
+            Some(0) if started.elapsed() < MIGRATION_LOCK_DEADLINE => {
+                log::info!("waiting for another process to finish the migrations: lock={lock:?}");
+            }
+            Some(0) => anyhow::bail!(
+                "another process has held the migration lock {lock:?} for more than {MIGRATION_LOCK_DEADLINE:?}: is a migration stuck?"
+            ),
+            other => anyhow::bail!(
+                "cannot take the migration lock {lock:?}: GET_LOCK answered {other:?} (an error on the server)"
+            ),
+        }
+    }
 }
 
 /// A lazily connecting pool: the consumer starts (and keeps running) while the database is
@@ -573,6 +635,14 @@ mod tests {
         let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![MAX_ROWS_PER_STATEMENT, 1]);
         const { assert!(MAX_ROWS_PER_STATEMENT * BINDS_PER_ROW <= 65_535) };
+    }
+
+    #[test]
+    fn the_migration_lock_is_named_per_database_within_64_characters() {
+        let name = migration_lock_name(&"d".repeat(64));
+        assert!(name.len() <= 64, "{name}");
+        assert_ne!(migration_lock_name("a"), migration_lock_name("b"));
+        assert_eq!(migration_lock_name("a"), migration_lock_name("a"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod dead_letters;
 mod dlq;
 mod helpers;
+mod migrations;
 mod outage;
 mod rejections;
 mod sales;
