@@ -17,6 +17,7 @@
 //!   ladder, dead letters, the ack.
 //! - [`store`]: every SQL statement, and the classification of database errors.
 //! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
+//! - `untrusted`: text from outside escaped and bounded before it goes into an error.
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
 //! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
@@ -34,6 +35,7 @@ pub mod settings;
 mod settle;
 pub mod startup;
 pub mod store;
+mod untrusted;
 mod worker;
 
 pub use settings::Settings;

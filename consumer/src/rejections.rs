@@ -18,6 +18,7 @@ use webhook_core::rejection::RejectionRecord;
 
 use crate::metrics::Metrics;
 use crate::store;
+use crate::untrusted::{self, MAX_ERROR_CHARS};
 
 /// How long rejection records are kept.
 pub(crate) const RETENTION_DAYS: u32 = 30;
@@ -79,7 +80,11 @@ impl BatchHandler for Storing {
                     Ok(record) => Some(record),
                     Err(error) => {
                         reader.metrics.rejections_unreadable.inc();
-                        log::debug!("rejection log: unreadable record dropped: {error}");
+                        // serde's messages quote what they could not read.
+                        log::debug!(
+                            "rejection log: unreadable record dropped: error={:?}",
+                            untrusted::escaped(&error.to_string(), MAX_ERROR_CHARS)
+                        );
                         None
                     }
                 },
@@ -92,7 +97,8 @@ impl BatchHandler for Storing {
                 Err(error) => {
                     let delay = backoff.next_delay();
                     log::debug!(
-                        "rejection log: database unavailable: error=\"{error}\" retry_in_ms={}",
+                        "rejection log: database unavailable: error={:?} retry_in_ms={}",
+                        error.to_string(),
                         delay.as_millis()
                     );
                     tokio::select! {

@@ -3,6 +3,12 @@
 //! A message the database refuses goes down the retry ladder (`{P}.retry.{n}`, its
 //! `retry-count` one higher) until it has used `MAX_RETRIES` retries; then, like poison at
 //! once, it goes to the dead-letter exchange with an `error` header.
+//!
+//! What a decision says comes from outside (a header value, a fragment of the body, the
+//! database quoting a value): it is escaped and bounded here ([`crate::untrusted`]), once, for
+//! every dead-letter error and log line.
+
+use crate::untrusted::{self, MAX_ERROR_CHARS};
 
 /// Why a message is dead-lettered; the `reason` label of `webhook_consumer_dead_lettered_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,7 @@ pub(crate) enum Decision {
 
 /// A message the database refused with `error`, after `retry_count` retries.
 pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> Decision {
+    let error = untrusted::escaped(error, MAX_ERROR_CHARS);
     if retry_count >= max_retries {
         Decision::DeadLetter {
             reason: DeadReason::RetriesExhausted,
@@ -42,7 +49,7 @@ pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> 
     } else {
         Decision::Retry {
             attempt: retry_count + 1,
-            error: error.to_owned(),
+            error,
         }
     }
 }
@@ -51,7 +58,7 @@ pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> 
 pub(crate) fn poison(why: &str) -> Decision {
     Decision::DeadLetter {
         reason: DeadReason::Poison,
-        error: format!("poison: {why}"),
+        error: format!("poison: {}", untrusted::escaped(why, MAX_ERROR_CHARS)),
     }
 }
 
@@ -95,6 +102,28 @@ mod tests {
     fn a_retry_count_beyond_the_limit_is_still_dead_lettered() {
         // MAX_RETRIES lowered while messages were on the ladder.
         assert!(matches!(after_refusal(9, 3, "x"), Decision::DeadLetter { .. }));
+    }
+
+    #[test]
+    fn what_a_decision_quotes_from_outside_is_escaped_and_bounded() {
+        let header = format!("invalid header event-type: x\n\u{202e}{}", "y".repeat(5000));
+        let Decision::DeadLetter { error, .. } = poison(&header) else {
+            panic!("poison is dead-lettered")
+        };
+        assert!(
+            error.starts_with("poison: invalid header event-type: x\\n\\u{202e}yyy"),
+            "{error}"
+        );
+        assert!(!error.chars().any(char::is_control));
+        assert_eq!(
+            error.chars().count(),
+            "poison: ".len() + MAX_ERROR_CHARS + 1,
+            "cut, with …"
+        );
+        let Decision::Retry { error, .. } = after_refusal(0, 1, "bad \u{1b}[2J value") else {
+            panic!("retried")
+        };
+        assert_eq!(error, "bad \\u{1b}[2J value");
     }
 
     #[test]

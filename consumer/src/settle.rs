@@ -203,7 +203,11 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                 }
                 Err(StoreError::Refused(error)) if range.len() > 1 => {
                     self.database_answered(outage.attempts());
-                    log::debug!("batch refused, splitting: rows={} error=\"{error}\"", range.len());
+                    log::debug!(
+                        "batch refused, splitting: rows={} error={:?}",
+                        range.len(),
+                        error.to_string()
+                    );
                     let middle = range.start + range.len() / 2;
                     // Popped first half first.
                     pending.push(middle..range.end);
@@ -216,9 +220,10 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                 Err(StoreError::Conflict(error)) => {
                     let delay = conflict.next_delay();
                     log::debug!(
-                        "lock conflict, retrying: rows={} attempt={} error=\"{error}\" retry_in_ms={}",
+                        "lock conflict, retrying: rows={} attempt={} error={:?} retry_in_ms={}",
                         range.len(),
                         conflict.attempts(),
+                        error.to_string(),
                         delay.as_millis()
                     );
                     pending.push(range);
@@ -228,9 +233,10 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                     self.health.set_database_ok(false);
                     let delay = outage.next_delay();
                     log::warn!(
-                        "database unavailable, holding the batch: rows={} attempt={} error=\"{error}\" retry_in_ms={}",
+                        "database unavailable, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
                         range.len(),
                         outage.attempts(),
+                        error.to_string(),
                         delay.as_millis()
                     );
                     pending.push(range);
@@ -282,7 +288,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                     .get_or_create(&AttemptLabels { attempt: *attempt })
                     .inc();
                 log::info!(
-                    "event sent for retry: source={source} delivery_id={delivery_id:?} attempt={attempt} error=\"{error}\""
+                    "event sent for retry: source={source:?} delivery_id={delivery_id:?} attempt={attempt} error={error:?}"
                 );
             }
             Decision::DeadLetter { reason, error } => {
@@ -291,7 +297,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                     .get_or_create(&ReasonLabels { reason: reason.label() })
                     .inc();
                 log::warn!(
-                    "message dead-lettered: reason={} source={source} delivery_id={delivery_id:?} routing_key={:?} error=\"{error}\"",
+                    "message dead-lettered: reason={} source={source:?} delivery_id={delivery_id:?} routing_key={:?} error={error:?}",
                     reason.label(),
                     message.routing_key
                 );
@@ -335,7 +341,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
         if let Err(error) = result {
             self.metrics.dead_letter_records_failed.inc_by(rows.len() as u64);
             log::error!(
-                "dead letters not recorded in dead_letters (they are in {}): count={} error=\"{error}\"",
+                "dead letters not recorded in dead_letters (they are in {}): count={} error={error:?}",
                 self.dead_queue,
                 rows.len()
             );

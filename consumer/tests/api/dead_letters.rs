@@ -198,3 +198,47 @@ async fn a_body_larger_than_max_allowed_packet_is_refused_alone() {
     app.stop().await;
     sender.close().await;
 }
+
+#[tokio::test]
+async fn a_fragment_of_the_body_in_a_dead_letter_error_is_escaped() {
+    let services = Services::new();
+    let app = TestApp::spawn(&services.env().with("MAX_RETRIES", 0)).await;
+    let sender = services.sender().await;
+    // A canonical sale whose amount is text with a right-to-left override, a NEL (a C1 control
+    // JSON leaves as it is), a newline and a terminal escape: its processor quotes it.
+    let amount = "\u{202e}1.00\u{85}\n\u{1b}[2J";
+    let body = serde_json::json!({
+        "type": "sale.completed", "occurred_at": "2026-11-01T10:00:00Z",
+        "data": {"order_id": "o-1", "amount": amount, "currency": "EUR"}
+    })
+    .to_string();
+    sender
+        .event(&envelope("shop", "quoted", "sale.completed"), body.as_bytes())
+        .await;
+
+    testkit::eventually("the dead letter", SOON, || async {
+        (services.broker.depth(".dead").await == Some(1)).then_some(())
+    })
+    .await;
+    let dead = services.broker.take_all(".dead").await;
+    let error = header(&dead[0].properties, ERROR).unwrap();
+    let records = testkit::eventually("its record", SOON, || async {
+        let records = services.dead_letter_rows().await;
+        (records.len() == 1).then_some(records)
+    })
+    .await;
+    for error in [&error, &records[0].error] {
+        assert!(
+            error.starts_with(
+                "retries exhausted after 0: sale.completed: /data/amount: \"\\u{202e}1.00\\u{85}\\n\\u001b[2J\""
+            ),
+            "{error}"
+        );
+        assert!(
+            !error.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "unescaped: {error:?}"
+        );
+    }
+    app.stop().await;
+    sender.close().await;
+}
