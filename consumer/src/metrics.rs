@@ -28,7 +28,7 @@ pub struct AttemptLabels {
 /// Labels of `webhook_consumer_dead_lettered_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `poison` or `retries_exhausted`.
+    /// `poison`, `retries_exhausted` or `too_large`.
     pub reason: &'static str,
 }
 
@@ -76,6 +76,9 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     /// 1 while the last database operation succeeded.
     pub database_up: Gauge,
+    /// The database's `max_allowed_packet`, read on every new connection: a larger event can
+    /// never be stored.
+    pub database_max_allowed_packet: Gauge,
 }
 
 impl Metrics {
@@ -165,6 +168,13 @@ impl Metrics {
             "1 while the last database operation succeeded",
             database_up.clone(),
         );
+        let database_max_allowed_packet = Gauge::default();
+        registry.register_with_unit(
+            "database_max_allowed_packet",
+            "The database's max_allowed_packet: an event whose row is larger is dead-lettered as too_large",
+            Unit::Bytes,
+            database_max_allowed_packet.clone(),
+        );
         Self {
             registry,
             events_stored,
@@ -181,6 +191,7 @@ impl Metrics {
             lag_messages,
             broker_connected,
             database_up,
+            database_max_allowed_packet,
         }
     }
 
@@ -239,6 +250,7 @@ mod tests {
             "webhook_consumer_lag_messages 0",
             "webhook_consumer_broker_connected 0",
             "webhook_consumer_database_up 0",
+            "webhook_consumer_database_max_allowed_packet_bytes 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

@@ -2,6 +2,11 @@
 //! carry, and what becomes of every delivery (stored, a copy of another, retried or
 //! dead-lettered) and why. Pure: [`crate::settle`] carries a plan out, and turns the rows the
 //! database refuses into retries or dead letters with [`Plan::refuse`].
+//!
+//! A delivery fails on its own, before anything is tried, when it is poison, when its
+//! processor refuses its body, or when its row would be larger than the database's
+//! `max_allowed_packet` (MariaDB answers a packet far above it by closing the connection, which
+//! would otherwise look like an outage).
 
 use std::collections::HashMap;
 
@@ -10,12 +15,26 @@ use webhook_core::payload::BodyFormat;
 use crate::message::{Content, Message};
 use crate::processors::{self, Mappings, Outcome, SaleChange};
 use crate::retry::{self, Decision};
+use crate::store::EventRow;
 
 /// The settings a plan follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rules {
     /// `MAX_RETRIES`.
     pub(crate) max_retries: u32,
+    /// The database's `max_allowed_packet`, once read: a row whose insert would be larger can
+    /// never be stored and is dead-lettered before it is tried.
+    pub(crate) max_allowed_packet: Option<u64>,
+}
+
+/// Why the database did not store a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// It refused the row's data (or dropped the connection over it alone): down the retry
+    /// ladder, as the cause may pass (a constraint lifted, a column widened).
+    Data(String),
+    /// It refused the row's packet as larger than `max_allowed_packet`: dead-lettered at once.
+    TooLarge(String),
 }
 
 /// What becomes of one delivery.
@@ -57,9 +76,10 @@ pub(crate) struct Plan {
 }
 
 /// Plans a batch: poison is dead-lettered; the events are grouped by (source, delivery id),
-/// the first of each group is run through its source's processor (`mappings`), and either
-/// becomes a row or, when its processor refuses its body, goes down the retry ladder. The
-/// later deliveries of a group are copies of the first.
+/// the first of each group is checked against `max_allowed_packet` (too large: dead-lettered)
+/// and run through its source's processor (`mappings`), and either becomes a row or, when its
+/// processor refuses its body, goes down the retry ladder. The later deliveries of a group are
+/// copies of the first.
 pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> Plan {
     let mut fates = Vec::with_capacity(messages.len());
     let mut refused_by_processor = 0;
@@ -82,6 +102,15 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
             }
             fates.push(Fate::Copy { of: first });
             continue;
+        }
+        if let Some(limit) = rules.max_allowed_packet {
+            let needed = EventRow::of(event).packet_bytes();
+            if needed > limit {
+                firsts.insert(key, (index, None));
+                let why = format!("its row needs {needed} bytes in one packet, max_allowed_packet is {limit} bytes");
+                fates.push(Fate::Decided(retry::too_large(&why)));
+                continue;
+            }
         }
         // Sales are read from JSON; form bodies (slash commands and the like) are stored only.
         let outcome = match envelope.body_format {
@@ -127,12 +156,15 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
 }
 
 impl Plan {
-    /// The database refused row `row` (a position in [`Plan::rows`]) with `error`: its delivery
-    /// goes down the retry ladder, or is dead-lettered once its retries are spent. Its copies
-    /// stay copies: acked with it, as duplicates.
-    pub(crate) fn refuse(&mut self, row: usize, error: &str) {
+    /// The database did not store row `row` (a position in [`Plan::rows`]): its delivery goes
+    /// down the retry ladder (dead-lettered once its retries are spent), or, when too large, to
+    /// the dead letters at once. Its copies stay copies: acked with it, as duplicates.
+    pub(crate) fn refuse(&mut self, row: usize, refusal: &Refusal) {
         let row = &self.rows[row];
-        self.fates[row.index] = Fate::Decided(retry::after_refusal(row.retry_count, self.rules.max_retries, error));
+        self.fates[row.index] = Fate::Decided(match refusal {
+            Refusal::Data(error) => retry::after_refusal(row.retry_count, self.rules.max_retries, error),
+            Refusal::TooLarge(error) => retry::too_large(error),
+        });
     }
 
     /// The deliveries to republish, in delivery order, with what to do.
@@ -162,7 +194,16 @@ pub(crate) mod tests {
 
     use crate::retry::DeadReason;
 
-    pub(crate) const RULES: Rules = Rules { max_retries: 3 };
+    pub(crate) const RULES: Rules = Rules {
+        max_retries: 3,
+        max_allowed_packet: Some(LIMIT),
+    };
+    /// The `max_allowed_packet` of the tests: a body of 3,000 bytes is too large.
+    pub(crate) const LIMIT: u64 = 4096;
+    /// A JSON body too large for [`LIMIT`].
+    pub(crate) fn big_body() -> String {
+        format!("{{\"pad\":\"{}\"}}", "x".repeat(3000))
+    }
 
     /// A delivery of an event, as the handler publishes it.
     pub(crate) fn event(source: &str, id: &str, event_type: &str, retry_count: u32, body: &str) -> Message {
@@ -331,7 +372,7 @@ pub(crate) mod tests {
     fn a_row_the_database_refuses_goes_down_the_retry_ladder_and_its_copies_stay_copies() {
         let messages = vec![plain("a", "1"), plain("a", "2"), plain("a", "2"), plain("a", "3")];
         let mut plan = planned(&messages);
-        plan.refuse(1, "CONSTRAINT failed");
+        plan.refuse(1, &Refusal::Data("CONSTRAINT failed".to_owned()));
         assert_eq!(
             plan.fates,
             vec![
@@ -359,7 +400,7 @@ pub(crate) mod tests {
         ];
         let mut plan = planned(&messages);
         let refused = plan.rows.iter().position(|row| row.index == 5).unwrap();
-        plan.refuse(refused, "no");
+        plan.refuse(refused, &Refusal::Data("no".to_owned()));
         let kinds: Vec<&str> = plan
             .fates
             .iter()
@@ -373,14 +414,65 @@ pub(crate) mod tests {
         assert_eq!(kinds, ["store", "dead", "retry", "copy", "store", "retry"]);
     }
 
+    #[test]
+    fn a_row_larger_than_max_allowed_packet_is_dead_lettered_before_it_is_tried() {
+        let big = big_body();
+        let messages = vec![
+            plain("a", "1"),
+            event("a", "big", "push", 0, &big),
+            event("a", "big", "push", 0, &big),
+            plain("a", "2"),
+        ];
+        let planned = planned(&messages);
+        let Fate::Decided(Decision::DeadLetter {
+            reason: DeadReason::TooLarge,
+            error,
+        }) = &planned.fates[1]
+        else {
+            panic!("not dead-lettered as too large: {:?}", planned.fates[1]);
+        };
+        assert!(
+            error.starts_with("too large for the database: its row needs ")
+                && error.ends_with(" bytes in one packet, max_allowed_packet is 4096 bytes"),
+            "{error}"
+        );
+        assert_eq!(planned.fates[2], Fate::Copy { of: 1 });
+        assert_eq!(planned.rows.iter().map(|row| row.index).collect::<Vec<_>>(), vec![0, 3]);
+        // Before the limit is known, it is tried (and the database's answer decides).
+        let unknown = Rules {
+            max_allowed_packet: None,
+            ..RULES
+        };
+        assert_eq!(plan(&messages, &Mappings::default(), unknown).fates[1], Fate::Store);
+    }
+
+    #[test]
+    fn a_row_the_database_refuses_as_too_large_is_dead_lettered_whatever_its_retries() {
+        let messages = vec![plain("a", "1")];
+        let mut plan = planned(&messages);
+        plan.refuse(
+            0,
+            &Refusal::TooLarge("Got a packet bigger than 'max_allowed_packet' bytes".to_owned()),
+        );
+        assert_eq!(
+            plan.fates[0],
+            Fate::Decided(Decision::DeadLetter {
+                reason: DeadReason::TooLarge,
+                error: "too large for the database: Got a packet bigger than 'max_allowed_packet' bytes".to_owned()
+            })
+        );
+    }
+
     /// How a generated delivery is made.
     #[derive(Debug, Clone)]
     enum Kind {
         Poison,
-        /// An event of source `source % 2` and delivery id `id`.
+        /// An event of source `source % 2` and delivery id `id`, too large for the database
+        /// when `big`.
         Plain {
             source: u8,
             id: u8,
+            big: bool,
         },
         /// A sale, good or refused by its processor, with this retry count.
         Sale {
@@ -393,7 +485,7 @@ pub(crate) mod tests {
     fn kinds() -> impl Strategy<Value = Vec<Kind>> {
         let kind = prop_oneof![
             1 => Just(Kind::Poison),
-            4 => (0..2u8, 0..6u8).prop_map(|(source, id)| Kind::Plain { source, id }),
+            4 => (0..2u8, 0..6u8, prop::bool::weighted(0.1)).prop_map(|(source, id, big)| Kind::Plain { source, id, big }),
             2 => (0..4u8, any::<bool>(), 0..5u32).prop_map(|(id, good, retry_count)| Kind::Sale { id, good, retry_count }),
         ];
         prop::collection::vec(kind, 0..40)
@@ -404,7 +496,10 @@ pub(crate) mod tests {
             .iter()
             .map(|kind| match kind {
                 Kind::Poison => poison(),
-                Kind::Plain { source, id } => plain(&format!("s{}", source % 2), &format!("d{id}")),
+                Kind::Plain { source, id, big: false } => plain(&format!("s{}", source % 2), &format!("d{id}")),
+                Kind::Plain { source, id, big: true } => {
+                    event(&format!("s{}", source % 2), &format!("d{id}"), "push", 0, &big_body())
+                }
                 Kind::Sale { id, good, retry_count } => {
                     let body = if *good { sale_body("o", 1) } else { BAD_SALE.to_owned() };
                     event("shop", &format!("sale-{id}"), "sale.completed", *retry_count, &body)
@@ -494,7 +589,7 @@ pub(crate) mod tests {
             if !plan.rows.is_empty() {
                 for refusal in refusals {
                     let row = refusal.index(plan.rows.len());
-                    plan.refuse(row, "refused");
+                    plan.refuse(row, &Refusal::Data("refused".to_owned()));
                     let decided = matches!(plan.fates[plan.rows[row].index], Fate::Decided(_));
                     prop_assert!(decided, "refused row {} not decided", row);
                 }

@@ -17,6 +17,9 @@ pub(crate) enum DeadReason {
     Poison,
     /// Refused on every attempt.
     RetriesExhausted,
+    /// Larger than the database takes in one packet (`max_allowed_packet`): it could never be
+    /// stored as the server is configured.
+    TooLarge,
 }
 
 impl DeadReason {
@@ -24,6 +27,7 @@ impl DeadReason {
         match self {
             Self::Poison => "poison",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::TooLarge => "too_large",
         }
     }
 }
@@ -51,6 +55,18 @@ pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> 
             attempt: retry_count + 1,
             error,
         }
+    }
+}
+
+/// A message too large for the database, as `why` explains: dead-lettered at once, whatever
+/// its retries (a retry could only be refused again).
+pub(crate) fn too_large(why: &str) -> Decision {
+    Decision::DeadLetter {
+        reason: DeadReason::TooLarge,
+        error: format!(
+            "too large for the database: {}",
+            untrusted::escaped(why, MAX_ERROR_CHARS)
+        ),
     }
 }
 
@@ -137,5 +153,17 @@ mod tests {
         );
         assert_eq!(DeadReason::Poison.label(), "poison");
         assert_eq!(DeadReason::RetriesExhausted.label(), "retries_exhausted");
+        assert_eq!(DeadReason::TooLarge.label(), "too_large");
+    }
+
+    #[test]
+    fn a_message_too_large_for_the_database_is_dead_lettered_at_once() {
+        assert_eq!(
+            too_large("max_allowed_packet is 16 bytes"),
+            Decision::DeadLetter {
+                reason: DeadReason::TooLarge,
+                error: "too large for the database: max_allowed_packet is 16 bytes".to_owned()
+            }
+        );
     }
 }

@@ -1,6 +1,12 @@
 //! Carrying out a [`Plan`]: insert its rows (splitting out the rows the database refuses,
 //! holding the batch while the database is unavailable), republish its retries and dead letters
-//! (each confirmed), record the dead letters, then ack the whole batch. Nothing is acked unless
+//! (each confirmed), record the dead letters, then ack the whole batch.
+//!
+//! An outage and a failure of one message are told apart by what the database says (a data
+//! error is about the rows, "read-only" or "access denied" about the database) and, when the
+//! connection merely broke under the rows, by whether a trivial query on a new connection still
+//! works: if it does, the batch is split until the row the server dropped the connection over
+//! stands alone, and that row goes down its own path while the rest commit. Nothing is acked unless
 //! all of that succeeded, except the record of the dead letters (best effort: the messages are
 //! safe in `{P}.dead`).
 //!
@@ -20,7 +26,7 @@ use webhook_core::consume::AckError;
 use crate::health::Health;
 use crate::message::Message;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, ReasonLabels, SourceLabels};
-use crate::plan::Plan;
+use crate::plan::{Plan, Refusal};
 use crate::retry::Decision;
 use crate::store::{DeadLetterRow, EventRow, Inserted, StoreError};
 
@@ -38,6 +44,10 @@ pub(crate) trait Store: Sync {
     /// Inserts `rows` (sorted by source) with the sales they carry in one transaction, and
     /// commits; a row already stored only has its `duplicates` raised.
     fn insert<'a>(&self, rows: &[EventRow<'a>]) -> impl Future<Output = Result<Inserted<'a>, StoreError>> + Send;
+
+    /// Whether the database answers at all: a trivial query on a new connection (not one that
+    /// may be stuck with the failure being explained).
+    fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Records dead letters in `dead_letters`.
     fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -100,8 +110,8 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
             .processed
             .get_or_create(&OutcomeLabels { outcome: "failed" })
             .inc_by(plan.refused_by_processor);
-        for (row, error) in self.store(messages, &plan, &mut tally).await? {
-            plan.refuse(row, &error);
+        for (row, refusal) in self.store(messages, &plan, &mut tally).await? {
+            plan.refuse(row, &refusal);
         }
         // Every copy is acked with the delivery it copies, stored or not.
         let copies = plan.copies();
@@ -133,23 +143,16 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
         messages: &[Message],
         plan: &Plan,
         tally: &mut Tally,
-    ) -> Result<Vec<(usize, String)>, Abandoned> {
+    ) -> Result<Vec<(usize, Refusal)>, Abandoned> {
         let all: Vec<EventRow<'_>> = plan
             .rows
             .iter()
             .filter_map(|row| {
                 let event = messages[row.index].event()?;
                 Some(EventRow {
-                    source: &event.envelope.source,
-                    delivery_id: &event.envelope.delivery_id,
-                    event_type: &event.envelope.event_type,
-                    body: &event.body,
-                    body_sha256: &event.sha256,
-                    content_type: event.envelope.body_format.content_type(),
-                    received_at: event.envelope.received_at,
-                    retry_count: event.envelope.retry_count,
                     copies: u32::try_from(row.copies.len()).unwrap_or(u32::MAX),
                     sale: row.sale.as_ref(),
+                    ..EventRow::of(event)
                 })
             })
             .collect();
@@ -201,22 +204,6 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                         }
                     }
                 }
-                Err(StoreError::Refused(error)) if range.len() > 1 => {
-                    self.database_answered(outage.attempts());
-                    log::debug!(
-                        "batch refused, splitting: rows={} error={:?}",
-                        range.len(),
-                        error.to_string()
-                    );
-                    let middle = range.start + range.len() / 2;
-                    // Popped first half first.
-                    pending.push(middle..range.end);
-                    pending.push(range.start..middle);
-                }
-                Err(StoreError::Refused(error)) => {
-                    self.database_answered(outage.attempts());
-                    refused.push((range.start, error.to_string()));
-                }
                 Err(StoreError::Conflict(error)) => {
                     let delay = conflict.next_delay();
                     log::debug!(
@@ -229,22 +216,70 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                     pending.push(range);
                     self.hold(delay).await?;
                 }
-                Err(error @ (StoreError::Unavailable(_) | StoreError::Timeout(_))) => {
-                    self.health.set_database_ok(false);
-                    let delay = outage.next_delay();
-                    log::warn!(
-                        "database unavailable, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
-                        range.len(),
-                        outage.attempts(),
-                        error.to_string(),
-                        delay.as_millis()
-                    );
-                    pending.push(range);
-                    self.hold(delay).await?;
+                Err(error) => {
+                    // About the rows, or about the database? A refusal is about the rows; so is
+                    // a connection dropped under them while the database answers a new one.
+                    let about_rows = match &error {
+                        StoreError::Refused(_) => true,
+                        StoreError::Lost(_) | StoreError::Timeout(_) => self.database_answers().await?,
+                        StoreError::Unavailable(_) | StoreError::Conflict(_) => false,
+                    };
+                    if !about_rows {
+                        self.health.set_database_ok(false);
+                        let delay = outage.next_delay();
+                        log::warn!(
+                            "database unavailable, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
+                            range.len(),
+                            outage.attempts(),
+                            error.to_string(),
+                            delay.as_millis()
+                        );
+                        pending.push(range);
+                        self.hold(delay).await?;
+                        continue;
+                    }
+                    self.database_answered(outage.attempts());
+                    if range.len() > 1 {
+                        log::debug!(
+                            "batch refused, splitting: rows={} error={:?}",
+                            range.len(),
+                            error.to_string()
+                        );
+                        let middle = range.start + range.len() / 2;
+                        // Popped first half first.
+                        pending.push(middle..range.end);
+                        pending.push(range.start..middle);
+                        continue;
+                    }
+                    let refusal = match &error {
+                        error if error.is_packet_too_large() => Refusal::TooLarge(error.to_string()),
+                        StoreError::Refused(error) => Refusal::Data(error.to_string()),
+                        error => Refusal::Data(format!(
+                            "the database dropped the connection while storing this message alone, yet answers a new connection: {error}"
+                        )),
+                    };
+                    refused.push((range.start, refusal));
                 }
             }
         }
         Ok(refused)
+    }
+
+    /// Whether the database answers a trivial query on a new connection: after a lost
+    /// connection, this tells an outage from a row the server dropped the connection over.
+    async fn database_answers(&self) -> Result<bool, Abandoned> {
+        tokio::select! {
+            probed = self.store.probe() => match probed {
+                Ok(()) => Ok(true),
+                Err(error) => {
+                    log::debug!("probe: the database does not answer: error={:?}", error.to_string());
+                    Ok(false)
+                }
+            },
+            () = self.grace_over.cancelled() => {
+                Err(Abandoned("the shutdown grace ran out before the batch was committed".to_owned()))
+            }
+        }
     }
 
     /// The database answered (even if it refused the data): it is up.
@@ -380,7 +415,7 @@ mod tests {
 
     use super::*;
     use crate::plan;
-    use crate::plan::tests::{BAD_SALE, RULES, check_plan, event, plain, poison, sale_body};
+    use crate::plan::tests::{BAD_SALE, RULES, big_body, check_plan, event, plain, poison, sale_body};
     use crate::processors::Mappings;
     use crate::retry::DeadReason;
 
@@ -398,6 +433,11 @@ mod tests {
         rows: Mutex<BTreeMap<(String, String), FakeRow>>,
         /// Delivery ids whose row the database refuses.
         refuse: HashSet<String>,
+        /// Delivery ids whose row makes the server drop the connection.
+        drop_connection: HashSet<String>,
+        /// Whether a new connection gets an answer (false: the server is down).
+        probe_fails: AtomicBool,
+        probes: AtomicU32,
         /// This many insert transactions fail as an outage before the database answers.
         unavailable_for: AtomicU32,
         /// Rows per insert transaction, in order.
@@ -429,6 +469,11 @@ mod tests {
                 .is_ok()
             {
                 return Err(refused_connection());
+            }
+            if rows.iter().any(|row| self.drop_connection.contains(row.delivery_id)) {
+                return Err(StoreError::Lost(sqlx::Error::Io(
+                    std::io::ErrorKind::ConnectionReset.into(),
+                )));
             }
             if let Some(row) = rows.iter().find(|row| self.refuse.contains(row.delivery_id)) {
                 return Err(StoreError::Refused(sqlx::Error::InvalidArgument(format!(
@@ -464,6 +509,14 @@ mod tests {
                 }
             }
             Ok(inserted)
+        }
+
+        async fn probe(&self) -> Result<(), StoreError> {
+            self.probes.fetch_add(1, Ordering::SeqCst);
+            if self.probe_fails.load(Ordering::SeqCst) {
+                return Err(refused_connection());
+            }
+            Ok(())
         }
 
         async fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
@@ -758,8 +811,57 @@ mod tests {
         assert_eq!(metrics.dead_letter_records_failed.get(), 1);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_row_the_server_drops_the_connection_over_goes_its_own_way_while_the_rest_commit() {
+        let store = FakeStore {
+            drop_connection: ["huge".to_owned()].into(),
+            ..FakeStore::default()
+        };
+        let broker = FakeBroker::default();
+        let messages: Vec<Message> = ["a", "b", "huge", "c", "d"]
+            .iter()
+            .map(|id| plain("shop", id))
+            .collect();
+        let (tally, _, database_ok) = settle(&store, &broker, &messages).await;
+        assert_eq!(tally.unwrap().stored, 4);
+        assert_eq!(ids(&store.stored()), ["a", "b", "c", "d"]);
+        assert_eq!(broker.calls(), vec![retry("huge", 1), Call::Ack]);
+        // Each lost connection was explained by a probe that got an answer: never an outage.
+        assert!(database_ok);
+        assert!(store.probes.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_connection_with_no_answer_on_a_new_one_is_an_outage_and_the_batch_is_held_whole() {
+        let store = FakeStore {
+            drop_connection: ["a".to_owned()].into(),
+            probe_fails: AtomicBool::new(true),
+            ..FakeStore::default()
+        };
+        let broker = FakeBroker::default();
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new(Arc::clone(&metrics), true, 1);
+        let grace_over = CancellationToken::new();
+        let messages = vec![plain("shop", "a"), plain("shop", "b")];
+        let plan = plan::plan(&messages, &Mappings::default(), RULES);
+        let settle = Settle {
+            store: &store,
+            broker: &broker,
+            metrics: &metrics,
+            health: &health,
+            dead_queue: "test.dead",
+            grace_over: &grace_over,
+        };
+        let held = tokio::time::timeout(Duration::from_secs(60), settle.run(&messages, plan)).await;
+        assert!(held.is_err(), "still held after a minute of outage");
+        assert!(!health.database_ok());
+        // Never split: the same two rows, again and again.
+        assert!(store.transactions.lock().unwrap().iter().all(|rows| *rows == 2));
+        assert!(broker.calls().is_empty());
+    }
+
     /// A generated delivery: a plain event of one of a few ids (some of which the database
-    /// refuses), a sale its processor refuses, or poison.
+    /// refuses), a sale its processor refuses, an event too large for the database, or poison.
     fn deliveries() -> impl Strategy<Value = Vec<(u8, u32)>> {
         prop::collection::vec((0..12u8, 0..5u32), 1..30)
     }
@@ -774,6 +876,7 @@ mod tests {
                 retry_count,
                 BAD_SALE,
             ),
+            11 => event("shop", &format!("big-{retry_count}"), "push", retry_count, &big_body()),
             n => event("shop", &format!("e{}", n % 7), "push", retry_count, "{}"),
         }
     }

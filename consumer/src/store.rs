@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::gauge::Gauge;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{Connection, MySql, QueryBuilder};
 
 use webhook_core::envelope::{MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES};
 use webhook_core::rejection::{RejectionRecord, bounded};
 
+use crate::message::Event;
 pub use crate::processors::{Kind, SaleChange};
 use crate::settings::Settings;
 
@@ -26,9 +28,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// How long taking a connection from the pool may take (including connecting).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most bytes of bound values per statement. Well under `max_allowed_packet` (MySQL 8: 64 MiB,
-/// MariaDB: 16 MiB), so a batch of large bodies is several statements, not a refused packet.
-/// A single row larger than this is a statement of its own.
+/// Most bytes of bound values per statement (and at most half the server's
+/// `max_allowed_packet`: MySQL 8's default is 64 MiB, MariaDB's 16 MiB), so a batch of large
+/// bodies is several statements, not a refused packet. A single row larger than this is a
+/// statement of its own.
 const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bound values per row of the insert.
@@ -142,24 +145,88 @@ async fn take_migration_lock(connection: &mut MySqlConnection, lock: &str) -> an
     }
 }
 
-/// A lazily connecting pool: the consumer starts (and keeps running) while the database is
-/// down, and each operation reports the outage instead.
-pub(crate) fn pool(settings: &Settings) -> anyhow::Result<MySqlPool> {
-    Ok(MySqlPoolOptions::new()
-        .max_connections(settings.db_pool_size)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_lazy_with(settings.database_options()?))
-}
+/// How long the probe (a new connection and one trivial query) may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The consumer's database, as the batch executor ([`crate::settle`]) sees it.
+/// Bytes of an insert's packet beside its values: the command, the statement id, the
+/// parameter types and the length of each value (measured on MariaDB 10.11: a body 300 bytes
+/// under `max_allowed_packet` with short other values is stored, one at the limit is not).
+const PACKET_OVERHEAD: u64 = 1024;
+
+/// The consumer's database, as the batch executor ([`crate::settle`]) sees it: a lazily
+/// connecting pool (the consumer starts, and keeps running, while the database is down; each
+/// operation reports the outage instead), the server's `max_allowed_packet`, and a probe.
 #[derive(Debug, Clone)]
 pub(crate) struct Database {
     pub(crate) pool: MySqlPool,
+    options: MySqlConnectOptions,
+    /// `@@max_allowed_packet`, read on every new connection and by every probe (0 until one
+    /// has been made). It is the metric itself: `webhook_consumer_database_max_allowed_packet_bytes`.
+    max_allowed_packet: Gauge,
+}
+
+impl Database {
+    /// The pool for `DATABASE_URL`; `max_allowed_packet` is kept up to date in the gauge.
+    pub(crate) fn new(settings: &Settings, max_allowed_packet: Gauge) -> anyhow::Result<Self> {
+        let options = settings.database_options()?;
+        let gauge = max_allowed_packet.clone();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(settings.db_pool_size)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |connection, _| {
+                let gauge = gauge.clone();
+                Box::pin(async move {
+                    gauge.set(read_max_allowed_packet(connection).await?);
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options.clone());
+        Ok(Self {
+            pool,
+            options,
+            max_allowed_packet,
+        })
+    }
+
+    /// The server's `max_allowed_packet` as last read, if it has been.
+    pub(crate) fn max_allowed_packet(&self) -> Option<u64> {
+        u64::try_from(self.max_allowed_packet.get())
+            .ok()
+            .filter(|limit| *limit > 0)
+    }
+}
+
+/// `@@max_allowed_packet`, as a gauge value.
+async fn read_max_allowed_packet(connection: &mut MySqlConnection) -> Result<i64, sqlx::Error> {
+    let limit: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+        .fetch_one(connection)
+        .await?;
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
 }
 
 impl crate::settle::Store for Database {
     async fn insert<'a>(&self, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
-        insert_events(&self.pool, rows).await
+        // Half the packet at most, so a batch is never refused as a whole for its size.
+        let budget = self.max_allowed_packet().map_or(MAX_STATEMENT_BYTES, |limit| {
+            MAX_STATEMENT_BYTES.min(usize::try_from(limit / 2).unwrap_or(usize::MAX))
+        });
+        insert_events_within(&self.pool, rows, budget).await
+    }
+
+    /// A new connection (not one of the pool's) and `SELECT @@max_allowed_packet`, which also
+    /// refreshes the limit.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let probed = async {
+            let mut connection = MySqlConnection::connect_with(&self.options).await?;
+            let limit = read_max_allowed_packet(&mut connection).await?;
+            self.max_allowed_packet.set(limit);
+            connection.close().await
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, probed).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(StoreError::Unavailable(error)),
+            Err(_) => Err(StoreError::Timeout(PROBE_TIMEOUT)),
+        }
     }
 
     async fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
@@ -191,7 +258,23 @@ pub const STATUS_PROCESSED: &str = "processed";
 /// `events.status` of an event no processor matched.
 pub const STATUS_IGNORED: &str = "ignored";
 
-impl EventRow<'_> {
+impl<'a> EventRow<'a> {
+    /// The row of `event`, without copies or a sale.
+    pub(crate) fn of(event: &'a Event) -> Self {
+        Self {
+            source: &event.envelope.source,
+            delivery_id: &event.envelope.delivery_id,
+            event_type: &event.envelope.event_type,
+            body: &event.body,
+            body_sha256: &event.sha256,
+            content_type: event.envelope.body_format.content_type(),
+            received_at: event.envelope.received_at,
+            retry_count: event.envelope.retry_count,
+            copies: 0,
+            sale: None,
+        }
+    }
+
     /// Its `events.status`.
     pub fn status(&self) -> &'static str {
         if self.sale.is_some() {
@@ -199,6 +282,14 @@ impl EventRow<'_> {
         } else {
             STATUS_IGNORED
         }
+    }
+
+    /// The size of the packet that inserts this row alone, as the server counts it against
+    /// `max_allowed_packet`.
+    pub fn packet_bytes(&self) -> u64 {
+        u64::try_from(self.bound_bytes())
+            .unwrap_or(u64::MAX)
+            .saturating_add(PACKET_OVERHEAD)
     }
 
     fn bound_bytes(&self) -> usize {
@@ -232,9 +323,14 @@ pub enum StoreError {
     /// A deadlock or lock wait timeout: the same batch again, shortly.
     #[error("{0}")]
     Conflict(#[source] sqlx::Error),
-    /// The database cannot be reached or is not working: hold the batch and try again.
+    /// The database cannot be reached or says it is not working: hold the batch and try again.
     #[error("{0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The connection failed while the rows were on it (reset, closed, garbled). The server may
+    /// be down, or may have dropped the connection over one of the rows (MariaDB does that for
+    /// a packet far above `max_allowed_packet`): a probe tells which.
+    #[error("{0}")]
+    Lost(#[source] sqlx::Error),
     /// No answer within the deadline: as unavailable.
     #[error("no answer from the database within {0:?}")]
     Timeout(Duration),
@@ -244,9 +340,19 @@ impl StoreError {
     /// The driver's error, unless the database did not answer in time.
     pub fn sqlx(&self) -> Option<&sqlx::Error> {
         match self {
-            Self::Refused(error) | Self::Conflict(error) | Self::Unavailable(error) => Some(error),
+            Self::Refused(error) | Self::Conflict(error) | Self::Unavailable(error) | Self::Lost(error) => Some(error),
             Self::Timeout(_) => None,
         }
+    }
+
+    /// Whether the server refused a packet larger than `max_allowed_packet`
+    /// (ER_NET_PACKET_TOO_LARGE): a row that can never be stored as the server is configured.
+    pub fn is_packet_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused(sqlx::Error::Database(database))
+                if database.try_downcast_ref::<MySqlDatabaseError>().is_some_and(|mysql| mysql.number() == 1153)
+        )
     }
 }
 
@@ -256,6 +362,7 @@ impl From<sqlx::Error> for StoreError {
             Class::Refused => Self::Refused(error),
             Class::Conflict => Self::Conflict(error),
             Class::Unavailable => Self::Unavailable(error),
+            Class::Lost => Self::Lost(error),
         }
     }
 }
@@ -266,9 +373,11 @@ pub(crate) enum Class {
     Refused,
     Conflict,
     Unavailable,
+    Lost,
 }
 
-/// Sorts an error into refused data, a lock conflict, or unavailability (everything unknown).
+/// Sorts an error into refused data, a lock conflict, a lost connection, or unavailability
+/// (what the database says about itself, and everything unknown).
 pub(crate) fn classify(error: &sqlx::Error) -> Class {
     match error {
         sqlx::Error::Database(database) => match database.try_downcast_ref::<MySqlDatabaseError>() {
@@ -277,6 +386,7 @@ pub(crate) fn classify(error: &sqlx::Error) -> Class {
         },
         // A value that cannot be encoded is a property of the row, not of the connection.
         sqlx::Error::Encode(_) => Class::Refused,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => Class::Lost,
         _ => Class::Unavailable,
     }
 }
@@ -311,9 +421,20 @@ pub(crate) fn classify_code(number: u16, sqlstate: Option<&str>) -> Class {
 /// `rows` must be sorted by source (as [`crate::plan::plan`] sorts them): each
 /// statement holds one source, so the new rows per source are exact.
 pub async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
+    insert_events_within(pool, rows, MAX_STATEMENT_BYTES).await
+}
+
+/// [`insert_events`] with at most `statement_bytes` of values per statement (unless one row
+/// alone is bigger).
+async fn insert_events_within<'a>(
+    pool: &MySqlPool,
+    rows: &[EventRow<'a>],
+    statement_bytes: usize,
+) -> Result<Inserted<'a>, StoreError> {
     let mut inserted = Inserted::default();
-    let mut transaction = pool.begin().await?;
-    for statement in statements(rows) {
+    // No row was sent yet: whatever fails here is about the database, never about the rows.
+    let mut transaction = pool.begin().await.map_err(StoreError::Unavailable)?;
+    for statement in statements(rows, statement_bytes) {
         let mut builder = QueryBuilder::<MySql>::new(
             "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, retry_count, duplicates, status, processed_at) ",
         );
@@ -439,7 +560,7 @@ pub struct DeadLetterRow<'a> {
     pub delivery_id: String,
     /// Its event type, or `(unknown)`.
     pub event_type: String,
-    /// `poison` or `retries_exhausted`.
+    /// `poison`, `retries_exhausted` or `too_large`.
     pub reason: &'static str,
     /// The `error` header it was dead-lettered with.
     pub error: &'a str,
@@ -547,8 +668,8 @@ pub(crate) fn split_affected(rows: u64, affected: u64) -> (u64, u64) {
 }
 
 /// Splits sorted rows into statements: one source per statement, at most
-/// [`MAX_ROWS_PER_STATEMENT`] rows and (unless one row alone is bigger) [`MAX_STATEMENT_BYTES`].
-fn statements<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
+/// [`MAX_ROWS_PER_STATEMENT`] rows and (unless one row alone is bigger) `max_bytes` of values.
+fn statements<'r, 'a>(rows: &'r [EventRow<'a>], max_bytes: usize) -> Vec<&'r [EventRow<'a>]> {
     let mut statements = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -557,7 +678,7 @@ fn statements<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
         let full = index > start
             && (row.source != rows[start].source
                 || index - start >= MAX_ROWS_PER_STATEMENT
-                || bytes + size > MAX_STATEMENT_BYTES);
+                || bytes + size > max_bytes);
         if full {
             statements.push(&rows[start..index]);
             start = index;
@@ -609,9 +730,9 @@ mod tests {
             row("c", "{}"),
             row("c", "{}"),
         ];
-        let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
+        let lengths: Vec<usize> = statements(&rows, MAX_STATEMENT_BYTES).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![2, 1, 2]);
-        assert!(statements(&[]).is_empty());
+        assert!(statements(&[], MAX_STATEMENT_BYTES).is_empty());
     }
 
     #[test]
@@ -625,14 +746,14 @@ mod tests {
             row("a", &huge),
             row("a", "{}"),
         ];
-        let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
+        let lengths: Vec<usize> = statements(&rows, MAX_STATEMENT_BYTES).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![2, 1, 1, 1]);
     }
 
     #[test]
     fn placeholders_stay_under_the_protocol_limit() {
         let rows = vec![row("a", "{}"); MAX_ROWS_PER_STATEMENT + 1];
-        let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
+        let lengths: Vec<usize> = statements(&rows, MAX_STATEMENT_BYTES).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![MAX_ROWS_PER_STATEMENT, 1]);
         const { assert!(MAX_ROWS_PER_STATEMENT * BINDS_PER_ROW <= 65_535) };
     }
@@ -689,9 +810,15 @@ mod tests {
         assert_eq!(classify_code(1040, Some("08004")), Class::Unavailable); // too many connections
         assert_eq!(classify_code(1290, Some("HY000")), Class::Unavailable); // read-only
         assert_eq!(classify(&sqlx::Error::PoolTimedOut), Class::Unavailable);
+    }
+
+    #[test]
+    fn a_connection_failing_under_the_rows_is_lost_for_a_probe_to_explain() {
         assert_eq!(
-            classify(&sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
-            Class::Unavailable
+            classify(&sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            Class::Lost
         );
+        assert_eq!(classify(&sqlx::Error::Protocol("garbled".to_owned())), Class::Lost);
+        assert_eq!(classify(&sqlx::Error::WorkerCrashed), Class::Lost);
     }
 }

@@ -149,6 +149,7 @@ impl Worker {
             .collect();
         let rules = Rules {
             max_retries: self.settings.max_retries,
+            max_allowed_packet: self.store.max_allowed_packet(),
         };
         let plan = plan::plan(&messages, &self.settings.sales, rules);
         let topology = &self.settings.broker.topology;

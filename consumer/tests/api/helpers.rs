@@ -221,7 +221,12 @@ impl TestApp {
     }
 
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The URL of `path` on the consumer's HTTP server.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// The value of one sample of `/metrics`, e.g. `webhook_consumer_duplicates_total` or

@@ -429,3 +429,48 @@ async fn dead_letters_are_recorded_cut_to_their_columns() {
     );
     pool.close().await;
 }
+
+/// Where `max_allowed_packet` cuts, on the real server: the largest row the consumer would try
+/// ([`EventRow::packet_bytes`] at the limit) is stored; a packet over the limit is refused as
+/// too large (error 1153); one about twice the limit makes the server close the connection,
+/// which is a lost connection, not a refusal.
+#[tokio::test]
+async fn max_allowed_packet_stores_the_largest_row_tried_and_refuses_a_larger_one() {
+    let (_database, pool) = migrated_pool().await;
+    let limit: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    fn row<'a>(delivery_id: &'a str, body: &'a str) -> EventRow<'a> {
+        EventRow {
+            source: "shop",
+            delivery_id,
+            event_type: "order.created",
+            body,
+            body_sha256: "0000000000000000000000000000000000000000000000000000000000000000",
+            content_type: "application/json",
+            received_at: Utc::now(),
+            retry_count: 0,
+            copies: 0,
+            sale: None,
+        }
+    }
+    let body = |bytes: u64| "x".repeat(usize::try_from(bytes).unwrap());
+    let fits = body(limit - row("fits", "").packet_bytes());
+    assert_eq!(row("fits", &fits).packet_bytes(), limit);
+    insert_events(&pool, &[row("fits", &fits)]).await.unwrap();
+
+    let error = insert_events(&pool, &[row("over", &body(limit))]).await.unwrap_err();
+    assert!(error.is_packet_too_large(), "{error:?}");
+
+    let error = insert_events(&pool, &[row("far", &body(limit * 2))]).await.unwrap_err();
+    assert!(matches!(error, StoreError::Lost(_)), "{error:?}");
+    assert!(!error.is_packet_too_large());
+
+    let stored: Vec<String> = sqlx::query_scalar("SELECT delivery_id FROM events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ["fits"]);
+    pool.close().await;
+}
