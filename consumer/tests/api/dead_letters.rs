@@ -50,11 +50,8 @@ async fn poison_is_dead_lettered_with_an_error_and_later_events_are_still_stored
         Some("broken-body")
     );
 
-    assert_eq!(
-        app.metric("webhook_consumer_dead_lettered_total{reason=\"poison\"}")
-            .await,
-        2.0
-    );
+    app.wait_metric("webhook_consumer_dead_lettered_total{reason=\"poison\"}", 2.0)
+        .await;
 
     // Each is recorded in dead_letters with what its envelope or headers said.
     let records = testkit::eventually("two dead letter records", SOON, || async {
@@ -146,11 +143,11 @@ async fn a_row_the_database_refuses_is_retried_then_dead_lettered_and_the_rest_c
         assert!(error.contains("no_refused_events"), "{error}");
     }
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 2.0);
-    assert_eq!(
-        app.metric("webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}")
-            .await,
-        2.0
-    );
+    app.wait_metric(
+        "webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}",
+        2.0,
+    )
+    .await;
     assert_eq!(services.rows().await.len(), 8);
     app.stop().await;
     assert_eq!(services.broker.depth(".events").await, Some(0));
@@ -193,11 +190,8 @@ async fn a_body_larger_than_max_allowed_packet_is_dead_lettered_before_it_is_tri
         "{error}"
     );
     assert_eq!(header(&dead[0].properties, RETRY_COUNT).as_deref(), Some("0"));
-    assert_eq!(
-        app.metric("webhook_consumer_dead_lettered_total{reason=\"too_large\"}")
-            .await,
-        1.0
-    );
+    app.wait_metric("webhook_consumer_dead_lettered_total{reason=\"too_large\"}", 1.0)
+        .await;
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
     assert_eq!(
         app.metric("webhook_consumer_database_max_allowed_packet_bytes").await,

@@ -238,6 +238,17 @@ impl TestApp {
             .map_or(0.0, |value| value.trim().parse().unwrap())
     }
 
+    /// Waits until `sample` is `value`, failing at once if it goes past it: a row is visible
+    /// at its commit, a moment before the consumer counts it.
+    pub(crate) async fn wait_metric(&self, sample: &str, value: f64) {
+        eventually(&format!("{sample} = {value}"), SOON, || async {
+            let now = self.metric(sample).await;
+            assert!(now <= value, "{sample} = {now}, above {value}");
+            (now == value).then_some(())
+        })
+        .await;
+    }
+
     /// Stops the consumer gracefully and waits until it has (it must end cleanly).
     pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
