@@ -49,6 +49,8 @@ pub struct Metrics {
     /// Deliveries whose (source, delivery id) was already stored or appeared earlier in the
     /// same batch.
     pub duplicates: Counter,
+    /// Of those, deliveries with another body than the stored one (which is kept).
+    pub conflicting_duplicates: Counter,
     /// Messages sent down the retry ladder, by attempt.
     pub retried: Family<AttemptLabels, Counter>,
     /// Messages published to the dead-letter exchange, by reason.
@@ -96,6 +98,12 @@ impl Metrics {
             "duplicates",
             "Deliveries of an event that was already stored (or twice in one batch)",
             duplicates.clone(),
+        );
+        let conflicting_duplicates = Counter::default();
+        registry.register(
+            "conflicting_duplicates",
+            "Deliveries with the source and delivery id of a stored event but another body (the first stored is kept)",
+            conflicting_duplicates.clone(),
         );
         let retried = Family::<AttemptLabels, Counter>::default();
         registry.register(
@@ -179,6 +187,7 @@ impl Metrics {
             registry,
             events_stored,
             duplicates,
+            conflicting_duplicates,
             retried,
             dead_lettered,
             dead_letter_records_failed,
@@ -236,6 +245,7 @@ mod tests {
         for name in [
             "webhook_consumer_events_stored_total{source=\"stripe\"} 1",
             "webhook_consumer_duplicates_total 0",
+            "webhook_consumer_conflicting_duplicates_total 0",
             "webhook_consumer_retried_total{attempt=\"1\"} 1",
             "webhook_consumer_dead_lettered_total{reason=\"poison\"} 1",
             "webhook_consumer_dead_letter_records_failed_total 0",

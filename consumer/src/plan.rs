@@ -42,9 +42,13 @@ pub(crate) enum Refusal {
 pub(crate) enum Fate {
     /// Its row is inserted (with its sale, if any); acked once committed.
     Store,
-    /// A later delivery of the same source and delivery id as delivery `of`: acked with it and
-    /// counted as a duplicate, never inserted itself.
+    /// A later delivery of the same source, delivery id and body as delivery `of`: acked with
+    /// it and counted as a duplicate, never inserted itself.
     Copy { of: usize },
+    /// A later delivery of the same source and delivery id as delivery `of`, which is stored,
+    /// but with another body: the first stored wins, so it is acked and counted as a duplicate
+    /// and as a conflict, never inserted (its sale, if any, is not applied).
+    Conflict { of: usize },
     /// Not stored now: down the retry ladder or to the dead-letter exchange, then acked.
     Decided(Decision),
 }
@@ -54,12 +58,12 @@ pub(crate) enum Fate {
 pub(crate) struct Row {
     /// The delivery stored.
     pub(crate) index: usize,
-    /// Its `retry-count`.
-    pub(crate) retry_count: u32,
     /// The sale or refund it carries (status `processed`), or none (status `ignored`).
     pub(crate) sale: Option<SaleChange>,
-    /// The later deliveries of the batch with the same source and delivery id.
+    /// The later deliveries of the batch with the same source, delivery id and body.
     pub(crate) copies: Vec<usize>,
+    /// The later deliveries of the batch with the same source and delivery id but another body.
+    pub(crate) conflicts: Vec<usize>,
 }
 
 /// What to do with a batch.
@@ -72,20 +76,31 @@ pub(crate) struct Plan {
     pub(crate) fates: Vec<Fate>,
     /// How many deliveries their processor refused (they go down the retry ladder).
     pub(crate) refused_by_processor: u64,
+    /// Each delivery's `retry-count`.
+    retry_counts: Vec<u32>,
     rules: Rules,
 }
 
-/// Plans a batch: poison is dead-lettered; the events are grouped by (source, delivery id),
-/// the first of each group is checked against `max_allowed_packet` (too large: dead-lettered)
-/// and run through its source's processor (`mappings`), and either becomes a row or, when its
-/// processor refuses its body, goes down the retry ladder. The later deliveries of a group are
-/// copies of the first.
+/// The deliveries of one (source, delivery id) seen so far in a batch.
+#[derive(Default)]
+struct Group {
+    /// The row, once one of them is to be stored: its delivery and its position in the rows.
+    row: Option<(usize, usize)>,
+    /// Deliveries that failed on their own before any was to be stored.
+    failed: Vec<usize>,
+}
+
+/// Plans a batch: poison is dead-lettered; the events are grouped by (source, delivery id). In
+/// each group the deliveries are looked at in order until one is stored: each is checked
+/// against `max_allowed_packet` (too large: dead-lettered) and run through its source's
+/// processor (`mappings`; refused: down the retry ladder), and the first that passes becomes
+/// the row. A later delivery is a copy of an earlier one with the same body, or, once the row
+/// is chosen, a conflict when its body differs: the first stored wins.
 pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> Plan {
     let mut fates = Vec::with_capacity(messages.len());
     let mut refused_by_processor = 0;
     let mut rows: Vec<Row> = Vec::new();
-    // The first delivery of each (source, delivery id), and its row if it has one.
-    let mut firsts: HashMap<(&str, &str), (usize, Option<usize>)> = HashMap::new();
+    let mut groups: HashMap<(&str, &str), Group> = HashMap::new();
     for (index, message) in messages.iter().enumerate() {
         let event = match &message.content {
             Content::Poison { why, .. } => {
@@ -95,18 +110,30 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
             Content::Event(event) => event,
         };
         let envelope = &event.envelope;
-        let key = (envelope.source.as_str(), envelope.delivery_id.as_str());
-        if let Some(&(first, row)) = firsts.get(&key) {
-            if let Some(row) = row {
+        let group = groups
+            .entry((envelope.source.as_str(), envelope.delivery_id.as_str()))
+            .or_default();
+        let body_of = |delivery: usize| messages[delivery].event().map(|event| event.sha256.as_str());
+        let same_body = |delivery: usize| body_of(delivery) == Some(event.sha256.as_str());
+        if let Some((stored, row)) = group.row {
+            if same_body(stored) {
                 rows[row].copies.push(index);
+                fates.push(Fate::Copy { of: stored });
+            } else {
+                rows[row].conflicts.push(index);
+                fates.push(Fate::Conflict { of: stored });
             }
-            fates.push(Fate::Copy { of: first });
+            continue;
+        }
+        if let Some(&failed) = group.failed.iter().find(|&&failed| same_body(failed)) {
+            // The same body fails the same way: its copies go with it.
+            fates.push(Fate::Copy { of: failed });
             continue;
         }
         if let Some(limit) = rules.max_allowed_packet {
             let needed = EventRow::of(event).packet_bytes();
             if needed > limit {
-                firsts.insert(key, (index, None));
+                group.failed.push(index);
                 let why = format!("its row needs {needed} bytes in one packet, max_allowed_packet is {limit} bytes");
                 fates.push(Fate::Decided(retry::too_large(&why)));
                 continue;
@@ -119,22 +146,22 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
         };
         match outcome {
             Ok(outcome) => {
-                firsts.insert(key, (index, Some(rows.len())));
+                group.row = Some((index, rows.len()));
                 rows.push(Row {
                     index,
-                    retry_count: envelope.retry_count,
                     sale: match outcome {
                         Outcome::Sale(change) => Some(change),
                         Outcome::Ignored => None,
                     },
                     copies: Vec::new(),
+                    conflicts: Vec::new(),
                 });
                 fates.push(Fate::Store);
             }
             // A processor error is a failure of that message alone: it is never inserted, so
             // it neither blocks nor rolls back the rest of the batch.
             Err(error) => {
-                firsts.insert(key, (index, None));
+                group.failed.push(index);
                 refused_by_processor += 1;
                 let decision = retry::after_refusal(envelope.retry_count, rules.max_retries, &error.to_string());
                 fates.push(Fate::Decided(decision));
@@ -151,6 +178,7 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
         rows,
         fates,
         refused_by_processor,
+        retry_counts: messages.iter().map(Message::retry_count).collect(),
         rules,
     }
 }
@@ -158,28 +186,39 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
 impl Plan {
     /// The database did not store row `row` (a position in [`Plan::rows`]): its delivery goes
     /// down the retry ladder (dead-lettered once its retries are spent), or, when too large, to
-    /// the dead letters at once. Its copies stay copies: acked with it, as duplicates.
+    /// the dead letters at once. Its copies stay copies: acked with it, as duplicates. Its
+    /// conflicts, whose bodies differ, were never tried: each goes down the retry ladder on its
+    /// own, to be stored if it comes first.
     pub(crate) fn refuse(&mut self, row: usize, refusal: &Refusal) {
         let row = &self.rows[row];
+        let max_retries = self.rules.max_retries;
         self.fates[row.index] = Fate::Decided(match refusal {
-            Refusal::Data(error) => retry::after_refusal(row.retry_count, self.rules.max_retries, error),
+            Refusal::Data(error) => retry::after_refusal(self.retry_counts[row.index], max_retries, error),
             Refusal::TooLarge(error) => retry::too_large(error),
         });
+        let why = format!(
+            "not stored with its batch: delivery {} of the batch has its source and delivery id, another body, and was not stored",
+            row.index
+        );
+        for &conflict in &row.conflicts {
+            self.fates[conflict] = Fate::Decided(retry::after_refusal(self.retry_counts[conflict], max_retries, &why));
+        }
     }
 
     /// The deliveries to republish, in delivery order, with what to do.
     pub(crate) fn decisions(&self) -> impl Iterator<Item = (usize, &Decision)> {
         self.fates.iter().enumerate().filter_map(|(index, fate)| match fate {
             Fate::Decided(decision) => Some((index, decision)),
-            Fate::Store | Fate::Copy { .. } => None,
+            Fate::Store | Fate::Copy { .. } | Fate::Conflict { .. } => None,
         })
     }
 
-    /// How many deliveries are copies of another.
+    /// How many deliveries are copies of another or conflict with a stored one (all are
+    /// duplicates: the same source and delivery id arrived before).
     pub(crate) fn copies(&self) -> u64 {
         self.fates
             .iter()
-            .filter(|fate| matches!(fate, Fate::Copy { .. }))
+            .filter(|fate| matches!(fate, Fate::Copy { .. } | Fate::Conflict { .. }))
             .count() as u64
     }
 }
@@ -407,6 +446,7 @@ pub(crate) mod tests {
             .map(|fate| match fate {
                 Fate::Store => "store",
                 Fate::Copy { .. } => "copy",
+                Fate::Conflict { .. } => "conflict",
                 Fate::Decided(Decision::Retry { .. }) => "retry",
                 Fate::Decided(Decision::DeadLetter { .. }) => "dead",
             })
@@ -463,16 +503,75 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn a_later_delivery_with_another_body_is_a_conflict_of_the_first_and_never_a_row() {
+        let messages = vec![
+            event("a", "1", "push", 0, r#"{"v":"first"}"#),
+            event("a", "1", "push", 0, r#"{"v":"second"}"#),
+            event("a", "1", "push", 0, r#"{"v":"first"}"#),
+        ];
+        let plan = planned(&messages);
+        assert_eq!(
+            plan.fates,
+            vec![Fate::Store, Fate::Conflict { of: 0 }, Fate::Copy { of: 0 }]
+        );
+        assert_eq!(
+            (plan.rows[0].copies.clone(), plan.rows[0].conflicts.clone()),
+            (vec![2], vec![1])
+        );
+        assert_eq!(plan.copies(), 2);
+    }
+
+    #[test]
+    fn when_the_first_body_fails_on_its_own_the_next_other_body_is_stored() {
+        let messages = vec![
+            event("shop", "s", "sale.completed", 0, BAD_SALE),
+            event("shop", "s", "sale.completed", 0, BAD_SALE),
+            event("shop", "s", "sale.completed", 0, &sale_body("o", 7)),
+            event("shop", "s", "sale.completed", 0, &sale_body("o", 8)),
+        ];
+        let plan = planned(&messages);
+        assert!(matches!(plan.fates[0], Fate::Decided(Decision::Retry { .. })));
+        assert_eq!(plan.fates[1], Fate::Copy { of: 0 });
+        assert_eq!(plan.fates[2], Fate::Store);
+        assert_eq!(plan.fates[3], Fate::Conflict { of: 2 });
+        assert_eq!(plan.rows[0].sale.as_ref().unwrap().amount_minor, 7);
+    }
+
+    #[test]
+    fn conflicts_of_a_row_the_database_refuses_are_retried_on_their_own() {
+        let messages = vec![
+            event("a", "1", "push", 0, r#"{"v":"first"}"#),
+            event("a", "1", "push", 2, r#"{"v":"second"}"#),
+            event("a", "1", "push", 0, r#"{"v":"first"}"#),
+        ];
+        let mut plan = planned(&messages);
+        plan.refuse(0, &Refusal::Data("CONSTRAINT failed".to_owned()));
+        assert!(matches!(
+            &plan.fates[0],
+            Fate::Decided(Decision::Retry { attempt: 1, .. })
+        ));
+        match &plan.fates[1] {
+            Fate::Decided(Decision::Retry { attempt: 3, error }) => assert!(
+                error.starts_with("not stored with its batch: delivery 0 of the batch has its source and delivery id"),
+                "{error}"
+            ),
+            other => panic!("not retried on its own: {other:?}"),
+        }
+        assert_eq!(plan.fates[2], Fate::Copy { of: 0 });
+        check_plan(&messages, &plan);
+    }
+
     /// How a generated delivery is made.
     #[derive(Debug, Clone)]
     enum Kind {
         Poison,
-        /// An event of source `source % 2` and delivery id `id`, too large for the database
-        /// when `big`.
+        /// An event of source `source % 2` and delivery id `id`, with one of two bodies (0, 1),
+        /// or one too large for the database (2).
         Plain {
             source: u8,
             id: u8,
-            big: bool,
+            body: u8,
         },
         /// A sale, good or refused by its processor, with this retry count.
         Sale {
@@ -485,7 +584,7 @@ pub(crate) mod tests {
     fn kinds() -> impl Strategy<Value = Vec<Kind>> {
         let kind = prop_oneof![
             1 => Just(Kind::Poison),
-            4 => (0..2u8, 0..6u8, prop::bool::weighted(0.1)).prop_map(|(source, id, big)| Kind::Plain { source, id, big }),
+            4 => (0..2u8, 0..6u8, prop_oneof![8 => 0..2u8, 1 => Just(2u8)]).prop_map(|(source, id, body)| Kind::Plain { source, id, body }),
             2 => (0..4u8, any::<bool>(), 0..5u32).prop_map(|(id, good, retry_count)| Kind::Sale { id, good, retry_count }),
         ];
         prop::collection::vec(kind, 0..40)
@@ -496,9 +595,13 @@ pub(crate) mod tests {
             .iter()
             .map(|kind| match kind {
                 Kind::Poison => poison(),
-                Kind::Plain { source, id, big: false } => plain(&format!("s{}", source % 2), &format!("d{id}")),
-                Kind::Plain { source, id, big: true } => {
-                    event(&format!("s{}", source % 2), &format!("d{id}"), "push", 0, &big_body())
+                Kind::Plain { source, id, body } => {
+                    let body = match body {
+                        0 => r#"{"a":1}"#.to_owned(),
+                        1 => r#"{"a":2}"#.to_owned(),
+                        _ => big_body(),
+                    };
+                    event(&format!("s{}", source % 2), &format!("d{id}"), "push", 0, &body)
                 }
                 Kind::Sale { id, good, retry_count } => {
                     let body = if *good { sale_body("o", 1) } else { BAD_SALE.to_owned() };
@@ -508,40 +611,67 @@ pub(crate) mod tests {
             .collect()
     }
 
-    /// Checks what must hold of every plan: one fate per delivery; a delivery is acked (a row
-    /// or a copy) or republished (retry or dead letter), never both; the rows and their copies
-    /// say the same as the fates; one row per (source, delivery id), sorted.
+    /// The (source, delivery id) of an event.
+    fn key_of(message: &Message) -> (&str, &str) {
+        let envelope = &message.event().unwrap().envelope;
+        (envelope.source.as_str(), envelope.delivery_id.as_str())
+    }
+
+    fn body_of(message: &Message) -> &str {
+        &message.event().unwrap().sha256
+    }
+
+    /// Checks what must hold of every plan: one fate per delivery; a delivery is acked (a row,
+    /// a copy, a conflict) or republished (retry or dead letter), never both; the rows, their
+    /// copies and their conflicts say the same as the fates; one row per (source, delivery
+    /// id), sorted.
     pub(crate) fn check_plan(messages: &[Message], plan: &Plan) {
         assert_eq!(plan.fates.len(), messages.len(), "one fate per delivery");
-        // How often each delivery is a row, and a row's copy.
+        // How often each delivery is a row, a row's copy, a row's conflict.
         let mut as_row = vec![0; messages.len()];
         let mut as_copy = vec![0; messages.len()];
+        let mut as_conflict = vec![0; messages.len()];
         for row in &plan.rows {
             as_row[row.index] += 1;
             for &copy in &row.copies {
                 as_copy[copy] += 1;
             }
+            for &conflict in &row.conflicts {
+                as_conflict[conflict] += 1;
+            }
         }
         let mut republished = 0;
         for (index, fate) in plan.fates.iter().enumerate() {
+            let counts = (as_row[index], as_copy[index], as_conflict[index]);
             match fate {
-                Fate::Store => assert_eq!((as_row[index], as_copy[index]), (1, 0), "stored {index}"),
+                Fate::Store => assert_eq!(counts, (1, 0, 0), "stored {index}"),
                 Fate::Copy { of } => {
                     assert!(*of < index, "{index} copies a later delivery");
-                    let (a, b) = (messages[*of].event().unwrap(), messages[index].event().unwrap());
-                    assert_eq!(
-                        (&a.envelope.source, &a.envelope.delivery_id),
-                        (&b.envelope.source, &b.envelope.delivery_id)
-                    );
-                    assert_eq!((as_row[index], as_copy[index]), (0, as_row[*of]), "copy {index}");
+                    assert_eq!(key_of(&messages[*of]), key_of(&messages[index]));
+                    assert_eq!(body_of(&messages[*of]), body_of(&messages[index]));
+                    assert_eq!(counts, (0, as_row[*of], 0), "copy {index}");
                     if as_row[*of] == 0 {
                         assert!(matches!(plan.fates[*of], Fate::Decided(_)), "{index} copies {of}");
                     }
                 }
+                Fate::Conflict { of } => {
+                    assert!(*of < index, "{index} conflicts with a later delivery");
+                    assert_eq!(key_of(&messages[*of]), key_of(&messages[index]));
+                    assert_ne!(body_of(&messages[*of]), body_of(&messages[index]));
+                    assert_eq!(counts, (0, 0, 1), "conflict {index}");
+                    assert_eq!(plan.fates[*of], Fate::Store, "{index} conflicts with {of}, not stored");
+                }
                 Fate::Decided(decision) => {
                     republished += 1;
                     assert_eq!(as_copy[index], 0, "republished {index} is also a copy");
-                    assert!(as_row[index] <= 1);
+                    assert!(as_row[index] <= 1 && as_conflict[index] <= 1);
+                    if as_conflict[index] == 1 {
+                        let row = plan.rows.iter().find(|row| row.conflicts.contains(&index)).unwrap();
+                        assert!(
+                            matches!(plan.fates[row.index], Fate::Decided(_)),
+                            "{index} retried, its row stored"
+                        );
+                    }
                     if let Decision::Retry { attempt, .. } = decision {
                         assert_eq!(*attempt, messages[index].retry_count() + 1);
                         assert!(messages[index].retry_count() < RULES.max_retries);
@@ -572,17 +702,32 @@ pub(crate) mod tests {
             let messages = build(&kinds);
             let mut plan = planned(&messages);
             check_plan(&messages, &plan);
-            // The first delivery of each key decides: a row, or refused with its copies.
+            // In each (source, delivery id), the first delivery that passes its checks is the
+            // row: those before it failed on their own, those after it are its copies (same
+            // body) or conflicts (another body).
             for (index, message) in messages.iter().enumerate() {
-                let Some(event) = message.event() else { continue };
-                let first = messages.iter().position(|other| other.event().is_some_and(|other| {
-                    (&other.envelope.source, &other.envelope.delivery_id) == (&event.envelope.source, &event.envelope.delivery_id)
-                }));
-                if first == Some(index) {
-                    let is_copy = matches!(plan.fates[index], Fate::Copy { .. });
-                    prop_assert!(!is_copy, "the first delivery {} is a copy", index);
-                } else {
-                    prop_assert_eq!(&plan.fates[index], &Fate::Copy { of: first.unwrap() });
+                if message.event().is_none() {
+                    continue;
+                }
+                let row = plan.rows.iter().find(|row| key_of(&messages[row.index]) == key_of(message));
+                match row.map(|row| row.index) {
+                    Some(stored) if stored < index => {
+                        let expected = if body_of(&messages[stored]) == body_of(message) {
+                            Fate::Copy { of: stored }
+                        } else {
+                            Fate::Conflict { of: stored }
+                        };
+                        prop_assert_eq!(&plan.fates[index], &expected);
+                    }
+                    Some(stored) if stored == index => prop_assert_eq!(&plan.fates[index], &Fate::Store),
+                    _ => {
+                        let failed = match &plan.fates[index] {
+                            Fate::Decided(_) => true,
+                            Fate::Copy { of } => matches!(plan.fates[*of], Fate::Decided(_)),
+                            _ => false,
+                        };
+                        prop_assert!(failed, "{} before its row: {:?}", index, plan.fates[index]);
+                    }
                 }
             }
             // What the database refuses keeps every delivery accounted for.

@@ -79,6 +79,8 @@ pub(crate) struct Abandoned(pub(crate) String);
 pub(crate) struct Tally {
     pub(crate) stored: u64,
     pub(crate) duplicates: u64,
+    /// Deliveries with the source and delivery id of a stored event but another body.
+    pub(crate) conflicts: u64,
     pub(crate) processed: u64,
     pub(crate) ignored: u64,
     pub(crate) failed: u64,
@@ -144,18 +146,34 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
         plan: &Plan,
         tally: &mut Tally,
     ) -> Result<Vec<(usize, Refusal)>, Abandoned> {
-        let all: Vec<EventRow<'_>> = plan
+        // The bodies of each row's conflicts, which its insert counts.
+        let conflicts: Vec<Vec<&str>> = plan
             .rows
             .iter()
-            .filter_map(|row| {
-                let event = messages[row.index].event()?;
-                Some(EventRow {
-                    copies: u32::try_from(row.copies.len()).unwrap_or(u32::MAX),
-                    sale: row.sale.as_ref(),
-                    ..EventRow::of(event)
-                })
+            .map(|row| {
+                row.conflicts
+                    .iter()
+                    .filter_map(|&conflict| messages[conflict].event().map(|event| event.sha256.as_str()))
+                    .collect()
             })
             .collect();
+        // The rows to insert, and where each is in `plan.rows`.
+        let (positions, all): (Vec<usize>, Vec<EventRow<'_>>) = plan
+            .rows
+            .iter()
+            .zip(&conflicts)
+            .enumerate()
+            .filter_map(|(position, (row, conflicts))| {
+                let event = messages[row.index].event()?;
+                let row = EventRow {
+                    copies: u32::try_from(row.copies.len() + row.conflicts.len()).unwrap_or(u32::MAX),
+                    conflicts,
+                    sale: row.sale.as_ref(),
+                    ..EventRow::of(event)
+                };
+                Some((position, row))
+            })
+            .unzip();
         let mut refused = Vec::new();
         let mut pending: Vec<Range<usize>> = Vec::new();
         if !all.is_empty() {
@@ -192,9 +210,27 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                     self.metrics.duplicates.inc_by(inserted.already_stored);
                     tally.duplicates += inserted.already_stored;
                     let now = Utc::now();
-                    for row in rows {
+                    for (offset, row) in rows.iter().enumerate() {
                         let latency = (now - row.received_at).to_std().unwrap_or_default();
                         self.metrics.ingest_to_store_seconds.observe(latency.as_secs_f64());
+                        let another = inserted.another_body.iter().find(|another| another.row == offset);
+                        let (conflicts, kept) = match another {
+                            Some(another) => (another.conflicts, another.stored_sha256.as_str()),
+                            None => (u32::try_from(row.conflicts.len()).unwrap_or(u32::MAX), row.body_sha256),
+                        };
+                        if conflicts > 0 {
+                            self.metrics.conflicting_duplicates.inc_by(u64::from(conflicts));
+                            tally.conflicts += u64::from(conflicts);
+                            log::warn!(
+                                "conflicting duplicates: source={:?} delivery_id={:?} conflicts={conflicts} kept_sha256={kept}: the same delivery id with another body; the first stored is kept",
+                                row.source,
+                                row.delivery_id
+                            );
+                        }
+                        // A row stored with another body keeps it, and its status: nothing ran.
+                        if another.is_some() {
+                            continue;
+                        }
                         let outcome = row.status();
                         self.metrics.processed.get_or_create(&OutcomeLabels { outcome }).inc();
                         if row.sale.is_some() {
@@ -258,7 +294,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                             "the database dropped the connection while storing this message alone, yet answers a new connection: {error}"
                         )),
                     };
-                    refused.push((range.start, refusal));
+                    refused.push((positions[range.start], refusal));
                 }
             }
         }
@@ -418,12 +454,14 @@ mod tests {
     use crate::plan::tests::{BAD_SALE, RULES, big_body, check_plan, event, plain, poison, sale_body};
     use crate::processors::Mappings;
     use crate::retry::DeadReason;
+    use crate::store::AnotherBody;
 
     /// A stored row of the fake database.
     #[derive(Debug, Clone, PartialEq, Eq)]
     struct FakeRow {
         body_sha256: String,
         duplicates: u32,
+        conflicts: u32,
         sale: bool,
     }
 
@@ -444,6 +482,8 @@ mod tests {
         transactions: Mutex<Vec<usize>>,
         dead_letters: Mutex<Vec<(String, &'static str, String)>>,
         dead_letters_fail: bool,
+        /// The delivery ids whose sale was applied, in order.
+        sales: Mutex<Vec<String>>,
     }
 
     impl FakeStore {
@@ -483,12 +523,29 @@ mod tests {
             }
             let mut stored = self.rows.lock().unwrap();
             let mut inserted = Inserted::default();
-            for row in rows {
+            for (position, row) in rows.iter().enumerate() {
                 let key = (row.source.to_owned(), row.delivery_id.to_owned());
                 let new = match stored.get_mut(&key) {
                     Some(existing) => {
                         existing.duplicates += row.copies + 1;
                         inserted.already_stored += 1;
+                        if existing.body_sha256 == row.body_sha256 {
+                            existing.conflicts += u32::try_from(row.conflicts.len()).unwrap();
+                            self.sales
+                                .lock()
+                                .unwrap()
+                                .extend(row.sale.map(|_| row.delivery_id.to_owned()));
+                        } else {
+                            let same_as_row = 1 + row.copies - u32::try_from(row.conflicts.len()).unwrap();
+                            let others = row.conflicts.iter().filter(|sha| **sha != existing.body_sha256).count();
+                            let conflicts = same_as_row + u32::try_from(others).unwrap();
+                            existing.conflicts += conflicts;
+                            inserted.another_body.push(AnotherBody {
+                                row: position,
+                                stored_sha256: existing.body_sha256.clone(),
+                                conflicts,
+                            });
+                        }
                         0
                     }
                     None => {
@@ -497,9 +554,14 @@ mod tests {
                             FakeRow {
                                 body_sha256: row.body_sha256.to_owned(),
                                 duplicates: row.copies,
+                                conflicts: u32::try_from(row.conflicts.len()).unwrap(),
                                 sale: row.sale.is_some(),
                             },
                         );
+                        self.sales
+                            .lock()
+                            .unwrap()
+                            .extend(row.sale.map(|_| row.delivery_id.to_owned()));
                         1
                     }
                 };
@@ -678,6 +740,46 @@ mod tests {
         assert_eq!(metrics.duplicates.get(), 3);
         assert_eq!(store.stored(), vec![("new".to_owned(), 1), ("stored".to_owned(), 2)]);
         assert_eq!(broker.calls(), vec![Call::Ack, Call::Ack]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflicting_duplicate_keeps_the_first_body_is_counted_and_its_sale_is_not_applied() {
+        let (store, broker) = (FakeStore::default(), FakeBroker::default());
+        let first = event("shop", "s", "sale.completed", 0, &sale_body("o", 100));
+        settle(&store, &broker, &[first]).await.0.unwrap();
+        let messages = vec![
+            event("shop", "s", "sale.completed", 0, &sale_body("o", 999)),
+            event("shop", "s", "sale.completed", 0, &sale_body("o", 999)),
+            event("shop", "s", "sale.completed", 0, &sale_body("o", 100)),
+            event("shop", "t", "push", 0, r#"{"v":1}"#),
+            event("shop", "t", "push", 0, r#"{"v":2}"#),
+        ];
+        let (tally, metrics, _) = settle(&store, &broker, &messages).await;
+        let tally = tally.unwrap();
+        // "s": two deliveries with 999 against the stored 100, and one copy of the stored body;
+        // "t": a new row with one conflict in its own batch.
+        assert_eq!((tally.stored, tally.duplicates, tally.conflicts), (1, 4, 3));
+        assert_eq!(metrics.conflicting_duplicates.get(), 3);
+        assert_eq!(metrics.duplicates.get(), 4);
+        let rows = store.rows.lock().unwrap().clone();
+        let s = &rows[&("shop".to_owned(), "s".to_owned())];
+        assert_eq!(
+            (s.body_sha256.as_str(), s.duplicates, s.conflicts),
+            (sha256(&sale_body("o", 100)).as_str(), 3, 2)
+        );
+        let t = &rows[&("shop".to_owned(), "t".to_owned())];
+        assert_eq!(
+            (t.body_sha256.as_str(), t.duplicates, t.conflicts),
+            (sha256(r#"{"v":1}"#).as_str(), 1, 1)
+        );
+        // The sale of the stored body only, once.
+        assert_eq!(*store.sales.lock().unwrap(), vec!["s".to_owned()]);
+        assert_eq!(broker.calls(), vec![Call::Ack, Call::Ack]);
+    }
+
+    fn sha256(body: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,6 +5,7 @@
 //! Public so that its statements are tested against a real server from `tests/` (the unit
 //! tests here need no server).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,7 +36,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bound values per row of the insert.
-const BINDS_PER_ROW: usize = 9;
+const BINDS_PER_ROW: usize = 10;
 
 /// Rows per statement: MySQL allows at most 65,535 placeholders in one statement.
 const MAX_ROWS_PER_STATEMENT: usize = 65_535 / BINDS_PER_ROW;
@@ -246,8 +247,11 @@ pub struct EventRow<'a> {
     pub content_type: &'static str,
     pub received_at: DateTime<Utc>,
     pub retry_count: u32,
-    /// Further copies of this event in the same batch: stored as its `duplicates`.
+    /// Further deliveries of this source and delivery id in the same batch (with this body or
+    /// another): stored as its `duplicates`.
     pub copies: u32,
+    /// The bodies (hex SHA-256) of those of them with another body: they count as conflicts.
+    pub conflicts: &'a [&'a str],
     /// What its processor made of it: a sale or refund to apply (status `processed`), or
     /// nothing (status `ignored`).
     pub sale: Option<&'a SaleChange>,
@@ -271,6 +275,7 @@ impl<'a> EventRow<'a> {
             received_at: event.envelope.received_at,
             retry_count: event.envelope.retry_count,
             copies: 0,
+            conflicts: &[],
             sale: None,
         }
     }
@@ -310,6 +315,21 @@ pub struct Inserted<'a> {
     pub new_by_source: Vec<(&'a str, u64)>,
     /// Rows that were already stored (their `duplicates` went up).
     pub already_stored: u64,
+    /// Rows that were already stored with another body, which they keep (the first stored
+    /// wins): their sales were not applied.
+    pub another_body: Vec<AnotherBody>,
+}
+
+/// A row already stored with another body than the one inserted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnotherBody {
+    /// Its position in the rows given to [`insert_events`].
+    pub row: usize,
+    /// The stored body's hex SHA-256.
+    pub stored_sha256: String,
+    /// How many of the batch's deliveries of it have a body other than the stored one (its
+    /// `conflicts` went up by as many).
+    pub conflicts: u32,
 }
 
 /// How a database operation failed, which decides what happens to the batch. Each variant
@@ -434,9 +454,12 @@ async fn insert_events_within<'a>(
     let mut inserted = Inserted::default();
     // No row was sent yet: whatever fails here is about the database, never about the rows.
     let mut transaction = pool.begin().await.map_err(StoreError::Unavailable)?;
+    // The rows of the statements that found rows already stored.
+    let mut found = Vec::new();
+    let mut offset = 0;
     for statement in statements(rows, statement_bytes) {
         let mut builder = QueryBuilder::<MySql>::new(
-            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, retry_count, duplicates, status, processed_at) ",
+            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, retry_count, duplicates, conflicts, status, processed_at) ",
         );
         builder.push_values(statement, |mut values, row| {
             values
@@ -450,11 +473,17 @@ async fn insert_events_within<'a>(
                 .push("UTC_TIMESTAMP(6)")
                 .push_bind(row.retry_count)
                 .push_bind(row.copies)
+                .push_bind(u32::try_from(row.conflicts.len()).unwrap_or(u32::MAX))
                 .push_bind(row.status())
                 .push("UTC_TIMESTAMP(6)");
         });
-        // VALUES(col) rather than MySQL 8's row alias: MariaDB has no row alias.
-        builder.push(" ON DUPLICATE KEY UPDATE duplicates = duplicates + VALUES(duplicates) + 1");
+        // VALUES(col) rather than MySQL 8's row alias: MariaDB has no row alias. A stored row
+        // keeps its body; the batch's own conflicts count only if it is the same body, and
+        // otherwise are counted exactly below.
+        builder.push(
+            " ON DUPLICATE KEY UPDATE duplicates = duplicates + VALUES(duplicates) + 1, \
+             conflicts = conflicts + IF(body_sha256 = VALUES(body_sha256), VALUES(conflicts), 0)",
+        );
         let affected = builder.build().execute(&mut *transaction).await?.rows_affected();
         let (new, already_stored) = split_affected(statement.len() as u64, affected);
         inserted.already_stored += already_stored;
@@ -463,10 +492,22 @@ async fn insert_events_within<'a>(
             Some((last, count)) if *last == source => *count += new,
             _ => inserted.new_by_source.push((source, new)),
         }
+        if already_stored > 0 {
+            found.push(offset..offset + statement.len());
+        }
+        offset += statement.len();
     }
+    for range in found {
+        inserted
+            .another_body
+            .extend(count_conflicts(&mut transaction, rows, range).await?);
+    }
+    let kept = |position: usize| inserted.another_body.iter().all(|another| another.row != position);
     let mut sales: Vec<SaleRow<'_>> = rows
         .iter()
-        .filter_map(|row| {
+        .enumerate()
+        .filter(|(position, _)| kept(*position))
+        .filter_map(|(_, row)| {
             row.sale.map(|change| SaleRow {
                 source: row.source,
                 event_id: row.delivery_id,
@@ -481,6 +522,54 @@ async fn insert_events_within<'a>(
     }
     transaction.commit().await?;
     Ok(inserted)
+}
+
+/// Of the rows at `range` (one statement: one source), finds those already stored with another
+/// body, and counts every delivery of the batch whose body differs from the stored one in the
+/// row's `conflicts`. The rows are locked by the insert that found them, so what is read here
+/// stays true until the commit.
+async fn count_conflicts(
+    transaction: &mut sqlx::Transaction<'_, MySql>,
+    rows: &[EventRow<'_>],
+    range: std::ops::Range<usize>,
+) -> Result<Vec<AnotherBody>, StoreError> {
+    let statement = &rows[range.clone()];
+    let mut builder = QueryBuilder::<MySql>::new("SELECT delivery_id, body_sha256 FROM events WHERE source = ");
+    builder.push_bind(statement[0].source);
+    builder.push(" AND delivery_id IN (");
+    let mut ids = builder.separated(", ");
+    for row in statement {
+        ids.push_bind(row.delivery_id);
+    }
+    ids.push_unseparated(") FOR UPDATE");
+    let stored: HashMap<String, String> = builder
+        .build_query_as::<(String, String)>()
+        .fetch_all(&mut **transaction)
+        .await?
+        .into_iter()
+        .collect();
+    let mut another_body = Vec::new();
+    for (position, row) in range.zip(statement) {
+        let Some(stored_sha256) = stored.get(row.delivery_id).filter(|sha| *sha != row.body_sha256) else {
+            continue;
+        };
+        // The row itself, its copies with the same body, and its conflicts with yet another.
+        let same_as_row = 1 + (row.copies as usize).saturating_sub(row.conflicts.len());
+        let others = row.conflicts.iter().filter(|sha| **sha != stored_sha256).count();
+        let conflicts = u32::try_from(same_as_row + others).unwrap_or(u32::MAX);
+        sqlx::query("UPDATE events SET conflicts = conflicts + ? WHERE source = ? AND delivery_id = ?")
+            .bind(conflicts)
+            .bind(row.source)
+            .bind(row.delivery_id)
+            .execute(&mut **transaction)
+            .await?;
+        another_body.push(AnotherBody {
+            row: position,
+            stored_sha256: stored_sha256.clone(),
+            conflicts,
+        });
+    }
+    Ok(another_body)
 }
 
 /// A sale or refund with the event it came from.
@@ -707,6 +796,7 @@ mod tests {
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
+            conflicts: &[],
             sale: None,
         }
     }

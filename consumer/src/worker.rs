@@ -169,9 +169,10 @@ impl Worker {
         .run(&messages, plan)
         .await?;
         log::debug!(
-            "batch settled: size={size} stored={} duplicates={} processed={} ignored={} failed={} retried={} dead_lettered={} ms={}",
+            "batch settled: size={size} stored={} duplicates={} conflicts={} processed={} ignored={} failed={} retried={} dead_lettered={} ms={}",
             tally.stored,
             tally.duplicates,
+            tally.conflicts,
             tally.processed,
             tally.ignored,
             tally.failed,

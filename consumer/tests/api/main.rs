@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod conflicts;
 mod dead_letters;
 mod dlq;
 mod helpers;

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use consumer::store::{
-    DeadLetterRow, EventRow, Inserted, Kind, MAX_DEAD_LETTER_ERROR_CHARS, MIGRATOR, SaleChange, StoreError,
-    insert_dead_letters, insert_events, insert_rejections, prune_rejections,
+    AnotherBody, DeadLetterRow, EventRow, Inserted, Kind, MAX_DEAD_LETTER_ERROR_CHARS, MIGRATOR, SaleChange,
+    StoreError, insert_dead_letters, insert_events, insert_rejections, prune_rejections,
 };
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, QueryBuilder};
@@ -100,6 +100,7 @@ async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
         received_at: Utc::now(),
         retry_count: 0,
         copies,
+        conflicts: &[],
         sale: None,
     };
     let first = [row("a", "1", 0), row("a", "2", 0), row("b", "1", 2)];
@@ -108,7 +109,8 @@ async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
         inserted,
         Inserted {
             new_by_source: vec![("a", 2), ("b", 1)],
-            already_stored: 0
+            already_stored: 0,
+            another_body: vec![],
         }
     );
     let second = [row("a", "2", 0), row("a", "3", 0), row("b", "1", 1), row("c", "1", 0)];
@@ -117,7 +119,8 @@ async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
         inserted,
         Inserted {
             new_by_source: vec![("a", 1), ("b", 0), ("c", 1)],
-            already_stored: 2
+            already_stored: 2,
+            another_body: vec![],
         }
     );
     let duplicates: Vec<(String, String, u32)> =
@@ -157,6 +160,7 @@ async fn a_refusal_by_the_database_is_classified_as_refused() {
         received_at: Utc::now(),
         retry_count: 0,
         copies: 0,
+        conflicts: &[],
         sale: None,
     };
     let error = insert_events(&pool, &[row]).await.unwrap_err();
@@ -188,6 +192,7 @@ fn event_row<'a>(delivery_id: &'a str, sale: Option<&'a SaleChange>) -> EventRow
         received_at: Utc::now(),
         retry_count: 0,
         copies: 0,
+        conflicts: &[],
         sale,
     }
 }
@@ -452,6 +457,7 @@ async fn max_allowed_packet_stores_the_largest_row_tried_and_refuses_a_larger_on
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
+            conflicts: &[],
             sale: None,
         }
     }
@@ -472,5 +478,65 @@ async fn max_allowed_packet_stores_the_largest_row_tried_and_refuses_a_larger_on
         .await
         .unwrap();
     assert_eq!(stored, ["fits"]);
+    pool.close().await;
+}
+
+/// The same delivery id with another body, on the real server: the stored body is kept, every
+/// delivery with another body is counted in `conflicts` (in the batch and against the stored
+/// row), and the sale of a body that is not kept is not applied.
+#[tokio::test]
+async fn a_conflicting_duplicate_keeps_the_stored_body_counts_its_conflicts_and_applies_no_sale() {
+    let (_database, pool) = migrated_pool().await;
+    let first = change("o", Kind::Sale, 100, "2026-05-01T00:00:00Z");
+    let later = change("o", Kind::Sale, 999, "2026-06-01T00:00:00Z");
+    let row = |delivery_id: &'static str, sha: &'static str, copies: u32, conflicts: &'static [&'static str], sale| {
+        EventRow {
+            body_sha256: sha,
+            copies,
+            conflicts,
+            ..event_row(delivery_id, sale)
+        }
+    };
+    // A new row with one conflict of its own batch.
+    let inserted = insert_events(&pool, &[row("s", "a", 1, &["b"], Some(&first))])
+        .await
+        .unwrap();
+    assert!(inserted.another_body.is_empty());
+    // Against the stored "a": "b" twice (the row and an identical copy) and "c" are conflicts,
+    // "a" is not; and the same body again is a plain duplicate.
+    let inserted = insert_events(
+        &pool,
+        &[row("s", "b", 3, &["a", "c"], Some(&later)), row("t", "x", 0, &[], None)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        inserted.another_body,
+        vec![AnotherBody {
+            row: 0,
+            stored_sha256: "a".to_owned(),
+            conflicts: 3
+        }]
+    );
+    insert_events(&pool, &[row("s", "a", 0, &[], Some(&first))])
+        .await
+        .unwrap();
+    let stored: Vec<(String, String, u32, u32)> =
+        sqlx::query_as("SELECT delivery_id, body_sha256, duplicates, conflicts FROM events ORDER BY delivery_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored,
+        vec![
+            ("s".to_owned(), "a".to_owned(), 1 + 4 + 1, 1 + 3),
+            ("t".to_owned(), "x".to_owned(), 0, 0)
+        ]
+    );
+    // The sale is the stored body's: 100, not the later 999.
+    assert_eq!(
+        sale_state(&pool, "o").await,
+        Some(state(Some((100, "2026-05-01 00:00:00.000000", "s")), None))
+    );
     pool.close().await;
 }
