@@ -126,6 +126,11 @@ impl Service {
         }
     }
 
+    /// The URL of its `GET /readyz`.
+    pub(crate) fn readyz_url(&self) -> String {
+        format!("http://{}/readyz", self.addr)
+    }
+
     /// Whether `GET /readyz` answers 200 right now (`None`: no answer at all).
     pub(crate) async fn is_ready(&self, client: &reqwest::Client) -> Option<bool> {
         let url = format!("http://{}/readyz", self.addr);

@@ -122,6 +122,11 @@ impl Stage {
 
     /// Starts the request handler and waits until it is ready.
     pub(crate) async fn start_handler(&self) -> anyhow::Result<(Service, Target)> {
+        self.start_handler_with(&[]).await
+    }
+
+    /// Starts the request handler with these variables as well, and waits until it is ready.
+    pub(crate) async fn start_handler_with(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Service, Target)> {
         let addr = free_addr()?;
         let mut env = self.common_env();
         env.extend(
@@ -131,6 +136,11 @@ impl Stage {
                 ("ENQUEUE_TIMEOUT_MS", "2000".to_owned()),
             ]
             .map(|(name, value)| (name.to_owned(), value)),
+        );
+        env.extend(
+            extra
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
         let mut service = Service::spawn(
             &self.paths.handler,
@@ -199,6 +209,41 @@ impl Stage {
         headerless: usize,
         not_json: usize,
     ) -> anyhow::Result<Vec<String>> {
+        let messages = (0..headerless)
+            .map(|n| {
+                let id = format!("{tag}-poison-headerless-{n}");
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(id.as_str().into());
+                (id, properties, br#"{"poison":"no headers"}"#.to_vec())
+            })
+            .chain((0..not_json).map(|n| {
+                let id = format!("{tag}-poison-not-json-{n}");
+                let envelope = Envelope {
+                    source: "default".to_owned(),
+                    delivery_id: id.clone(),
+                    event_type: "poison".to_owned(),
+                    received_at: chrono::Utc::now(),
+                    retry_count: 0,
+                    body_format: webhook_core::payload::BodyFormat::Json,
+                };
+                (id, envelope.properties(), b"{not json".to_vec())
+            }))
+            .collect();
+        let ids = self.publish_straight("default.poison", messages).await?;
+        self.log.note(&format!(
+            "published poison: {headerless} without headers, {not_json} not JSON"
+        ));
+        Ok(ids)
+    }
+
+    /// Publishes `(delivery id, properties, body)` messages straight to the exchange `{P}`
+    /// with `routing_key`, each confirmed. Returns their delivery ids.
+    async fn publish_straight(
+        &self,
+        routing_key: &str,
+        messages: Vec<(String, BasicProperties, Vec<u8>)>,
+    ) -> anyhow::Result<Vec<String>> {
         let connection = Connection::connect(&testkit::amqp_url(), ConnectionProperties::default())
             .await
             .context("connecting to the broker")?;
@@ -206,31 +251,11 @@ impl Stage {
             let channel = connection.create_channel().await?;
             channel.confirm_select(ConfirmSelectOptions::default()).await?;
             let mut ids = Vec::new();
-            let messages = (0..headerless)
-                .map(|n| {
-                    let id = format!("{tag}-poison-headerless-{n}");
-                    let properties = BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_message_id(id.as_str().into());
-                    (id, properties, br#"{"poison":"no headers"}"#.to_vec())
-                })
-                .chain((0..not_json).map(|n| {
-                    let id = format!("{tag}-poison-not-json-{n}");
-                    let envelope = Envelope {
-                        source: "default".to_owned(),
-                        delivery_id: id.clone(),
-                        event_type: "poison".to_owned(),
-                        received_at: chrono::Utc::now(),
-                        retry_count: 0,
-                        body_format: webhook_core::payload::BodyFormat::Json,
-                    };
-                    (id, envelope.properties(), b"{not json".to_vec())
-                }));
             for (id, properties, body) in messages {
                 let confirmation = channel
                     .basic_publish(
                         self.broker.prefix().into(),
-                        "default.poison".into(),
+                        routing_key.into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..BasicPublishOptions::default()
@@ -241,7 +266,7 @@ impl Stage {
                     .await?
                     .await?;
                 if !matches!(confirmation, Confirmation::Ack(None)) {
-                    bail!("poison {id} was not confirmed: {confirmation:?}");
+                    bail!("{id} was not confirmed: {confirmation:?}");
                 }
                 ids.push(id);
             }
@@ -249,9 +274,6 @@ impl Stage {
         }
         .await;
         let _ = connection.close(200, "OK".into()).await;
-        self.log.note(&format!(
-            "published poison: {headerless} without headers, {not_json} not JSON"
-        ));
         published
     }
 
@@ -338,8 +360,8 @@ impl Stage {
     }
 
     /// Takes every dead letter out of `{P}.dead` (the queue is deleted with the scenario) and
-    /// returns their delivery ids, with their `error` header in the log.
-    pub(crate) async fn dead_letters(&self) -> Vec<String> {
+    /// returns their delivery ids with their `error` header, which also go to the log.
+    pub(crate) async fn dead_letters(&self) -> Vec<(String, String)> {
         let taken = self.broker.take_all(".dead").await;
         taken
             .iter()
@@ -359,9 +381,50 @@ impl Stage {
                     })
                     .unwrap_or_default();
                 self.log.note(&format!("dead letter {id:?}: {error}"));
-                id
+                (id, error)
             })
             .collect()
+    }
+
+    /// The database's `max_allowed_packet`.
+    pub(crate) async fn max_allowed_packet(&self) -> anyhow::Result<u64> {
+        let mut connection = self.database().await?;
+        sqlx::query_scalar("SELECT @@max_allowed_packet")
+            .fetch_one(&mut connection)
+            .await
+            .context("reading max_allowed_packet")
+    }
+
+    /// How many rows `events` holds.
+    pub(crate) async fn stored(&self) -> anyhow::Result<u64> {
+        let mut connection = self.database().await?;
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&mut connection)
+            .await
+            .context("counting events")?;
+        Ok(u64::try_from(stored).unwrap_or_default())
+    }
+
+    /// Publishes events with a full envelope straight to the exchange `{P}` (confirmed), one of
+    /// each of `sizes` bytes of body. Returns their delivery ids.
+    pub(crate) async fn publish_large(&self, tag: &str, sizes: &[usize]) -> anyhow::Result<Vec<String>> {
+        let messages = sizes.iter().enumerate().map(|(n, &size)| {
+            let id = format!("{tag}-large-{n}");
+            let envelope = Envelope {
+                source: "default".to_owned(),
+                delivery_id: id.clone(),
+                event_type: "order.note".to_owned(),
+                received_at: chrono::Utc::now(),
+                retry_count: 0,
+                body_format: webhook_core::payload::BodyFormat::Json,
+            };
+            let body = serde_json::json!({"id": id, "pad": "x".repeat(size)}).to_string();
+            (id, envelope.properties(), body.into_bytes())
+        });
+        let ids = self.publish_straight("default.order.note", messages.collect()).await?;
+        self.log
+            .note(&format!("published {} large event(s): {sizes:?} bytes", ids.len()));
+        Ok(ids)
     }
 }
 
