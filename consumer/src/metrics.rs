@@ -59,8 +59,9 @@ pub struct Metrics {
     /// is safe in `{P}.dead`).
     pub dead_letter_records_failed: Counter,
     /// Events run through their processor, by outcome. `processed` and `ignored` count
-    /// committed events (a redelivery of a stored event runs again, changing nothing);
-    /// `failed` counts each failed attempt.
+    /// committed events (a redelivery of a stored event runs again, changing nothing; one
+    /// whose stored body differs does not count, as nothing of it is applied); `failed`
+    /// counts each failed attempt.
     pub processed: Family<OutcomeLabels, Counter>,
     /// Rejection records stored in `rejections`.
     pub rejections_stored: Counter,

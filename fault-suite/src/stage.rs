@@ -219,15 +219,7 @@ impl Stage {
             })
             .chain((0..not_json).map(|n| {
                 let id = format!("{tag}-poison-not-json-{n}");
-                let envelope = Envelope {
-                    source: "default".to_owned(),
-                    delivery_id: id.clone(),
-                    event_type: "poison".to_owned(),
-                    received_at: chrono::Utc::now(),
-                    retry_count: 0,
-                    body_format: webhook_core::payload::BodyFormat::Json,
-                };
-                (id, envelope.properties(), b"{not json".to_vec())
+                (id.clone(), envelope(&id, "poison").properties(), b"{not json".to_vec())
             }))
             .collect();
         let ids = self.publish_straight("default.poison", messages).await?;
@@ -410,21 +402,25 @@ impl Stage {
     pub(crate) async fn publish_large(&self, tag: &str, sizes: &[usize]) -> anyhow::Result<Vec<String>> {
         let messages = sizes.iter().enumerate().map(|(n, &size)| {
             let id = format!("{tag}-large-{n}");
-            let envelope = Envelope {
-                source: "default".to_owned(),
-                delivery_id: id.clone(),
-                event_type: "order.note".to_owned(),
-                received_at: chrono::Utc::now(),
-                retry_count: 0,
-                body_format: webhook_core::payload::BodyFormat::Json,
-            };
             let body = serde_json::json!({"id": id, "pad": "x".repeat(size)}).to_string();
-            (id, envelope.properties(), body.into_bytes())
+            (id.clone(), envelope(&id, "order.note").properties(), body.into_bytes())
         });
         let ids = self.publish_straight("default.order.note", messages.collect()).await?;
         self.log
             .note(&format!("published {} large event(s): {sizes:?} bytes", ids.len()));
         Ok(ids)
+    }
+}
+
+/// The envelope of an event of source `default` published straight to `{P}`, received now.
+fn envelope(delivery_id: &str, event_type: &str) -> Envelope {
+    Envelope {
+        source: "default".to_owned(),
+        delivery_id: delivery_id.to_owned(),
+        event_type: event_type.to_owned(),
+        received_at: chrono::Utc::now(),
+        retry_count: 0,
+        body_format: webhook_core::payload::BodyFormat::Json,
     }
 }
 

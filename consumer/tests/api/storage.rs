@@ -92,16 +92,10 @@ async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
     let body = "{\"x\":1}";
     let row = |source: &'static str, delivery_id: &'static str, copies: u32| EventRow {
         source,
-        delivery_id,
-        event_type: "t",
         body,
         body_sha256: "sha",
-        content_type: "application/json",
-        received_at: Utc::now(),
-        retry_count: 0,
         copies,
-        conflicts: &[],
-        sale: None,
+        ..event_row(delivery_id, None)
     };
     let first = [row("a", "1", 0), row("a", "2", 0), row("b", "1", 2)];
     let inserted = insert_events(&pool, &first).await.unwrap();
@@ -152,16 +146,8 @@ async fn a_refusal_by_the_database_is_classified_as_refused() {
         .unwrap();
     let row = EventRow {
         source: "s",
-        delivery_id: "1",
         event_type: "x",
-        body: "{}",
-        body_sha256: "",
-        content_type: "application/json",
-        received_at: Utc::now(),
-        retry_count: 0,
-        copies: 0,
-        conflicts: &[],
-        sale: None,
+        ..event_row("1", None)
     };
     let error = insert_events(&pool, &[row]).await.unwrap_err();
     assert!(
@@ -448,17 +434,9 @@ async fn max_allowed_packet_stores_the_largest_row_tried_and_refuses_a_larger_on
         .unwrap();
     fn row<'a>(delivery_id: &'a str, body: &'a str) -> EventRow<'a> {
         EventRow {
-            source: "shop",
-            delivery_id,
-            event_type: "order.created",
             body,
             body_sha256: "0000000000000000000000000000000000000000000000000000000000000000",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies: 0,
-            conflicts: &[],
-            sale: None,
+            ..event_row(delivery_id, None)
         }
     }
     let body = |bytes: u64| "x".repeat(usize::try_from(bytes).unwrap());
