@@ -261,10 +261,23 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                         StoreError::Unavailable(_) | StoreError::Conflict(_) => false,
                     };
                     if !about_rows {
-                        self.health.set_database_ok(false);
+                        // What the database says about itself is an outage. No connection in
+                        // time (a busy pool, a slow server) is one only if a new connection
+                        // gets no answer either: else the database is up, only slow.
+                        let down = error.said_by_the_database() || !self.database_answers().await?;
                         let delay = outage.next_delay();
+                        if down {
+                            self.health.set_database_ok(false);
+                        } else {
+                            self.database_answered(outage.attempts());
+                        }
                         log::warn!(
-                            "database unavailable, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
+                            "database {}, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
+                            if down {
+                                "unavailable"
+                            } else {
+                                "slow (it answers a new connection)"
+                            },
                             range.len(),
                             outage.attempts(),
                             error.to_string(),
@@ -851,6 +864,7 @@ mod tests {
     async fn while_the_database_is_unavailable_nothing_is_acked_no_retry_is_spent_and_it_is_stored_after() {
         let store = FakeStore {
             unavailable_for: AtomicU32::new(4),
+            probe_fails: AtomicBool::new(true),
             ..FakeStore::default()
         };
         let broker = FakeBroker::default();
@@ -865,9 +879,52 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_slow_database_that_answers_a_new_connection_is_waited_for_without_saying_it_is_down() {
+        // No connection from the pool in time, twice, while a new connection gets an answer.
+        let store = FakeStore {
+            unavailable_for: AtomicU32::new(2),
+            ..FakeStore::default()
+        };
+        let broker = FakeBroker::default();
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new(Arc::clone(&metrics), true, 1);
+        let grace_over = CancellationToken::new();
+        let messages = vec![plain("shop", "a"), plain("shop", "b")];
+        let plan = plan::plan(&messages, &Mappings::default(), RULES);
+        let settle = Settle {
+            store: &store,
+            broker: &broker,
+            metrics: &metrics,
+            health: &health,
+            dead_queue: "test.dead",
+            grace_over: &grace_over,
+        };
+        let run = settle.run(&messages, plan);
+        tokio::pin!(run);
+        // Watched while it waits: the database never counts as down.
+        let mut watched = 0;
+        let tally = loop {
+            tokio::select! {
+                tally = &mut run => break tally.unwrap(),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {
+                    assert!(health.database_ok(), "said down while it answers");
+                    watched += 1;
+                }
+            }
+        };
+        assert!(watched > 0);
+        assert_eq!(tally.stored, 2);
+        // Held whole and tried again: never split.
+        assert_eq!(*store.transactions.lock().unwrap(), vec![2; 3]);
+        assert_eq!(store.probes.load(Ordering::SeqCst), 2);
+        assert_eq!(broker.calls(), vec![Call::Ack]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_channel_lost_while_the_batch_is_held_gives_it_up_unacked() {
         let store = FakeStore {
             unavailable_for: AtomicU32::new(u32::MAX),
+            probe_fails: AtomicBool::new(true),
             ..FakeStore::default()
         };
         let broker = FakeBroker::default();

@@ -365,6 +365,12 @@ impl StoreError {
         }
     }
 
+    /// Whether the database itself reported the failure (an error number), rather than the
+    /// connection or the pool failing to reach it.
+    pub fn said_by_the_database(&self) -> bool {
+        matches!(self.sqlx(), Some(sqlx::Error::Database(_)))
+    }
+
     /// Whether the server refused a packet larger than `max_allowed_packet`
     /// (ER_NET_PACKET_TOO_LARGE): a row that can never be stored as the server is configured.
     pub fn is_packet_too_large(&self) -> bool {
