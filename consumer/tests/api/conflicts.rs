@@ -51,7 +51,7 @@ async fn in_one_batch_the_first_body_is_kept_and_the_other_counted_as_a_conflict
     .await;
     assert_eq!(rows, vec![("same-id".to_owned(), sha256(first.as_bytes()), 1, 1)]);
     assert_eq!(amounts(&services).await, vec![("o-1".to_owned(), 100)]);
-    app.wait_metric("webhook_consumer_conflicting_duplicates_total", 1.0)
+    app.metric_reaches("webhook_consumer_conflicting_duplicates_total", 1.0)
         .await;
     assert_eq!(app.metric("webhook_consumer_duplicates_total").await, 1.0);
     app.stop().await;
@@ -80,7 +80,7 @@ async fn a_later_body_for_a_stored_delivery_id_changes_neither_the_row_nor_its_s
     assert_eq!(rows, vec![("same-id".to_owned(), sha256(stored.as_bytes()), 2, 1)]);
     assert_eq!(services.rows().await[0].body, stored);
     assert_eq!(amounts(&services).await, vec![("o-1".to_owned(), 100)]);
-    app.wait_metric("webhook_consumer_conflicting_duplicates_total", 1.0)
+    app.metric_reaches("webhook_consumer_conflicting_duplicates_total", 1.0)
         .await;
     app.stop().await;
     sender.close().await;

@@ -50,7 +50,7 @@ async fn poison_is_dead_lettered_with_an_error_and_later_events_are_still_stored
         Some("broken-body")
     );
 
-    app.wait_metric("webhook_consumer_dead_lettered_total{reason=\"poison\"}", 2.0)
+    app.metric_reaches("webhook_consumer_dead_lettered_total{reason=\"poison\"}", 2.0)
         .await;
 
     // Each is recorded in dead_letters with what its envelope or headers said.
@@ -143,7 +143,7 @@ async fn a_row_the_database_refuses_is_retried_then_dead_lettered_and_the_rest_c
         assert!(error.contains("no_refused_events"), "{error}");
     }
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 2.0);
-    app.wait_metric(
+    app.metric_reaches(
         "webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}",
         2.0,
     )
@@ -190,7 +190,7 @@ async fn a_body_larger_than_max_allowed_packet_is_dead_lettered_before_it_is_tri
         "{error}"
     );
     assert_eq!(header(&dead[0].properties, RETRY_COUNT).as_deref(), Some("0"));
-    app.wait_metric("webhook_consumer_dead_lettered_total{reason=\"too_large\"}", 1.0)
+    app.metric_reaches("webhook_consumer_dead_lettered_total{reason=\"too_large\"}", 1.0)
         .await;
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
     assert_eq!(

@@ -238,13 +238,14 @@ impl TestApp {
             .map_or(0.0, |value| value.trim().parse().unwrap())
     }
 
-    /// Waits until `sample` is `value`, failing at once if it goes past it: a row is visible
-    /// at its commit, a moment before the consumer counts it.
-    pub(crate) async fn wait_metric(&self, sample: &str, value: f64) {
-        eventually(&format!("{sample} = {value}"), SOON, || async {
-            let now = self.metric(sample).await;
-            assert!(now <= value, "{sample} = {now}, above {value}");
-            (now == value).then_some(())
+    /// Waits until the counter `sample` reads `expected`, failing at once if it goes past it. A
+    /// worker counts a batch just after the commit that makes its rows visible, so a test that
+    /// has just seen the rows may still read the count one batch short.
+    pub(crate) async fn metric_reaches(&self, sample: &str, expected: f64) {
+        eventually(&format!("{sample} to reach {expected}"), SOON, || async {
+            let value = self.metric(sample).await;
+            assert!(value <= expected, "{sample} is {value}, past {expected}");
+            (value == expected).then_some(())
         })
         .await;
     }
