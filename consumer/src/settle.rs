@@ -680,30 +680,49 @@ mod tests {
         }
     }
 
+    /// What an executor reports to: metrics, health (the database up at first), the grace.
+    struct Reports {
+        metrics: Arc<Metrics>,
+        health: Health,
+        grace_over: CancellationToken,
+    }
+
+    impl Reports {
+        fn new() -> Self {
+            let metrics = Arc::new(Metrics::new());
+            let health = Health::new(Arc::clone(&metrics), true, 1);
+            Self {
+                metrics,
+                health,
+                grace_over: CancellationToken::new(),
+            }
+        }
+
+        fn settle<'a>(&'a self, store: &'a FakeStore, broker: &'a FakeBroker) -> Settle<'a, FakeStore, FakeBroker> {
+            Settle {
+                store,
+                broker,
+                metrics: &self.metrics,
+                health: &self.health,
+                dead_queue: "test.dead",
+                grace_over: &self.grace_over,
+            }
+        }
+    }
+
     /// Plans `messages` and settles them with `store` and `broker`.
     async fn settle(
         store: &FakeStore,
         broker: &FakeBroker,
         messages: &[Message],
     ) -> (Result<Tally, Abandoned>, Metrics, bool) {
-        let metrics = Arc::new(Metrics::new());
-        let health = Health::new(Arc::clone(&metrics), true, 1);
-        let grace_over = CancellationToken::new();
+        let reports = Reports::new();
         let plan = plan::plan(messages, &Mappings::default(), RULES);
-        let result = Settle {
-            store,
-            broker,
-            metrics: &metrics,
-            health: &health,
-            dead_queue: "test.dead",
-            grace_over: &grace_over,
-        }
-        .run(messages, plan)
-        .await;
+        let result = reports.settle(store, broker).run(messages, plan).await;
+        let Reports { metrics, health, .. } = reports;
         let database_ok = health.database_ok();
         drop(health);
-        let metrics = Arc::into_inner(metrics).unwrap();
-        (result, metrics, database_ok)
+        (result, Arc::into_inner(metrics).unwrap(), database_ok)
     }
 
     fn retry(id: &str, attempt: u32) -> Call {
@@ -886,19 +905,11 @@ mod tests {
             ..FakeStore::default()
         };
         let broker = FakeBroker::default();
-        let metrics = Arc::new(Metrics::new());
-        let health = Health::new(Arc::clone(&metrics), true, 1);
-        let grace_over = CancellationToken::new();
+        let reports = Reports::new();
+        let health = &reports.health;
         let messages = vec![plain("shop", "a"), plain("shop", "b")];
         let plan = plan::plan(&messages, &Mappings::default(), RULES);
-        let settle = Settle {
-            store: &store,
-            broker: &broker,
-            metrics: &metrics,
-            health: &health,
-            dead_queue: "test.dead",
-            grace_over: &grace_over,
-        };
+        let settle = reports.settle(&store, &broker);
         let run = settle.run(&messages, plan);
         tokio::pin!(run);
         // Watched while it waits: the database never counts as down.
@@ -998,19 +1009,11 @@ mod tests {
             ..FakeStore::default()
         };
         let broker = FakeBroker::default();
-        let metrics = Arc::new(Metrics::new());
-        let health = Health::new(Arc::clone(&metrics), true, 1);
-        let grace_over = CancellationToken::new();
+        let reports = Reports::new();
+        let health = &reports.health;
         let messages = vec![plain("shop", "a"), plain("shop", "b")];
         let plan = plan::plan(&messages, &Mappings::default(), RULES);
-        let settle = Settle {
-            store: &store,
-            broker: &broker,
-            metrics: &metrics,
-            health: &health,
-            dead_queue: "test.dead",
-            grace_over: &grace_over,
-        };
+        let settle = reports.settle(&store, &broker);
         let held = tokio::time::timeout(Duration::from_secs(60), settle.run(&messages, plan)).await;
         assert!(held.is_err(), "still held after a minute of outage");
         assert!(!health.database_ok());
