@@ -1,19 +1,18 @@
 //! The demo's vendors, read from the same `SOURCES_FILE` the handler and the consumer run with,
 //! and their requests signed the way each source's scheme says.
 //!
-//! The handler's own parser reads the file (secrets from `secrets`, `secret_env` and
-//! `secret_files`, the scheme, where the delivery id and event type go), so the demo signs with
-//! exactly what the handler verifies. Every `[[source]]` with a `[source.sales]` table takes
-//! part; its `preset` (the consumer's) decides the shape of its payloads.
+//! [`webhook_core::sources`] reads the file (secrets from `secrets`, `secret_env` and
+//! `secret_files`, the scheme, where the delivery id and event type go), as the handler does, so
+//! the demo signs with exactly what the handler verifies. Every `[[source]]` with a
+//! `[source.sales]` table takes part; its `preset` (the consumer's) decides the shape of its
+//! payloads.
 
 use std::path::Path;
 
-use anyhow::{Context, anyhow, bail};
-use request_handler::sources::{Locator, Sources};
+use anyhow::{Context, anyhow};
 use webhook_core::config::Secret;
 use webhook_core::schemes::{self, Algorithm, Encoding, Scheme};
-
-use crate::dataset::Preset;
+use webhook_core::sources::{Locator, Preset, SourcesFile, invalid_file};
 
 /// A source the demo sends to.
 #[derive(Debug, Clone)]
@@ -28,38 +27,24 @@ pub(crate) struct Vendor {
 
 /// The sources of `path` that have a `[source.sales]` table, in file order.
 pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Vendor>> {
-    let shown = path.display();
-    let sources = Sources::from_file(path, &|name| std::env::var(name).ok()).map_err(|error| anyhow!("{error}"))?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {shown}"))?;
-    let entries = table
-        .get("source")
-        .and_then(toml::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let file = SourcesFile::read(path).map_err(|error| anyhow!("{error}"))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let read_file = |secret_file: &str| std::fs::read_to_string(secret_file);
     let mut vendors = Vec::new();
-    for entry in entries {
-        let Some(name) = entry.get("name").and_then(toml::Value::as_str) else {
+    for source in file.sources() {
+        let Some(sales) = &source.sales else {
             continue;
         };
-        let Some(sales) = entry.get("sales") else {
-            continue;
-        };
-        let preset_name = sales.get("preset").and_then(toml::Value::as_str).unwrap_or("canonical");
-        let Some(preset) = Preset::parse(preset_name) else {
-            bail!("{shown}: source {name:?}: the demo has no payloads for sales preset {preset_name:?}");
-        };
-        let source = sources
-            .get(name)
-            .with_context(|| format!("{shown}: source {name:?} is missing"))?;
-        let secret = source
-            .secrets
+        let secrets = source
+            .secrets(&env, &read_file)
+            .map_err(|why| anyhow!("{}", invalid_file(path, &why)))?;
+        let secret = secrets
             .first()
             .cloned()
-            .with_context(|| format!("{shown}: source {name:?} has no secret"))?;
+            .with_context(|| format!("{}: source {:?} has no secret", path.display(), source.name))?;
         vendors.push(Vendor {
-            name: name.to_owned(),
-            preset,
+            name: source.name.clone(),
+            preset: sales.preset,
             scheme: source.scheme.clone(),
             secret,
             delivery_id: source.delivery_id.clone(),
@@ -157,16 +142,19 @@ mod tests {
                 ("shopify", Preset::Shopify)
             ]
         );
-        let sources = Sources::from_file(&path, &|_| None).unwrap();
+        let file = SourcesFile::read(&path).unwrap();
         let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
         let now = 1_780_000_000;
         for vendor in &vendors {
             let headers = Map(vendor.headers("evt_1", "charge.succeeded", body, now));
-            let source = sources.get(&vendor.name).unwrap();
+            let source = file.get(&vendor.name).unwrap();
+            let secrets = source
+                .secrets(&|_| None, &|_| Err(std::io::ErrorKind::NotFound.into()))
+                .unwrap();
             assert!(
                 source
                     .scheme
-                    .verify(&source.secrets, &headers, body, now, source.tolerance_secs)
+                    .verify(&secrets, &headers, body, now, source.tolerance_secs)
                     .is_ok(),
                 "{}",
                 vendor.name
@@ -175,7 +163,7 @@ mod tests {
             assert!(
                 source
                     .scheme
-                    .verify(&source.secrets, &headers, tampered, now, source.tolerance_secs)
+                    .verify(&secrets, &headers, tampered, now, source.tolerance_secs)
                     .is_err()
             );
         }

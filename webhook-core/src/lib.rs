@@ -7,6 +7,7 @@
 //! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
+//! - [`sources`]: the sources file (`SOURCES_FILE`), parsed and checked once for every binary.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
@@ -20,4 +21,5 @@ pub mod rejection;
 pub mod schemes;
 pub mod service;
 pub mod signature;
+pub mod sources;
 pub mod topology;
