@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use webhook_core::config::Secret;
-use webhook_core::schemes::{self, Algorithm, Encoding, Scheme};
+use webhook_core::signature::{Scheme, ToSign};
 use webhook_core::sources::{Locator, Preset, SourcesFile, invalid_file};
 
 /// A source the demo sends to.
@@ -58,41 +58,19 @@ impl Vendor {
     /// The headers of a request carrying `body`, signed at Unix time `now`: the signature, and
     /// the delivery id and event type where the handler looks for them.
     pub(crate) fn headers(&self, delivery_id: &str, event_type: &str, body: &[u8], now: i64) -> Vec<(String, String)> {
-        let key = self.secret.expose().as_bytes();
         let mut headers: Vec<(String, String)> = Vec::new();
         let mut add = |name: &str, value: String| {
             if !headers.iter().any(|(present, _)| present.eq_ignore_ascii_case(name)) {
                 headers.push((name.to_owned(), value));
             }
         };
-        match &self.scheme {
-            Scheme::Github => add("X-Hub-Signature-256", webhook_core::signature::sign_github(key, body)),
-            Scheme::Stripe => add(schemes::STRIPE_SIGNATURE, schemes::sign_stripe(key, now, body)),
-            Scheme::Shopify => add(
-                schemes::SHOPIFY_HMAC,
-                Encoding::Base64.encode(&Algorithm::Sha256.sign(key, &[body])),
-            ),
-            Scheme::Slack => {
-                add(schemes::SLACK_TIMESTAMP, now.to_string());
-                add(schemes::SLACK_SIGNATURE, schemes::sign_slack(key, now, body));
-            }
-            Scheme::Standard => {
-                add(schemes::STANDARD_ID, delivery_id.to_owned());
-                add(schemes::STANDARD_TIMESTAMP, now.to_string());
-                // The handler refuses to start with a secret that is not `whsec_` + base64.
-                let signature =
-                    schemes::sign_standard(self.secret.expose(), delivery_id, now, body).unwrap_or_default();
-                add(schemes::STANDARD_SIGNATURE, signature);
-            }
-            Scheme::Hmac(generic) => {
-                if let Some(name) = &generic.timestamp_header {
-                    add(name, now.to_string());
-                }
-                add(
-                    &generic.header,
-                    schemes::sign_generic(generic, key, &now.to_string(), body),
-                );
-            }
+        let request = ToSign {
+            delivery_id,
+            timestamp: now,
+            body,
+        };
+        for (name, value) in self.scheme.sign(self.secret.expose(), &request) {
+            add(&name, value);
         }
         if let Some(Locator::Header(name)) = &self.delivery_id {
             add(name, delivery_id.to_owned());

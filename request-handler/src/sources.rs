@@ -11,7 +11,7 @@ use std::path::Path;
 
 use webhook_core::config::{ConfigError, Secret};
 use webhook_core::payload::BodyFormat;
-use webhook_core::schemes::Scheme;
+use webhook_core::signature::Scheme;
 pub use webhook_core::sources::{DEFAULT_TOLERANCE_SECS, Locator};
 use webhook_core::sources::{SourceConfig, SourcesError, SourcesFile, invalid_file};
 
@@ -44,7 +44,7 @@ impl Source {
     pub fn default_with(secret: Secret) -> Self {
         Self {
             name: DEFAULT_SOURCE.to_owned(),
-            scheme: Scheme::Github,
+            scheme: Scheme::GITHUB,
             body_format: BodyFormat::Json,
             secrets: vec![secret],
             delivery_id: None,

@@ -1,8 +1,8 @@
 //! What the request handler and the consumer must agree on.
 //!
 //! - [`config`]: reading and validating settings, one clear line per bad value.
-//! - [`signature`]: HMAC signature schemes, verified over the raw body in constant time.
-//! - [`schemes`]: Stripe, Shopify, Slack, Standard Webhooks and generic HMAC schemes.
+//! - [`signature`]: every vendor's signature scheme, one file per family over one HMAC path,
+//!   verified over the raw body in constant time.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
 //! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
@@ -18,7 +18,6 @@ pub mod envelope;
 pub mod money;
 pub mod payload;
 pub mod rejection;
-pub mod schemes;
 pub mod service;
 pub mod signature;
 pub mod sources;

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, Secret};
 use crate::envelope::{check_event_type, is_valid_source_name};
 use crate::payload::BodyFormat;
-use crate::schemes::{Algorithm, Encoding, GenericHmac, SCHEME_NAMES, Scheme, standard_key};
+use crate::signature::{Algorithm, Encoding, GenericHmac, Place, Scheme};
 
 /// Default timestamp tolerance of timestamped schemes, in seconds.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
@@ -166,11 +166,11 @@ impl SourceConfig {
         if secrets.iter().any(|secret| secret.expose().is_empty()) {
             return Err(fail("secrets", "a secret is empty".to_owned()));
         }
-        if self.scheme == Scheme::Standard && secrets.iter().any(|secret| standard_key(secret.expose()).is_none()) {
-            return Err(fail(
-                "secrets",
-                "standard secrets are `whsec_` followed by base64".to_owned(),
-            ));
+        if let Some(why) = secrets
+            .iter()
+            .find_map(|secret| self.scheme.check_secret(secret.expose()).err())
+        {
+            return Err(fail("secrets", why.to_owned()));
         }
         Ok(secrets)
     }
@@ -513,13 +513,11 @@ impl RawSource {
             ("timestamp_header", self.timestamp_header.is_some()),
         ];
         let scheme = match self.scheme.as_str() {
-            "github" => Scheme::Github,
-            "stripe" => Scheme::Stripe,
-            "shopify" => Scheme::Shopify,
-            "slack" => Scheme::Slack,
-            "standard" => Scheme::Standard,
             "hmac" => return self.generic().map(Scheme::Hmac),
-            other => return Err(("scheme", format!("{other:?} is not one of {SCHEME_NAMES}"))),
+            name => match crate::signature::family(name) {
+                Some(family) => Scheme::Vendor(family),
+                None => return Err(("scheme", format!("{name:?} is not one of {}", Scheme::names()))),
+            },
         };
         match generic_fields.iter().find(|(_, set)| *set) {
             Some((field, _)) => Err((field, "only for scheme = \"hmac\"".to_owned())),
@@ -571,28 +569,13 @@ impl RawSource {
 
 /// Where each scheme's vendor puts its delivery id and event type.
 fn default_locators(scheme: &Scheme, format: BodyFormat) -> (Option<Locator>, Option<Locator>) {
-    let header = |name: &str| Some(Locator::Header(name.to_owned()));
-    let json = |pointer: &str| Some(Locator::Json(pointer.to_owned()));
-    let form = |name: &str| Some(Locator::Form(name.to_owned()));
-    if format == BodyFormat::Form {
-        // JSON pointers cannot apply. Slack's slash commands carry a unique `trigger_id` and
-        // the `command`; other form sources fall back to the common headers and fields.
-        return match scheme {
-            Scheme::Slack => (form("trigger_id"), form("command")),
-            Scheme::Github => (header("X-GitHub-Delivery"), header("X-GitHub-Event")),
-            Scheme::Shopify => (header("X-Shopify-Webhook-Id"), header("X-Shopify-Topic")),
-            Scheme::Standard => (header("webhook-id"), None),
-            Scheme::Stripe | Scheme::Hmac(_) => (None, None),
-        };
-    }
-    match scheme {
-        Scheme::Github => (header("X-GitHub-Delivery"), header("X-GitHub-Event")),
-        Scheme::Stripe => (json("/id"), json("/type")),
-        Scheme::Shopify => (header("X-Shopify-Webhook-Id"), header("X-Shopify-Topic")),
-        Scheme::Standard => (header("webhook-id"), json("/type")),
-        Scheme::Slack => (json("/event_id"), json("/type")),
-        Scheme::Hmac(_) => (None, None),
-    }
+    let places = scheme.places(format == BodyFormat::Form);
+    let locator = |place: Place| match place {
+        Place::Header(name) => Locator::Header(name.to_owned()),
+        Place::Json(pointer) => Locator::Json(pointer.to_owned()),
+        Place::Form(name) => Locator::Form(name.to_owned()),
+    };
+    (places.delivery_id.map(locator), places.event_type.map(locator))
 }
 
 /// `[source.sales]`: every key is read by hand, so an error names it.
@@ -789,7 +772,7 @@ mod tests {
         let names: Vec<&str> = file.sources().iter().map(|source| source.name.as_str()).collect();
         assert_eq!(names, ["stripe", "shop", "svix", "custom"]);
         let stripe = file.get("stripe").unwrap();
-        assert_eq!(stripe.scheme, Scheme::Stripe);
+        assert_eq!(stripe.scheme, Scheme::STRIPE);
         assert_eq!(secrets_of(stripe).unwrap(), ["whsec_one", "next", "from-file"]);
         assert_eq!(stripe.delivery_id, Some(Locator::Json("/id".into())));
         assert_eq!(file.get("shop").unwrap().max_body_bytes, Some(1000));

@@ -18,7 +18,6 @@ use webhook_core::envelope::{
     Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, body_delivery_id, check_delivery_id, check_event_type,
 };
 use webhook_core::payload::{self, BodyFormat, Form, Inspected};
-use webhook_core::schemes::Scheme;
 use webhook_core::signature::Headers;
 
 use super::State;
@@ -36,14 +35,11 @@ const EVENT_TYPE_HEADER: &str = "X-GitHub-Event";
 /// The event type when neither a header nor the body names one.
 const UNKNOWN_EVENT_TYPE: &str = "unknown";
 
-/// Slack's `type` for its endpoint handshake.
-const SLACK_URL_VERIFICATION: &str = "url_verification";
-
 /// A request that passed every check.
 enum Accepted {
     /// Published and confirmed; the delivery id.
     Queued(String),
-    /// A Slack `url_verification` handshake; the challenge to echo.
+    /// A vendor's URL handshake (Slack's `url_verification`); the challenge to echo.
     Challenge(String),
 }
 
@@ -177,13 +173,15 @@ async fn accept(
     let parsed = match source.body_format {
         BodyFormat::Json => {
             let inspected = payload::inspect(&body)?;
-            if source.scheme == Scheme::Slack && inspected.r#type.as_deref() == Some(SLACK_URL_VERIFICATION) {
-                // Slack's handshake when an Events API URL is configured: answered, not
+            if let Some(handshake) = source.scheme.handshake()
+                && inspected.r#type.as_deref() == Some(handshake.event_type)
+            {
+                // The vendor proving the URL (Slack's url_verification): answered, not
                 // stored, and only once the signature has been checked.
                 let challenge = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
-                    .and_then(|document| document.get("challenge")?.as_str().map(str::to_owned))
-                    .ok_or_else(|| IngestError::BadHeader("url_verification without a challenge".to_owned()))?;
+                    .and_then(|document| document.pointer(handshake.challenge)?.as_str().map(str::to_owned))
+                    .ok_or_else(|| IngestError::BadHeader(format!("{} without a challenge", handshake.event_type)))?;
                 return Ok(Accepted::Challenge(challenge));
             }
             // JSON pointers need the document; only sources configured with one pay for

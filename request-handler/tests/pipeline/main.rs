@@ -141,7 +141,7 @@ async fn a_slash_command_form_is_stored_byte_for_byte_as_a_form() {
         .post(format!("{}/webhooks/slash", pipeline.base))
         .header(
             "X-Slack-Signature",
-            webhook_core::schemes::sign_slack(SLASH_SECRET.as_bytes(), ts, body),
+            webhook_core::signature::sign_slack(SLASH_SECRET.as_bytes(), ts, body),
         )
         .header("X-Slack-Request-Timestamp", ts.to_string())
         .header("Content-Type", "application/x-www-form-urlencoded")
