@@ -287,7 +287,7 @@ impl Mappings {
         let mut mappings = Self::default();
         for source in file.sources() {
             if let Some(sales) = &source.sales {
-                mappings.by_source.insert(source.name.clone(), sales.clone());
+                mappings.by_source.insert(source.name.to_string(), sales.clone());
             }
         }
         mappings

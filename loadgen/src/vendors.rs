@@ -43,7 +43,7 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Vendor>> {
             .cloned()
             .with_context(|| format!("{}: source {:?} has no secret", path.display(), source.name))?;
         vendors.push(Vendor {
-            name: source.name.clone(),
+            name: source.name.to_string(),
             preset: sales.preset,
             scheme: source.scheme.clone(),
             secret,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use webhook_core::config::{ConfigError, Secret};
+use webhook_core::ids::SourceName;
 use webhook_core::payload::BodyFormat;
 use webhook_core::signature::Scheme;
 pub use webhook_core::sources::{DEFAULT_TOLERANCE_SECS, Locator};
@@ -21,8 +22,8 @@ pub const DEFAULT_SOURCE: &str = "default";
 /// A vendor.
 #[derive(Debug, Clone)]
 pub struct Source {
-    /// `[a-z0-9_-]{1,64}`, the `{source}` of `POST /webhooks/{source}`.
-    pub name: String,
+    /// The `{source}` of `POST /webhooks/{source}`.
+    pub name: SourceName,
     /// How its requests are signed.
     pub scheme: Scheme,
     /// How its bodies are encoded.
@@ -40,10 +41,24 @@ pub struct Source {
 }
 
 impl Source {
+    /// The JSON pointers its JSON bodies are read for: where its delivery id, event type and
+    /// handshake challenge are.
+    pub fn json_pointers(&self) -> Vec<&str> {
+        let located = [&self.delivery_id, &self.event_type]
+            .into_iter()
+            .filter_map(|locator| match locator {
+                Some(Locator::Json(pointer)) => Some(pointer.as_str()),
+                _ => None,
+            });
+        located
+            .chain(self.scheme.handshake().map(|handshake| handshake.challenge))
+            .collect()
+    }
+
     /// The single-secret setup: GitHub scheme, `WEBHOOK_SECRET`.
     pub fn default_with(secret: Secret) -> Self {
         Self {
-            name: DEFAULT_SOURCE.to_owned(),
+            name: SourceName::parse(DEFAULT_SOURCE).expect("`default` is a valid source name"),
             scheme: Scheme::GITHUB,
             body_format: BodyFormat::Json,
             secrets: vec![secret],
@@ -75,7 +90,7 @@ impl Source {
 
 /// Every configured source by name.
 #[derive(Debug, Clone, Default)]
-pub struct Sources(HashMap<String, Source>);
+pub struct Sources(HashMap<SourceName, Source>);
 
 impl Sources {
     /// The source called `name`, if configured.

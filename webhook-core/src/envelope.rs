@@ -5,12 +5,10 @@
 //! travels in properties and headers, named without an `x-` prefix because RabbitMQ 4 treats
 //! `x-` headers as its own.
 
+use crate::payload::BodyFormat;
 use chrono::{DateTime, SecondsFormat, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use sha2::{Digest, Sha256};
-
-use crate::payload::BodyFormat;
 
 /// Header names carried by every event message.
 pub mod header {
@@ -28,59 +26,16 @@ pub mod header {
     pub const DEAD_LETTERED_AT: &str = "dead-lettered-at";
 }
 
-/// Longest accepted delivery id, in bytes.
-pub const MAX_DELIVERY_ID_BYTES: usize = 200;
-/// Longest accepted event type, in bytes.
-pub const MAX_EVENT_TYPE_BYTES: usize = 128;
-/// Longest accepted source name, in bytes.
-pub const MAX_SOURCE_BYTES: usize = 64;
+pub use crate::ids::{
+    DeliveryId, EventType, MAX_DELIVERY_ID_BYTES, MAX_EVENT_TYPE_BYTES, MAX_SOURCE_BYTES, SourceName,
+};
+
 /// The content type of JSON messages (events from JSON sources, rejection records).
 pub const CONTENT_TYPE_JSON: &str = BodyFormat::Json.content_type();
 
-/// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}`.
+/// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}` (see [`SourceName::parse`]).
 pub fn is_valid_source_name(name: &str) -> bool {
-    (1..=MAX_SOURCE_BYTES).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// Checks a delivery id: 1 to 200 bytes, no control characters, no trailing space.
-///
-/// The unique key compares ids the way MySQL's PAD SPACE collations do, so `"a"` and `"a "`
-/// would be the same event: an id that ends in a space is refused rather than stored as a
-/// duplicate of another.
-pub fn check_delivery_id(id: &str) -> Result<(), &'static str> {
-    if id.is_empty() {
-        Err("delivery id is empty")
-    } else if id.len() > MAX_DELIVERY_ID_BYTES {
-        Err("delivery id is longer than 200 bytes")
-    } else if id.chars().any(char::is_control) {
-        Err("delivery id contains control characters")
-    } else if id.ends_with(' ') {
-        Err("delivery id ends with a space")
-    } else {
-        Ok(())
-    }
-}
-
-/// Checks an event type: 1 to 128 bytes, no control characters.
-pub fn check_event_type(event_type: &str) -> Result<(), &'static str> {
-    if event_type.is_empty() {
-        Err("event type is empty")
-    } else if event_type.len() > MAX_EVENT_TYPE_BYTES {
-        Err("event type is longer than 128 bytes")
-    } else if event_type.chars().any(char::is_control) {
-        Err("event type contains control characters")
-    } else {
-        Ok(())
-    }
-}
-
-/// The delivery id used when the request carries none: the hex SHA-256 of the body, so a
-/// vendor resending the same body is still stored once.
-pub fn body_delivery_id(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+    SourceName::parse(name).is_ok()
 }
 
 /// Formats a time the way `received-at` carries it: RFC 3339, UTC, microseconds.
@@ -118,6 +73,24 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
+    /// The envelope of an event received now or at `received_at`, not yet retried.
+    pub fn new(
+        source: &SourceName,
+        delivery_id: &DeliveryId,
+        event_type: &EventType,
+        received_at: DateTime<Utc>,
+        body_format: BodyFormat,
+    ) -> Self {
+        Self {
+            source: source.to_string(),
+            delivery_id: delivery_id.to_string(),
+            event_type: event_type.to_string(),
+            received_at,
+            retry_count: 0,
+            body_format,
+        }
+    }
+
     /// The routing key on the topic exchange: `{source}.{event_type}`.
     pub fn routing_key(&self) -> String {
         format!("{}.{}", self.source, self.event_type)
@@ -163,9 +136,9 @@ impl Envelope {
             .as_ref()
             .map(|id| id.as_str().to_owned())
             .ok_or(EnvelopeError::Missing("message_id (delivery id)"))?;
-        check_delivery_id(&delivery_id).map_err(|why| EnvelopeError::Invalid("message_id", why.to_owned()))?;
+        DeliveryId::parse(&delivery_id).map_err(|why| EnvelopeError::Invalid("message_id", why.to_string()))?;
         let source = string_header(headers, header::SOURCE)?;
-        if !is_valid_source_name(&source) {
+        if SourceName::parse(&source).is_err() {
             return Err(EnvelopeError::Invalid(
                 "header source",
                 format!("{source:?} is not a source name ([a-z0-9_-]{{1,64}})"),
@@ -407,36 +380,6 @@ mod tests {
             "Data too long for column 'x'"
         );
         assert!(header_text(headers, header::DEAD_LETTERED_AT).is_some());
-    }
-
-    #[test]
-    fn source_names_follow_the_documented_pattern() {
-        for good in ["default", "stripe", "shop-1", "a_b", &"x".repeat(64)] {
-            assert!(is_valid_source_name(good), "{good}");
-        }
-        for bad in ["", "Stripe", "a.b", "a b", "ä", &"x".repeat(65)] {
-            assert!(!is_valid_source_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn delivery_ids_are_bounded_and_printable() {
-        assert!(check_delivery_id("72d3162e-cc78-11e3-81ab-4c9367dc0958").is_ok());
-        assert!(check_delivery_id(&"x".repeat(200)).is_ok());
-        assert!(check_delivery_id(&"x".repeat(201)).is_err());
-        assert!(check_delivery_id("a\nb").is_err());
-        assert!(check_delivery_id("").is_err());
-        assert_eq!(check_delivery_id("a "), Err("delivery id ends with a space"));
-        assert!(check_delivery_id(" a").is_ok());
-    }
-
-    #[test]
-    fn the_body_id_is_the_hex_sha256_of_the_body() {
-        // printf '%s' '{}' | sha256sum
-        assert_eq!(
-            body_delivery_id(b"{}"),
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`config`]: reading and validating settings, one clear line per bad value.
 //! - [`signature`]: every vendor's signature scheme, one file per family over one HMAC path,
 //!   verified over the raw body in constant time.
+//! - [`ids`]: source names, delivery ids and event types, as types that hold only valid values.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
 //! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
@@ -15,6 +16,7 @@
 pub mod broker;
 pub mod config;
 pub mod envelope;
+pub mod ids;
 pub mod money;
 pub mod payload;
 pub mod rejection;

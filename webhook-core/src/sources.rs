@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, Secret};
-use crate::envelope::{check_event_type, is_valid_source_name};
+use crate::ids::{EventType, SourceName};
 use crate::payload::BodyFormat;
 use crate::signature::{Algorithm, Encoding, GenericHmac, Place, Scheme};
 
@@ -109,8 +109,8 @@ pub struct SecretRefs {
 /// One `[[source]]`.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    /// `[a-z0-9_-]{1,64}`, the `{source}` of `POST /webhooks/{source}`.
-    pub name: String,
+    /// The `{source}` of `POST /webhooks/{source}`.
+    pub name: SourceName,
     /// How its requests are signed.
     pub scheme: Scheme,
     /// How its bodies are encoded.
@@ -225,7 +225,7 @@ impl SourcesFile {
 
     /// The source called `name`, if there is one.
     pub fn get(&self, name: &str) -> Option<&SourceConfig> {
-        self.sources.iter().find(|source| source.name == name)
+        self.sources.iter().find(|source| source.name.as_str() == name)
     }
 }
 
@@ -438,14 +438,13 @@ impl RawLocator {
 
 impl RawSource {
     fn into_config(self) -> Result<SourceConfig, SourcesError> {
-        let name = self.name.clone();
-        let fail = |field: &str, message: String| SourcesError::field(&name, field, message);
-        if !is_valid_source_name(&self.name) {
-            return Err(fail(
+        let fail = |field: &str, message: String| SourcesError::field(&self.name, field, message);
+        let name = SourceName::parse(&self.name).map_err(|_| {
+            fail(
                 "name",
                 "expected 1 to 64 characters from a-z, 0-9, '_' and '-'".to_owned(),
-            ));
-        }
+            )
+        })?;
         let scheme = self.scheme().map_err(|(field, why)| fail(field, why))?;
         let tolerance_secs = self.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS);
         if !(1..=86_400).contains(&tolerance_secs) {
@@ -487,7 +486,7 @@ impl RawSource {
             Some(value) => Some(read_sales(value).map_err(|(field, why)| fail(&field, why))?),
         };
         Ok(SourceConfig {
-            name: self.name,
+            name,
             scheme,
             body_format,
             secret_refs: SecretRefs {
@@ -680,7 +679,7 @@ fn strings<'v>(key: &str, value: &'v toml::Value, what: &str) -> Result<Vec<&'v 
 
 fn types(key: &str, value: &toml::Value) -> Result<Vec<String>, FieldError> {
     let types = strings(key, value, "a list of event types")?;
-    if let Some(bad) = types.iter().find(|t| check_event_type(t).is_err()) {
+    if let Some(bad) = types.iter().find(|t| EventType::parse(t).is_err()) {
         return Err(sales_error(
             key,
             format!("{bad:?} is not an event type (1 to 128 bytes, no control characters)"),

@@ -14,26 +14,17 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
 use webhook_core::broker::Outgoing;
-use webhook_core::envelope::{
-    Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, body_delivery_id, check_delivery_id, check_event_type,
-};
-use webhook_core::payload::{self, BodyFormat, Form, Inspected};
+use webhook_core::envelope::{Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, format_time};
+use webhook_core::payload::{self, BodyFormat, Form, Parsed};
+use webhook_core::rejection::bounded;
 use webhook_core::signature::Headers;
 
 use super::State;
 use crate::error::IngestError;
+use crate::identify::{DELIVERY_ID_HEADERS, identify};
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
 use crate::rejections::RejectionRecord;
-use crate::sources::{DEFAULT_SOURCE, Locator, Source};
-use webhook_core::envelope::format_time;
-use webhook_core::rejection::bounded;
-
-/// Headers that carry a delivery id, in order of preference.
-const DELIVERY_ID_HEADERS: [&str; 3] = ["X-GitHub-Delivery", "webhook-id", "Idempotency-Key"];
-/// The header that carries the event type.
-const EVENT_TYPE_HEADER: &str = "X-GitHub-Event";
-/// The event type when neither a header nor the body names one.
-const UNKNOWN_EVENT_TYPE: &str = "unknown";
+use crate::sources::{DEFAULT_SOURCE, Source};
 
 /// A request that passed every check.
 enum Accepted {
@@ -41,27 +32,6 @@ enum Accepted {
     Queued(String),
     /// A vendor's URL handshake (Slack's `url_verification`); the challenge to echo.
     Challenge(String),
-}
-
-/// A body read in its source's format.
-enum Parsed {
-    /// JSON: its top-level type fields, and the document when a locator points into it.
-    Json {
-        inspected: Inspected,
-        document: Option<serde_json::Value>,
-    },
-    /// Form-encoded: its fields.
-    Form(Form),
-}
-
-impl Parsed {
-    /// The event type the body itself names: its `type`, else its `event`.
-    fn event_type(&self) -> Option<&str> {
-        match self {
-            Self::Json { inspected, .. } => inspected.event_type(),
-            Self::Form(form) => form.event_type(),
-        }
-    }
 }
 
 /// `POST /webhook`: the `default` source.
@@ -170,69 +140,23 @@ async fn accept(
         )
         .map_err(IngestError::Signature)?;
 
+    // The body is read once, for everything that follows.
     let parsed = match source.body_format {
-        BodyFormat::Json => {
-            let inspected = payload::inspect(&body)?;
-            if let Some(handshake) = source.scheme.handshake()
-                && inspected.r#type.as_deref() == Some(handshake.event_type)
-            {
-                // The vendor proving the URL (Slack's url_verification): answered, not
-                // stored, and only once the signature has been checked.
-                let challenge = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|document| document.pointer(handshake.challenge)?.as_str().map(str::to_owned))
-                    .ok_or_else(|| IngestError::BadHeader(format!("{} without a challenge", handshake.event_type)))?;
-                return Ok(Accepted::Challenge(challenge));
-            }
-            // JSON pointers need the document; only sources configured with one pay for
-            // parsing it.
-            let document = [&source.delivery_id, &source.event_type]
-                .iter()
-                .any(|locator| matches!(locator, Some(Locator::Json(_))))
-                .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
-                .flatten();
-            Parsed::Json { inspected, document }
-        }
+        BodyFormat::Json => Parsed::Json(payload::read_json(&body, &source.json_pointers())?),
         BodyFormat::Form => Parsed::Form(Form::parse(&body)?),
     };
-    let locate = |locator: &Option<Locator>| -> Option<String> {
-        match (locator.as_ref()?, &parsed) {
-            (Locator::Header(name), _) => headers.get(name).map(str::to_owned),
-            (Locator::Json(pointer), Parsed::Json { document, .. }) => match document.as_ref()?.pointer(pointer)? {
-                serde_json::Value::String(text) => Some(text.clone()),
-                serde_json::Value::Number(number) => Some(number.to_string()),
-                _ => None,
-            },
-            (Locator::Form(name), Parsed::Form(form)) => form.get(name).map(str::to_owned),
-            (Locator::Json(_) | Locator::Form(_), _) => None,
-        }
-    };
-    let delivery_id = match locate(&source.delivery_id).or_else(|| {
-        DELIVERY_ID_HEADERS
-            .iter()
-            .find_map(|name| headers.get(name))
-            .map(str::to_owned)
-    }) {
-        Some(id) => {
-            check_delivery_id(&id).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
-            id
-        }
-        None => body_delivery_id(&body),
-    };
-    let event_type = locate(&source.event_type)
-        .or_else(|| headers.get(EVENT_TYPE_HEADER).map(str::to_owned))
-        .or_else(|| parsed.event_type().map(str::to_owned))
-        .unwrap_or_else(|| UNKNOWN_EVENT_TYPE.to_owned());
-    check_event_type(&event_type).map_err(|why| IngestError::BadHeader(why.to_owned()))?;
+    if let Some(challenge) = handshake(source, &parsed)? {
+        return Ok(Accepted::Challenge(challenge));
+    }
+    let identity = identify(source, &headers, &parsed, &body).map_err(|why| IngestError::BadHeader(why.to_string()))?;
 
-    let envelope = Envelope {
-        source: source.name.clone(),
-        delivery_id,
-        event_type,
+    let envelope = Envelope::new(
+        &source.name,
+        &identity.delivery_id,
+        &identity.event_type,
         received_at,
-        retry_count: 0,
-        body_format: source.body_format,
-    };
+        source.body_format,
+    );
     let routing_key = envelope.routing_key();
     let publishing = Instant::now();
     let message = Outgoing {
@@ -249,11 +173,25 @@ async fn accept(
         .metrics
         .verified
         .get_or_create(&VerifiedLabels {
-            source: source.name.clone(),
+            source: source.name.to_string(),
             secret_index: verified.secret_index,
         })
         .inc();
     Ok(Accepted::Queued(envelope.delivery_id))
+}
+
+/// The vendor proving the URL (Slack's `url_verification`): answered with its challenge, not
+/// stored, and only once the signature has been checked.
+fn handshake(source: &Source, parsed: &Parsed<'_>) -> Result<Option<String>, IngestError> {
+    let (Some(handshake), Parsed::Json(json)) = (source.scheme.handshake(), parsed) else {
+        return Ok(None);
+    };
+    if json.text("/type").as_deref() != Some(handshake.event_type) {
+        return Ok(None);
+    }
+    json.text(handshake.challenge)
+        .map(Some)
+        .ok_or_else(|| IngestError::BadHeader(format!("{} without a challenge", handshake.event_type)))
 }
 
 /// Reads the whole body, failing as soon as it grows past `limit`, whatever Content-Length
