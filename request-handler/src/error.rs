@@ -39,6 +39,9 @@ pub enum IngestError {
     /// The broker did not confirm the message.
     #[error("not enqueued")]
     NotEnqueued(#[from] PublishError),
+    /// The handler failed to check the request (a bug; logged with its cause).
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl IngestError {
@@ -54,6 +57,7 @@ impl IngestError {
             Self::NotJson(_) => "not_json",
             Self::NotForm(_) => "not_form",
             Self::NotEnqueued(error) => error.label(),
+            Self::Internal(_) => "internal_error",
         }
     }
 }
@@ -66,7 +70,7 @@ impl ResponseError for IngestError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::BadHeader(_) | Self::NotJson(_) | Self::NotForm(_) => StatusCode::BAD_REQUEST,
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::NotEnqueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotEnqueued(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use webhook_core::config::{ConfigError, Secret};
 use webhook_core::ids::SourceName;
@@ -90,17 +91,17 @@ impl Source {
 
 /// Every configured source by name.
 #[derive(Debug, Clone, Default)]
-pub struct Sources(HashMap<SourceName, Source>);
+pub struct Sources(HashMap<SourceName, Arc<Source>>);
 
 impl Sources {
     /// The source called `name`, if configured.
-    pub fn get(&self, name: &str) -> Option<&Source> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
         self.0.get(name)
     }
 
     /// Adds or replaces a source.
     pub fn insert(&mut self, source: Source) {
-        self.0.insert(source.name.clone(), source);
+        self.0.insert(source.name.clone(), Arc::new(source));
     }
 
     /// How many sources there are.

@@ -59,6 +59,7 @@ impl Application {
             body_read_timeout: settings.body_read_timeout,
             metrics,
             rejections,
+            large_checks: tokio::sync::Semaphore::new(settings.workers),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)

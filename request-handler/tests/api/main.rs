@@ -5,6 +5,8 @@
 
 mod broker_outage;
 mod helpers;
+mod hostile;
 mod ingest;
+mod process;
 mod schemes;
 mod shutdown;

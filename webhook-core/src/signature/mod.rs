@@ -314,16 +314,7 @@ impl Algorithm {
 
     /// Whether `tag` is the MAC of the concatenation of `parts`, compared in constant time.
     pub fn verify(self, key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
-        fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
-            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
-            parts.iter().for_each(|part| mac.update(part));
-            mac.verify_slice(tag).is_ok()
-        }
-        match self {
-            Self::Sha1 => run::<Hmac<Sha1>>(key, parts, tag),
-            Self::Sha256 => run::<Hmac<Sha256>>(key, parts, tag),
-            Self::Sha512 => run::<Hmac<Sha512>>(key, parts, tag),
-        }
+        Computed::new(self, key, parts).matches(tag)
     }
 }
 
@@ -366,9 +357,65 @@ impl Encoding {
     }
 }
 
+/// The most entries a signature header may hold (`v1=…` or `v1,…` signatures and the entries
+/// beside them). Vendors send one signature per active secret, two while rotating; more is
+/// refused as malformed before any MAC is computed, so a header of 10,000 entries costs no
+/// more than one of two.
+pub const MAX_SIGNATURE_ENTRIES: usize = 8;
+
+/// The non-empty entries of a signature header split at `separator`, at most
+/// [`MAX_SIGNATURE_ENTRIES`]; more is [`Rejection::Malformed`]. Reading stops at the first
+/// entry too many, whatever the length of the rest.
+pub(crate) fn entries(header: &str, separator: impl Fn(char) -> bool) -> Result<Vec<&str>, Rejection> {
+    let entries: Vec<&str> = header
+        .split(separator)
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .take(MAX_SIGNATURE_ENTRIES + 1)
+        .collect();
+    if entries.len() > MAX_SIGNATURE_ENTRIES {
+        Err(Rejection::Malformed)
+    } else {
+        Ok(entries)
+    }
+}
+
+/// A MAC computed once, compared with any number of presented ones.
+enum Computed {
+    Sha1(Hmac<Sha1>),
+    Sha256(Hmac<Sha256>),
+    Sha512(Hmac<Sha512>),
+}
+
+impl Computed {
+    fn new(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Self {
+        fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> M {
+            let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+            parts.iter().for_each(|part| mac.update(part));
+            mac
+        }
+        match algorithm {
+            Algorithm::Sha1 => Self::Sha1(run(key, parts)),
+            Algorithm::Sha256 => Self::Sha256(run(key, parts)),
+            Algorithm::Sha512 => Self::Sha512(run(key, parts)),
+        }
+    }
+
+    /// Whether `tag` is this MAC, in constant time. Each comparison finalizes a copy of the
+    /// state: two compression blocks, whatever the length of the message.
+    fn matches(&self, tag: &[u8]) -> bool {
+        match self {
+            Self::Sha1(mac) => mac.clone().verify_slice(tag).is_ok(),
+            Self::Sha256(mac) => mac.clone().verify_slice(tag).is_ok(),
+            Self::Sha512(mac) => mac.clone().verify_slice(tag).is_ok(),
+        }
+    }
+}
+
 /// The one verification path of every scheme: the first secret whose key (`key`, from the
-/// secret's text) makes `candidates` contain the `algorithm` MAC of `parts`. A secret `key`
-/// cannot use never matches.
+/// secret's text) makes one of `candidates` the `algorithm` MAC of `parts`. Each secret's MAC
+/// is computed once and compared with every candidate, so the cost is one MAC of the message
+/// per secret, whatever the number of candidates. A secret `key` cannot use never matches.
 pub(crate) fn check(
     secrets: &[Secret],
     key: impl Fn(&str) -> Option<Vec<u8>>,
@@ -376,13 +423,15 @@ pub(crate) fn check(
     parts: &[&[u8]],
     candidates: &[Vec<u8>],
 ) -> Result<Verified, Rejection> {
+    if candidates.is_empty() {
+        return Err(Rejection::Malformed);
+    }
     secrets
         .iter()
         .position(|secret| {
             key(secret.expose()).is_some_and(|key| {
-                candidates
-                    .iter()
-                    .any(|candidate| algorithm.verify(&key, parts, candidate))
+                let computed = Computed::new(algorithm, &key, parts);
+                candidates.iter().any(|candidate| computed.matches(candidate))
             })
         })
         .map(|secret_index| Verified { secret_index })
@@ -468,6 +517,51 @@ mod tests {
                 Err(Rejection::Mismatch),
                 "{}",
                 scheme.name()
+            );
+        }
+    }
+
+    #[test]
+    fn a_signature_header_holds_at_most_a_handful_of_entries() {
+        let comma = |c: char| c == ',';
+        assert_eq!(entries(" t=1, ,v1=a,,v1=b ", comma), Ok(vec!["t=1", "v1=a", "v1=b"]));
+        let eight = ["v1="; MAX_SIGNATURE_ENTRIES].join(",");
+        assert_eq!(entries(&eight, comma).map(|entries| entries.len()), Ok(8));
+        let nine = ["v1="; MAX_SIGNATURE_ENTRIES + 1].join(",");
+        assert_eq!(entries(&nine, comma), Err(Rejection::Malformed));
+        let flood = format!("t=1,{}", "v1=,".repeat(10_000));
+        assert_eq!(entries(&flood, comma), Err(Rejection::Malformed));
+    }
+
+    #[test]
+    fn each_candidate_is_compared_with_one_mac_per_secret() {
+        let parts: [&[u8]; 2] = [b"1700000000.", b"{}"];
+        let right = Algorithm::Sha256.sign(b"new", &parts);
+        let wrong = vec![0; 32];
+        let candidates = [wrong.clone(), right.clone(), wrong.clone()];
+        assert_eq!(
+            check(
+                &secrets(&["old", "new"]),
+                text_key,
+                Algorithm::Sha256,
+                &parts,
+                &candidates
+            ),
+            Ok(Verified { secret_index: 1 })
+        );
+        assert_eq!(
+            check(&secrets(&["old"]), text_key, Algorithm::Sha256, &parts, &candidates),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(
+            check(&secrets(&["new"]), text_key, Algorithm::Sha256, &parts, &[]),
+            Err(Rejection::Malformed)
+        );
+        // A truncated or extended MAC is not the MAC.
+        for near in [right[..31].to_vec(), [right.clone(), vec![0]].concat()] {
+            assert_eq!(
+                check(&secrets(&["new"]), text_key, Algorithm::Sha256, &parts, &[near]),
+                Err(Rejection::Mismatch)
             );
         }
     }

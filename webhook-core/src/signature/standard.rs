@@ -5,7 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp};
+use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries};
 use crate::config::Secret;
 
 /// Standard Webhooks' id header.
@@ -53,8 +53,8 @@ fn verify(
     let id = headers.get(STANDARD_ID).ok_or(Rejection::Missing)?;
     let timestamp = headers.get(STANDARD_TIMESTAMP).ok_or(Rejection::Missing)?;
     let header = headers.get(STANDARD_SIGNATURE).ok_or(Rejection::Missing)?;
-    let signatures: Vec<Vec<u8>> = header
-        .split_whitespace()
+    let signatures: Vec<Vec<u8>> = entries(header, char::is_whitespace)?
+        .into_iter()
         .filter_map(|item| item.strip_prefix("v1,"))
         .filter_map(|encoded| BASE64.decode(encoded).ok())
         .collect();
@@ -153,6 +153,30 @@ mod tests {
             Scheme::STANDARD.verify(&secrets(&[STANDARD_SECRET]), headers, STANDARD_BODY, now, 300),
             Err(Rejection::Missing)
         );
+    }
+
+    #[test]
+    fn more_signatures_than_a_handful_are_malformed() {
+        let now = 1_700_000_000;
+        let right = sign_standard(STANDARD_SECRET, STANDARD_ID_VALUE, now, STANDARD_BODY).unwrap();
+        let verify = |signature: &str| {
+            let ts = now.to_string();
+            let headers: &[(&str, &str)] = &[
+                (STANDARD_ID, STANDARD_ID_VALUE),
+                (STANDARD_TIMESTAMP, &ts),
+                (STANDARD_SIGNATURE, signature),
+            ];
+            Scheme::STANDARD.verify(&secrets(&[STANDARD_SECRET]), headers, STANDARD_BODY, now, 300)
+        };
+        assert_eq!(
+            verify(&format!("{} {right}", "v1,AAAA ".repeat(7))),
+            Ok(Verified { secret_index: 0 })
+        );
+        assert_eq!(
+            verify(&format!("{} {right}", "v1,AAAA ".repeat(8))),
+            Err(Rejection::Malformed)
+        );
+        assert_eq!(verify(&"v1, ".repeat(10_000)), Err(Rejection::Malformed));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, the HMAC-SHA256 of
 //! `"{t}.{body}"` with the secret string as the key.
 
-use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, text_key};
+use super::{
+    Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries, text_key,
+};
 use crate::config::Secret;
 
 /// Stripe's header.
@@ -36,8 +38,12 @@ fn verify(
     let mut timestamp = None;
     let mut signatures = Vec::new();
     // As Stripe's own libraries read it: entries other than `t` and `v1`, entries without
-    // `=`, and `v1` values that are not hex (they could never match) are skipped.
-    for (key, value) in header.split(',').filter_map(|item| item.trim().split_once('=')) {
+    // `=`, and `v1` values that are not hex (they could never match) are skipped. More than
+    // MAX_SIGNATURE_ENTRIES entries are refused.
+    for (key, value) in entries(header, |c| c == ',')?
+        .into_iter()
+        .filter_map(|item| item.split_once('='))
+    {
         match key {
             "t" => timestamp = Some(value),
             "v1" => signatures.extend(hex::decode(value).ok()),
@@ -142,5 +148,19 @@ mod tests {
             Scheme::STRIPE.verify(&secrets(&[STRIPE_SECRET]), headers, STRIPE_BODY, 0, 300),
             Err(Rejection::Missing)
         );
+    }
+
+    #[test]
+    fn more_entries_than_a_handful_are_malformed_even_around_a_good_signature() {
+        let good = format!("t=1700000000,v1={STRIPE_V1}");
+        let rotating = format!("{good},v1={},v0=abcd", "00".repeat(32));
+        assert_eq!(
+            stripe(&rotating, STRIPE_BODY, 1_700_000_000),
+            Ok(Verified { secret_index: 1 })
+        );
+        let padded = format!("{good}{}", ",v1=".repeat(7));
+        assert_eq!(stripe(&padded, STRIPE_BODY, 1_700_000_000), Err(Rejection::Malformed));
+        let flood = format!("t=1700000000{}", ",v1=".repeat(10_000));
+        assert_eq!(stripe(&flood, STRIPE_BODY, 1_700_000_000), Err(Rejection::Malformed));
     }
 }
