@@ -620,13 +620,14 @@ mod tests {
         Mappings::from_sources(&SourcesFile::parse(text).unwrap())
     }
 
-    const HANDLER_KEYS: &str = "scheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\n";
+    const HANDLER_KEYS: &str =
+        "scheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\ndelivery_id = \"body_hash\"\n";
 
     #[test]
     fn a_sources_file_gives_each_source_its_preset_and_the_rest_the_canonical_format() {
         let text = format!(
             "[[source]]\nname = \"pay\"\nscheme = \"stripe\"\nsecrets = [\"s\"]\n[source.sales]\npreset = \"stripe\"\n\n\
-             [[source]]\nname = \"shop\"\n{HANDLER_KEYS}delivery_id = {{ json = \"/id\" }}\n[source.sales]\npreset = \"shopify\"\n\n\
+             [[source]]\nname = \"shop\"\n{HANDLER_KEYS}[source.sales]\npreset = \"shopify\"\n\n\
              [[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"s\"]\n"
         );
         let mappings = mappings(&text);

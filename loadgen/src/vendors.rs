@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use webhook_core::config::Secret;
 use webhook_core::signature::{Scheme, ToSign};
-use webhook_core::sources::{Locator, Preset, SourcesFile, invalid_file};
+use webhook_core::sources::{Identity, Locator, Preset, SourcesFile, invalid_file};
 
 /// A source the demo sends to.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub(crate) struct Vendor {
     pub(crate) preset: Preset,
     pub(crate) scheme: Scheme,
     secret: Secret,
-    delivery_id: Option<Locator>,
+    delivery_id: Identity,
     event_type: Option<Locator>,
 }
 
@@ -72,14 +72,13 @@ impl Vendor {
         for (name, value) in self.scheme.sign(self.secret.expose(), &request) {
             add(&name, value);
         }
-        if let Some(Locator::Header(name)) = &self.delivery_id {
+        if let Identity::At(Locator::Header(name)) = &self.delivery_id {
             add(name, delivery_id.to_owned());
         }
         if let Some(Locator::Header(name)) = &self.event_type {
             add(name, event_type.to_owned());
         }
-        // What the handler falls back to when the source's own places are empty.
-        add("Idempotency-Key", delivery_id.to_owned());
+        // What the handler falls back to when the source has no place for the event type.
         add("X-GitHub-Event", event_type.to_owned());
         add("Content-Type", "application/json".to_owned());
         headers
@@ -96,11 +95,11 @@ mod tests {
     struct Map(Vec<(String, String)>);
 
     impl Headers for Map {
-        fn get(&self, name: &str) -> Option<&str> {
+        fn raw(&self, name: &str) -> Option<&[u8]> {
             self.0
                 .iter()
                 .find(|(present, _)| present.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.as_str())
+                .map(|(_, value)| value.as_bytes())
         }
     }
 

@@ -14,7 +14,7 @@ use webhook_core::config::{ConfigError, Secret};
 use webhook_core::ids::SourceName;
 use webhook_core::payload::BodyFormat;
 use webhook_core::signature::Scheme;
-pub use webhook_core::sources::{DEFAULT_TOLERANCE_SECS, Locator};
+pub use webhook_core::sources::{DEFAULT_TOLERANCE_SECS, Identity, Locator};
 use webhook_core::sources::{SourceConfig, SourcesError, SourcesFile, invalid_file};
 
 /// The source that `POST /webhook` posts to.
@@ -31,8 +31,8 @@ pub struct Source {
     pub body_format: BodyFormat,
     /// Secrets; the first that verifies wins.
     pub secrets: Vec<Secret>,
-    /// Where its delivery id is, before the common headers and the body hash.
-    pub delivery_id: Option<Locator>,
+    /// How its events are told apart: where the vendor's id is, the body hash, or none.
+    pub delivery_id: Identity,
     /// Where its event type is, before the common header and JSON fields.
     pub event_type: Option<Locator>,
     /// How far a signed timestamp may be from now, in seconds.
@@ -45,7 +45,11 @@ impl Source {
     /// The JSON pointers its JSON bodies are read for: where its delivery id, event type and
     /// handshake challenge are.
     pub fn json_pointers(&self) -> Vec<&str> {
-        let located = [&self.delivery_id, &self.event_type]
+        let id = match &self.delivery_id {
+            Identity::At(locator) => Some(locator),
+            Identity::BodyHash | Identity::None => None,
+        };
+        let located = [id, self.event_type.as_ref()]
             .into_iter()
             .filter_map(|locator| match locator {
                 Some(Locator::Json(pointer)) => Some(pointer.as_str()),
@@ -63,8 +67,8 @@ impl Source {
             scheme: Scheme::GITHUB,
             body_format: BodyFormat::Json,
             secrets: vec![secret],
-            delivery_id: None,
-            event_type: None,
+            delivery_id: Identity::At(Locator::Header("X-GitHub-Delivery".to_owned())),
+            event_type: Some(Locator::Header("X-GitHub-Event".to_owned())),
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             max_body_bytes: None,
         }
@@ -158,7 +162,7 @@ mod tests {
         let stripe = sources.get("stripe").unwrap();
         let secrets: Vec<&str> = stripe.secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["one", "next"]);
-        assert_eq!(stripe.delivery_id, Some(Locator::Json("/id".into())));
+        assert_eq!(stripe.delivery_id, Identity::At(Locator::Json("/id".into())));
         assert_eq!(sources.get("shop").unwrap().max_body_bytes, Some(1000));
         assert!(sources.get("default").is_none());
     }

@@ -179,10 +179,16 @@ impl DeliveryId {
         }
     }
 
-    /// The id of a delivery that carries none: the hex SHA-256 of the body, so a vendor
+    /// The id of a delivery identified by its body: the hex SHA-256 of the body, so a vendor
     /// resending the same body is still stored once.
     pub fn of_body(body: &[u8]) -> Self {
         Self(hex::encode(Sha256::digest(body)))
+    }
+
+    /// A new id for a delivery of a vendor that sends none (a random UUID): every such
+    /// delivery is an event of its own.
+    pub fn generated() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
     }
 }
 
@@ -274,6 +280,14 @@ mod tests {
             DeliveryId::of_body(b"{}"),
             "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
         );
+    }
+
+    #[test]
+    fn generated_ids_are_valid_and_new_each_time() {
+        let (one, two) = (DeliveryId::generated(), DeliveryId::generated());
+        assert_ne!(one, two);
+        assert_eq!(DeliveryId::parse(&one).as_ref(), Ok(&one));
+        assert_eq!(one.len(), 36);
     }
 
     #[test]

@@ -95,6 +95,30 @@ pub enum Locator {
     Form(String),
 }
 
+impl fmt::Display for Locator {
+    /// Where it is, for messages: `header X-Event-Id`, `/data/id in the body`, `form field id`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Header(name) => write!(f, "header {name}"),
+            Self::Json(pointer) => write!(f, "{pointer} in the body"),
+            Self::Form(name) => write!(f, "form field {name}"),
+        }
+    }
+}
+
+/// How a source's events are told apart: the `delivery_id` of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The vendor's id, found at this place; a request without one is refused (400).
+    At(Locator),
+    /// `"body_hash"`: the hex SHA-256 of the body, so identical bodies are one event (for
+    /// vendors whose distinct events never have equal bodies).
+    BodyHash,
+    /// `"none"`: the vendor gives no id; every delivery is a new event, stored under a
+    /// generated id (a delivery the vendor repeats is stored again).
+    None,
+}
+
 /// Where a source's secrets come from; [`SourceConfig::secrets`] reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretRefs {
@@ -117,9 +141,9 @@ pub struct SourceConfig {
     pub body_format: BodyFormat,
     /// Where its secrets come from.
     pub secret_refs: SecretRefs,
-    /// Where its delivery id is (the scheme's place unless the file says), before the common
-    /// headers and the body hash.
-    pub delivery_id: Option<Locator>,
+    /// How its events are told apart: the scheme's place for the vendor's id unless the file
+    /// says otherwise.
+    pub delivery_id: Identity,
     /// Where its event type is (the scheme's place unless the file says), before the common
     /// header and JSON fields.
     pub event_type: Option<Locator>,
@@ -394,7 +418,9 @@ struct RawSource {
     #[serde(default)]
     secret_files: Vec<String>,
     body_format: Option<String>,
-    delivery_id: Option<RawLocator>,
+    /// A place (`{ header = "…" }` and the like), `"body_hash"` or `"none"`, read by hand so
+    /// that an error names the field.
+    delivery_id: Option<toml::Value>,
     event_type: Option<RawLocator>,
     tolerance_secs: Option<i64>,
     max_body_bytes: Option<usize>,
@@ -460,12 +486,20 @@ impl RawSource {
                 .map_err(|()| fail("body_format", format!("{format:?} is not \"json\" or \"form\"")))?,
         };
         let (default_id, default_type) = default_locators(&scheme, body_format);
-        let delivery_id = self
-            .delivery_id
-            .map(|raw| raw.into_locator(body_format))
-            .transpose()
-            .map_err(|why| fail("delivery_id", why))?
-            .or(default_id);
+        let delivery_id = match self.delivery_id {
+            Some(value) => identity(value, body_format).map_err(|why| fail("delivery_id", why))?,
+            None => default_id.map(Identity::At).ok_or_else(|| {
+                fail(
+                    "delivery_id",
+                    format!(
+                        "required for scheme = \"{}\" with body_format = \"{}\": where the vendor's id is \
+                         ({{ header = \"…\" }}, {{ json = \"/…\" }} or {{ form = \"…\" }}), \"body_hash\" or \"none\"",
+                        scheme.name(),
+                        body_format.name()
+                    ),
+                )
+            })?,
+        };
         let event_type = self
             .event_type
             .map(|raw| raw.into_locator(body_format))
@@ -563,6 +597,26 @@ impl RawSource {
             template: self.signed.clone(),
             timestamp_header: self.timestamp_header.clone(),
         })
+    }
+}
+
+/// A `delivery_id` value: a place, `"body_hash"` or `"none"`.
+fn identity(value: toml::Value, format: BodyFormat) -> Result<Identity, String> {
+    match value {
+        toml::Value::String(text) => match text.as_str() {
+            "body_hash" => Ok(Identity::BodyHash),
+            "none" => Ok(Identity::None),
+            other => Err(format!(
+                "{other:?} is not \"body_hash\" or \"none\" (a place is a table, e.g. {{ header = \"X-Event-Id\" }})"
+            )),
+        },
+        table @ toml::Value::Table(_) => {
+            let raw: RawLocator = table
+                .try_into()
+                .map_err(|error: toml::de::Error| error.message().replace('\n', " "))?;
+            raw.into_locator(format).map(Identity::At)
+        }
+        _ => Err("expected a place such as { header = \"X-Event-Id\" }, \"body_hash\" or \"none\"".to_owned()),
     }
 }
 
@@ -728,7 +782,7 @@ mod tests {
             .map_err(|error| error.to_string())
     }
 
-    const HMAC_KEYS: &str = "scheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\n";
+    const HMAC_KEYS: &str = "scheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\ndelivery_id = \"body_hash\"\n";
 
     #[test]
     fn every_scheme_can_be_configured_with_defaults_for_id_and_type() {
@@ -773,7 +827,7 @@ mod tests {
         let stripe = file.get("stripe").unwrap();
         assert_eq!(stripe.scheme, Scheme::STRIPE);
         assert_eq!(secrets_of(stripe).unwrap(), ["whsec_one", "next", "from-file"]);
-        assert_eq!(stripe.delivery_id, Some(Locator::Json("/id".into())));
+        assert_eq!(stripe.delivery_id, Identity::At(Locator::Json("/id".into())));
         assert_eq!(file.get("shop").unwrap().max_body_bytes, Some(1000));
         assert_eq!(
             file.get("shop").unwrap().event_type,
@@ -781,7 +835,7 @@ mod tests {
         );
         assert_eq!(file.get("svix").unwrap().tolerance_secs, 60);
         let custom = file.get("custom").unwrap();
-        assert_eq!(custom.delivery_id, Some(Locator::Header("X-Event-Id".into())));
+        assert_eq!(custom.delivery_id, Identity::At(Locator::Header("X-Event-Id".into())));
         assert_eq!(custom.event_type, Some(Locator::Json("/event/name".into())));
         assert!(matches!(&custom.scheme, Scheme::Hmac(generic) if generic.algorithm == Algorithm::Sha512));
         assert!(file.get("nobody").is_none());
@@ -895,14 +949,77 @@ mod tests {
         .unwrap();
         let slash = file.get("slash").unwrap();
         assert_eq!(slash.body_format, BodyFormat::Form);
-        assert_eq!(slash.delivery_id, Some(Locator::Form("trigger_id".into())));
+        assert_eq!(slash.delivery_id, Identity::At(Locator::Form("trigger_id".into())));
         assert_eq!(slash.event_type, Some(Locator::Form("command".into())));
         let events = file.get("events").unwrap();
         assert_eq!(events.body_format, BodyFormat::Json);
-        assert_eq!(events.delivery_id, Some(Locator::Json("/event_id".into())));
+        assert_eq!(events.delivery_id, Identity::At(Locator::Json("/event_id".into())));
         let legacy = file.get("legacy").unwrap();
-        assert_eq!(legacy.delivery_id, Some(Locator::Form("id".into())));
+        assert_eq!(legacy.delivery_id, Identity::At(Locator::Form("id".into())));
         assert_eq!(legacy.event_type, Some(Locator::Header("X-Kind".into())));
+    }
+
+    #[test]
+    fn each_source_says_how_its_events_are_told_apart() {
+        let file = parse(
+            r#"
+            [[source]]
+            name = "mollie"
+            scheme = "hmac"
+            secrets = ["k"]
+            header = "X-Signature"
+            body_format = "form"
+            delivery_id = "none"
+
+            [[source]]
+            name = "ping"
+            scheme = "hmac"
+            secrets = ["k"]
+            header = "X-Signature"
+            delivery_id = "body_hash"
+
+            [[source]]
+            name = "gh"
+            scheme = "github"
+            secrets = ["k"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.get("mollie").unwrap().delivery_id, Identity::None);
+        assert_eq!(file.get("ping").unwrap().delivery_id, Identity::BodyHash);
+        assert_eq!(
+            file.get("gh").unwrap().delivery_id,
+            Identity::At(Locator::Header("X-GitHub-Delivery".into()))
+        );
+        let hmac = "[[source]]\nname = \"a\"\nscheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\n";
+        let cases = [
+            (
+                String::new(),
+                "source \"a\": field `delivery_id`: required for scheme = \"hmac\" with body_format = \"json\"",
+            ),
+            (
+                "delivery_id = \"hash\"".to_owned(),
+                "source \"a\": field `delivery_id`: \"hash\" is not \"body_hash\" or \"none\"",
+            ),
+            (
+                "delivery_id = 5".to_owned(),
+                "source \"a\": field `delivery_id`: expected a place",
+            ),
+            (
+                "delivery_id = { cookie = \"id\" }".to_owned(),
+                "source \"a\": field `delivery_id`: unknown variant `cookie`",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let error = parse(&format!("{hmac}{extra}")).unwrap_err();
+            assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
+        }
+        let stripe_form = "[[source]]\nname = \"s\"\nscheme = \"stripe\"\nsecrets = [\"s\"]\nbody_format = \"form\"\n";
+        assert!(
+            parse(stripe_form)
+                .unwrap_err()
+                .contains("field `delivery_id`: required")
+        );
     }
 
     #[test]
@@ -936,7 +1053,7 @@ mod tests {
     fn a_sales_table_starts_from_its_preset() {
         let file = parse(&format!(
             "[[source]]\nname = \"pay\"\nscheme = \"stripe\"\nsecrets = [\"s\"]\n[source.sales]\npreset = \"stripe\"\n\n\
-             [[source]]\nname = \"shop\"\n{HMAC_KEYS}delivery_id = {{ json = \"/id\" }}\n[source.sales]\npreset = \"shopify\"\n\n\
+             [[source]]\nname = \"shop\"\n{HMAC_KEYS}[source.sales]\npreset = \"shopify\"\n\n\
              [[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"s\"]\n"
         ))
         .unwrap();

@@ -22,10 +22,10 @@ use webhook_core::signature::{Headers, Verified};
 
 use super::State;
 use crate::error::IngestError;
-use crate::identify::{DELIVERY_ID_HEADERS, Identity, identify};
+use crate::identify::{DELIVERY_ID_HEADERS, Identified, identify};
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
 use crate::rejections::RejectionRecord;
-use crate::sources::{DEFAULT_SOURCE, Source};
+use crate::sources::{DEFAULT_SOURCE, Identity, Locator, Source};
 
 /// Bodies from this size on are checked (signature, JSON, body hash) on a blocking thread, at
 /// most one per HTTP worker at a time, so that a large body, or many, cannot hold a worker's
@@ -40,7 +40,7 @@ enum Checked {
     /// A vendor's URL handshake; the challenge to echo.
     Challenge(String),
     /// An event to publish.
-    Event { verified: Verified, identity: Identity },
+    Event { verified: Verified, identity: Identified },
 }
 
 /// A request that passed every check.
@@ -106,10 +106,7 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                 );
             } else {
                 record(state, source_label, "rejected", reason);
-                let headers = RequestHeaders(request.headers());
-                let delivery_id = DELIVERY_ID_HEADERS
-                    .iter()
-                    .find_map(|name| headers.get(name))
+                let delivery_id = claimed_delivery_id(source.map(AsRef::as_ref), request.headers())
                     .map(|id| bounded(id, MAX_DELIVERY_ID_BYTES));
                 state.rejections.record(&RejectionRecord {
                     at: format_time(received_at),
@@ -214,7 +211,7 @@ fn check(source: &Source, headers: &(impl Headers + ?Sized), body: &[u8], now: i
     if let Some(challenge) = handshake(source, &parsed)? {
         return Ok(Checked::Challenge(challenge));
     }
-    let identity = identify(source, headers, &parsed, body).map_err(|why| IngestError::BadHeader(why.to_string()))?;
+    let identity = identify(source, headers, &parsed, body)?;
     Ok(Checked::Event { verified, identity })
 }
 
@@ -229,7 +226,7 @@ fn handshake(source: &Source, parsed: &Parsed<'_>) -> Result<Option<String>, Ing
     }
     json.text(handshake.challenge)
         .map(Some)
-        .ok_or_else(|| IngestError::BadHeader(format!("{} without a challenge", handshake.event_type)))
+        .ok_or_else(|| IngestError::BadRequest(format!("{} without a challenge", handshake.event_type)))
 }
 
 /// Reads the whole body, failing as soon as it grows past `limit`, whatever Content-Length
@@ -262,6 +259,16 @@ async fn read_body(payload: &mut web::Payload, limit: usize, declared: Option<us
     })
 }
 
+/// The delivery id a rejected request claims, for its record: the source's id header, else
+/// the first of the headers ids are commonly sent in.
+fn claimed_delivery_id<'h>(source: Option<&Source>, headers: &'h HeaderMap) -> Option<&'h str> {
+    let text = |name: &str| std::str::from_utf8(headers.get(name)?.as_bytes()).ok();
+    match source.map(|source| &source.delivery_id) {
+        Some(Identity::At(Locator::Header(name))) => text(name),
+        _ => DELIVERY_ID_HEADERS.iter().find_map(|name| text(name)),
+    }
+}
+
 fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
@@ -290,8 +297,8 @@ fn record(state: &State, source: &str, outcome: &'static str, reason: &'static s
 struct RequestHeaders<'a>(&'a HeaderMap);
 
 impl Headers for RequestHeaders<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name)?.to_str().ok()
+    fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(|value| value.as_bytes())
     }
 }
 

@@ -6,6 +6,7 @@
 mod broker_outage;
 mod helpers;
 mod hostile;
+mod identity;
 mod ingest;
 mod process;
 mod schemes;

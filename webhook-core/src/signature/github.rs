@@ -1,7 +1,7 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256 of the body; the older
 //! `X-Hub-Signature` is read only without it.
 
-use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, text_key};
+use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, required, text_key};
 use crate::config::Secret;
 
 /// The header GitHub sends with an HMAC-SHA256 signature: `sha256=<hex>`.
@@ -59,10 +59,11 @@ fn verify(
     _now: i64,
     _tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let header = headers
-        .get(HUB_SIGNATURE_256)
-        .or_else(|| headers.get(HUB_SIGNATURE))
-        .ok_or(Rejection::Missing)?;
+    let name = match headers.raw(HUB_SIGNATURE_256) {
+        Some(_) => HUB_SIGNATURE_256,
+        None => HUB_SIGNATURE,
+    };
+    let header = required(headers, name)?;
     let (algorithm, tag) = match HubSignature::parse(header).ok_or(Rejection::Malformed)? {
         HubSignature::Sha256(tag) => (Algorithm::Sha256, tag),
         HubSignature::Sha1(tag) => (Algorithm::Sha1, tag),

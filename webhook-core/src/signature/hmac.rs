@@ -1,7 +1,7 @@
 //! `hmac`: a configured header, algorithm, encoding, prefix and signed template, for vendors
 //! with their own convention.
 
-use super::{Algorithm, Encoding, Headers, Rejection, ToSign, Verified, check, check_timestamp, text_key};
+use super::{Algorithm, Encoding, Headers, Rejection, ToSign, Verified, check, check_timestamp, required, text_key};
 use crate::config::Secret;
 
 /// A configurable HMAC scheme for vendors with their own convention.
@@ -30,7 +30,7 @@ pub(super) fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let header = headers.get(&scheme.header).ok_or(Rejection::Missing)?.trim();
+    let header = required(headers, &scheme.header)?.trim();
     let encoded = match &scheme.prefix {
         Some(prefix) => header.strip_prefix(prefix.as_str()).ok_or(Rejection::Malformed)?,
         None => header,
@@ -38,7 +38,7 @@ pub(super) fn verify(
     let tag = scheme.encoding.decode(encoded).ok_or(Rejection::Malformed)?;
     let timestamp = match &scheme.timestamp_header {
         Some(name) => {
-            let value = headers.get(name).ok_or(Rejection::Missing)?;
+            let value = required(headers, name)?;
             check_timestamp(value, now, tolerance)?;
             Some(value.trim())
         }

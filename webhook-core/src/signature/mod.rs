@@ -42,15 +42,21 @@ pub const FAMILIES: &[Family] = &[
 
 /// Case-insensitive access to request headers, so this module needs no HTTP framework.
 pub trait Headers {
-    /// The value of header `name` if present and valid UTF-8.
-    fn get(&self, name: &str) -> Option<&str>;
+    /// The bytes of header `name` if present (the first, if it is there twice).
+    fn raw(&self, name: &str) -> Option<&[u8]>;
+
+    /// The value of header `name` if present and valid UTF-8. A header that is present but
+    /// not UTF-8 is `None` here; [`Headers::raw`] tells the two apart.
+    fn get(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.raw(name)?).ok()
+    }
 }
 
 impl Headers for [(&str, &str)] {
-    fn get(&self, name: &str) -> Option<&str> {
+    fn raw(&self, name: &str) -> Option<&[u8]> {
         self.iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| *value)
+            .map(|(_, value)| value.as_bytes())
     }
 }
 
@@ -58,9 +64,16 @@ impl Headers for [(&str, &str)] {
 struct AsDyn<'a, H: ?Sized>(&'a H);
 
 impl<H: Headers + ?Sized> Headers for AsDyn<'_, H> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name)
+    fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.0.raw(name)
     }
+}
+
+/// A header a scheme needs: absent is [`Rejection::Missing`], present but not UTF-8
+/// [`Rejection::Malformed`].
+pub(crate) fn required<'h>(headers: &'h dyn Headers, name: &str) -> Result<&'h str, Rejection> {
+    let raw = headers.raw(name).ok_or(Rejection::Missing)?;
+    std::str::from_utf8(raw).map_err(|_| Rejection::Malformed)
 }
 
 /// Why a request's signature was not accepted. Never told to the caller (who only hears

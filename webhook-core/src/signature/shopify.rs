@@ -1,6 +1,8 @@
 //! Shopify: `X-Shopify-Hmac-Sha256` is the base64 HMAC-SHA256 of the body.
 
-use super::{Algorithm, Encoding, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, text_key};
+use super::{
+    Algorithm, Encoding, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, required, text_key,
+};
 use crate::config::Secret;
 
 /// Shopify's header.
@@ -29,7 +31,7 @@ fn verify(
     _now: i64,
     _tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let header = headers.get(SHOPIFY_HMAC).ok_or(Rejection::Missing)?;
+    let header = required(headers, SHOPIFY_HMAC)?;
     let tag = Encoding::Base64.decode(header.trim()).ok_or(Rejection::Malformed)?;
     check(secrets, text_key, Algorithm::Sha256, &[body], &[tag])
 }

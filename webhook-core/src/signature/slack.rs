@@ -2,7 +2,8 @@
 //! `"v0:{X-Slack-Request-Timestamp}:{body}"`; the Events API's `url_verification` handshake.
 
 use super::{
-    Algorithm, Family, Handshake, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, text_key,
+    Algorithm, Family, Handshake, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp,
+    required, text_key,
 };
 use crate::config::Secret;
 
@@ -39,8 +40,8 @@ fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let signature = headers.get(SLACK_SIGNATURE).ok_or(Rejection::Missing)?;
-    let timestamp = headers.get(SLACK_TIMESTAMP).ok_or(Rejection::Missing)?;
+    let signature = required(headers, SLACK_SIGNATURE)?;
+    let timestamp = required(headers, SLACK_TIMESTAMP)?;
     let tag = signature
         .trim()
         .strip_prefix("v0=")

@@ -5,7 +5,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries};
+use super::{
+    Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries, required,
+};
 use crate::config::Secret;
 
 /// Standard Webhooks' id header.
@@ -50,9 +52,9 @@ fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let id = headers.get(STANDARD_ID).ok_or(Rejection::Missing)?;
-    let timestamp = headers.get(STANDARD_TIMESTAMP).ok_or(Rejection::Missing)?;
-    let header = headers.get(STANDARD_SIGNATURE).ok_or(Rejection::Missing)?;
+    let id = required(headers, STANDARD_ID)?;
+    let timestamp = required(headers, STANDARD_TIMESTAMP)?;
+    let header = required(headers, STANDARD_SIGNATURE)?;
     let signatures: Vec<Vec<u8>> = entries(header, char::is_whitespace)?
         .into_iter()
         .filter_map(|item| item.strip_prefix("v1,"))

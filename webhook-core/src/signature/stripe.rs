@@ -2,7 +2,8 @@
 //! `"{t}.{body}"` with the secret string as the key.
 
 use super::{
-    Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries, text_key,
+    Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries, required,
+    text_key,
 };
 use crate::config::Secret;
 
@@ -34,7 +35,7 @@ fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let header = headers.get(STRIPE_SIGNATURE).ok_or(Rejection::Missing)?;
+    let header = required(headers, STRIPE_SIGNATURE)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
     // As Stripe's own libraries read it: entries other than `t` and `v1`, entries without
