@@ -50,6 +50,7 @@ use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde_json::Value;
 use webhook_core::config::ConfigError;
 use webhook_core::money::{self, DecimalError};
+use webhook_core::payload::{self, NotJson};
 use webhook_core::sources::SourcesFile;
 pub(crate) use webhook_core::sources::{AmountUnit, Preset, SalesMapping as Mapping};
 
@@ -106,7 +107,14 @@ pub(crate) fn process(mapping: &Mapping, event_type: &str, body: &str) -> Result
         return Ok(Outcome::Ignored);
     };
     let fail = |why: String| ProcessError(format!("{event_type}: {why}"));
-    let document: Value = serde_json::from_str(body).map_err(|error| fail(format!("the body is not JSON: {error}")))?;
+    // The handler's definition of JSON (webhook_core::payload), so what it answered 200 for is
+    // read here.
+    let document: Value = payload::parse_json(body).map_err(|error| {
+        fail(match error {
+            NotJson::Syntax(error) => format!("the body is not JSON: {error}"),
+            other => other.to_string(),
+        })
+    })?;
     let order_id = read(&document, &fields.order_id, order_id).map_err(fail)?;
     let currency = read(&document, &fields.currency, currency).map_err(fail)?;
     let amount_minor = read(&document, &fields.amount, |value| {
@@ -601,6 +609,26 @@ mod tests {
         );
         let error = process(&mapping, "sale.completed", "{").unwrap_err().to_string();
         assert!(error.starts_with("sale.completed: the body is not JSON"), "{error}");
+    }
+
+    #[test]
+    fn bodies_past_the_handlers_json_limits_are_refused_by_the_same_definition() {
+        let mapping = Mapping::preset(Preset::Canonical);
+        let deep = format!(
+            r#"{{"type":"sale.completed","data":{{"order_id":"o","amount":1,"currency":"EUR","x":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(
+            process(&mapping, "sale.completed", &deep).unwrap_err().to_string(),
+            "sale.completed: body is not accepted as JSON: nested deeper than 64 levels"
+        );
+        let long = format!(r#"{{"data":{{"amount":1{}}}}}"#, "0".repeat(100_000));
+        assert_eq!(
+            process(&mapping, "sale.completed", &long).unwrap_err().to_string(),
+            "sale.completed: body is not accepted as JSON: a number longer than 100 characters"
+        );
+        assert!(webhook_core::payload::read_json(deep.as_bytes(), &[]).is_err());
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl IngestError {
             Self::Signature(rejection) => rejection.label(),
             Self::Unidentified(why) => why.label(),
             Self::BadRequest(_) => "bad_request",
+            Self::NotJson(error) if error.is_limit() => "json_limit",
             Self::NotJson(_) => "not_json",
             Self::NotForm(_) => "not_form",
             Self::NotEnqueued(error) => error.label(),

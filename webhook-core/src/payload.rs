@@ -6,13 +6,19 @@
 //! whole document in one pass and keeps only those values, as raw JSON text borrowed from the
 //! body; any JSON value (object, array, string, …) is accepted.
 //!
+//! What is JSON here is one definition for the handler and the consumer's processors: a
+//! document `serde_json` reads in full (every string readable text, a lone surrogate is not;
+//! every number within `f64`), nested at most [`MAX_JSON_DEPTH`] deep, with no number longer
+//! than [`MAX_JSON_NUMBER_CHARS`]. [`read_json`] (the handler) and [`parse_json`] (the
+//! processors) both apply it, so a body the handler answers 200 is one the processors can read.
+//!
 //! Some vendors post `application/x-www-form-urlencoded` bodies instead (Slack's slash
 //! commands, for one). [`Form::parse`] checks such a body strictly and decodes its fields.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// How a source's bodies are encoded; it travels as the message's content type.
@@ -169,15 +175,80 @@ impl<'a> JsonBody<'a> {
     }
 }
 
+/// The deepest a JSON body may nest objects and arrays: deeper than any vendor's payload, and
+/// within both `serde_json`'s own limit (128) and MySQL's for its JSON functions (100).
+pub const MAX_JSON_DEPTH: usize = 64;
+/// The longest a number in a JSON body may be, in characters: more digits than any amount or
+/// id, and few enough that reading one is cheap and its text can be kept.
+pub const MAX_JSON_NUMBER_CHARS: usize = 100;
+
 /// Why a body is not accepted as JSON.
 #[derive(Debug, thiserror::Error)]
 pub enum NotJson {
     /// JSON is UTF-8; this body is not.
     #[error("body is not valid UTF-8 (at byte {})", .0.valid_up_to())]
     NotUtf8(std::str::Utf8Error),
-    /// Not one complete JSON document.
+    /// Not one complete JSON document that can be read in full.
     #[error("body is not valid JSON: {0}")]
     Syntax(#[from] serde_json::Error),
+    /// Objects and arrays nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("body is not accepted as JSON: nested deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
+    /// A number longer than [`MAX_JSON_NUMBER_CHARS`].
+    #[error("body is not accepted as JSON: a number longer than {MAX_JSON_NUMBER_CHARS} characters")]
+    NumberTooLong,
+}
+
+impl NotJson {
+    /// Whether the body is JSON that breaks one of the limits (rather than not JSON at all).
+    pub fn is_limit(&self) -> bool {
+        matches!(self, Self::TooDeep | Self::NumberTooLong)
+    }
+}
+
+/// Checks [`MAX_JSON_DEPTH`] and [`MAX_JSON_NUMBER_CHARS`] in one pass over the bytes, without
+/// parsing: outside strings, every `[` or `{` is a level down and every run of number
+/// characters a number. (On text that is not JSON the answer does not matter: the parser
+/// refuses it anyway.)
+fn check_limits(text: &str) -> Result<(), NotJson> {
+    let (mut depth, mut number, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if matches!(byte, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+            number += 1;
+            if number > MAX_JSON_NUMBER_CHARS {
+                return Err(NotJson::NumberTooLong);
+            }
+            continue;
+        }
+        number = 0;
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(NotJson::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads a JSON body as a tree, with the same rules as [`read_json`]: what the processors use.
+pub fn parse_json(text: &str) -> Result<serde_json::Value, NotJson> {
+    check_limits(text)?;
+    Ok(serde_json::from_str(text)?)
 }
 
 /// Checks that `body` is one complete JSON document in UTF-8 and picks out the values at
@@ -186,6 +257,7 @@ pub enum NotJson {
 pub fn read_json<'a>(body: &'a [u8], pointers: &[&str]) -> Result<JsonBody<'a>, NotJson> {
     // serde_json skips over ignored strings without checking their UTF-8, so check it first.
     let text = std::str::from_utf8(body).map_err(NotJson::NotUtf8)?;
+    check_limits(text)?;
     let mut asked: Vec<String> = TYPE_POINTERS.iter().map(|pointer| (*pointer).to_owned()).collect();
     for pointer in pointers {
         if !asked.iter().any(|known| known == pointer) {
@@ -247,11 +319,15 @@ impl<'a> Capture<'_, 'a> {
     }
 
     /// Stores `raw` for the pointers that end here; those that go on below it are read from it.
-    fn capture(&mut self, next: &[usize], raw: &'a RawValue) {
+    /// A value is captured as its text, so it is read in full here as everything else is.
+    fn capture<E: de::Error>(&mut self, next: &[usize], raw: &'a RawValue) -> Result<(), E> {
+        let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+        Validate.deserialize(&mut deserializer).map_err(E::custom)?;
         for &index in next {
             let rest = &self.tokens[index][self.depth + 1..];
             self.found[index] = if rest.is_empty() { Some(raw) } else { below(raw, rest) };
         }
+        Ok(())
     }
 
     fn ends_here(&self, next: &[usize]) -> bool {
@@ -290,7 +366,7 @@ impl<'de: 'a, 'a> DeserializeSeed<'de> for Capture<'_, 'a> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         if self.candidates.is_empty() {
-            deserializer.deserialize_ignored_any(IgnoredAny).map(|_| ())
+            Validate.deserialize(deserializer)
         } else {
             deserializer.deserialize_any(self)
         }
@@ -308,10 +384,10 @@ impl<'de: 'a, 'a> Visitor<'de> for Capture<'_, 'a> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let next = self.through(|token| token == key);
             if next.is_empty() {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(Validate)?;
             } else if self.ends_here(&next) {
                 let raw: &'de RawValue = map.next_value()?;
-                self.capture(&next, raw);
+                self.capture(&next, raw)?;
             } else {
                 map.next_value_seed(self.deeper(next))?;
             }
@@ -324,11 +400,11 @@ impl<'de: 'a, 'a> Visitor<'de> for Capture<'_, 'a> {
         loop {
             let next = self.through(|token| index_matches(token, index));
             let more = if next.is_empty() {
-                seq.next_element::<IgnoredAny>()?.is_some()
+                seq.next_element_seed(Validate)?.is_some()
             } else if self.ends_here(&next) {
                 match seq.next_element::<&'de RawValue>()? {
                     Some(raw) => {
-                        self.capture(&next, raw);
+                        self.capture(&next, raw)?;
                         true
                     }
                     None => false,
@@ -341,6 +417,62 @@ impl<'de: 'a, 'a> Visitor<'de> for Capture<'_, 'a> {
             }
             index += 1;
         }
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Reads a value in full without keeping it, as `serde_json::Value` would read it: every string
+/// (keys too) decoded, every number parsed. `IgnoredAny` would skip both unread.
+struct Validate;
+
+impl<'de> DeserializeSeed<'de> for Validate {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Validate {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(KeySeed)?.is_some() {
+            map.next_value_seed(Validate)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Validate)?.is_some() {}
+        Ok(())
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
@@ -575,6 +707,7 @@ mod tests {
             let pointers: Vec<String> = pointers.iter().map(|tokens| format!("/{}", tokens.join("/"))).collect();
             let asked: Vec<&str> = pointers.iter().map(String::as_str).collect();
             let json = read_json(text.as_bytes(), &asked).unwrap();
+            proptest::prop_assert!(parse_json(&text).is_ok());
             for pointer in &asked {
                 let read = json.get(pointer).map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).unwrap());
                 proptest::prop_assert_eq!(read.as_ref(), value.pointer(pointer), "{} in {}", pointer, text);
@@ -606,6 +739,76 @@ mod tests {
         );
         assert_eq!(BodyFormat::from_content_type(Some("text/plain")), None);
         assert_eq!("xml".parse::<BodyFormat>(), Err(()));
+    }
+
+    /// Bodies at and past every limit, and the kinds of JSON `serde_json` cannot read in full.
+    fn edge_cases() -> Vec<(String, bool)> {
+        let nested = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+        let deep_object = |levels: usize| format!("{}{{\"id\":1{}", "{\"a\":".repeat(levels - 1), "}".repeat(levels));
+        vec![
+            (nested(MAX_JSON_DEPTH), true),
+            (nested(MAX_JSON_DEPTH + 1), false),
+            (nested(200), false),
+            (deep_object(MAX_JSON_DEPTH), true),
+            (deep_object(MAX_JSON_DEPTH + 1), false),
+            (
+                format!("{{\"amount\":{}}}", "9".repeat(MAX_JSON_NUMBER_CHARS + 1)),
+                false,
+            ),
+            (
+                format!("{{\"amount\":0.{}}}", "1".repeat(MAX_JSON_NUMBER_CHARS - 2)),
+                true,
+            ),
+            (
+                format!("{{\"amount\":0.{}}}", "1".repeat(MAX_JSON_NUMBER_CHARS - 1)),
+                false,
+            ),
+            (format!("{{\"amount\":1{}}}", "0".repeat(100_000)), false),
+            (r#"{"n":1e400}"#.to_owned(), false),
+            (r#"{"n":18446744073709551616}"#.to_owned(), true),
+            (r#"{"n":-9223372036854775809}"#.to_owned(), true),
+            (r#"{"id":"\ud800"}"#.to_owned(), false),
+            (r#"{"other":["\udc00"],"id":"x"}"#.to_owned(), false),
+            (r#"{"\ud800":1}"#.to_owned(), false),
+            (r#"{"emoji":"\ud83d\ude00","text":"a \"[{\" b"}"#.to_owned(), true),
+            (format!("\"{}\"", "[".repeat(500)), true),
+            (r#"{"a":1,"a":{"b":2}}"#.to_owned(), true),
+        ]
+    }
+
+    #[test]
+    fn the_handler_and_the_processors_accept_the_same_json() {
+        for (body, accepted) in edge_cases() {
+            let shown = &body[..body.len().min(80)];
+            assert_eq!(
+                read_json(body.as_bytes(), &["/id"]).is_ok(),
+                accepted,
+                "read_json: {shown}"
+            );
+            assert_eq!(parse_json(&body).is_ok(), accepted, "parse_json: {shown}");
+        }
+    }
+
+    #[test]
+    fn limits_are_told_from_bodies_that_are_not_json() {
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        let error = read_json(deep.as_bytes(), &[]).unwrap_err();
+        assert!(error.is_limit());
+        assert_eq!(
+            error.to_string(),
+            "body is not accepted as JSON: nested deeper than 64 levels"
+        );
+        let long = format!("[{}]", "1".repeat(101));
+        assert_eq!(
+            parse_json(&long).unwrap_err().to_string(),
+            "body is not accepted as JSON: a number longer than 100 characters"
+        );
+        let surrogate = read_json(br#"{"x":"\ud800"}"#, &[]).unwrap_err();
+        assert!(!surrogate.is_limit());
+        assert!(
+            surrogate.to_string().starts_with("body is not valid JSON: "),
+            "{surrogate}"
+        );
     }
 
     #[test]

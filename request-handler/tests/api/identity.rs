@@ -154,11 +154,7 @@ async fn a_json_id_that_cannot_be_read_is_refused_not_replaced_by_the_body_hash(
     let now = chrono::Utc::now().timestamp();
     for (body, error) in [
         (
-            &br#"{"id":"\ud800","type":"charge.succeeded"}"#[..],
-            "delivery id in /id in the body is not a readable string (a lone surrogate?)",
-        ),
-        (
-            br#"{"id":{"nested":"evt_1"},"type":"charge.succeeded"}"#,
+            &br#"{"id":{"nested":"evt_1"},"type":"charge.succeeded"}"#[..],
             "delivery id in /id in the body is not a string or an integer",
         ),
         (
@@ -173,6 +169,15 @@ async fn a_json_id_that_cannot_be_read_is_refused_not_replaced_by_the_body_hash(
         assert_eq!(response.status(), 400, "{}", String::from_utf8_lossy(body));
         assert_eq!(json(response).await, serde_json::json!({ "error": error }));
     }
+    // A lone surrogate is not text: the body is not JSON that can be read in full.
+    let body = br#"{"id":"\ud800","type":"charge.succeeded"}"#;
+    let signature = sign_stripe(b"whsec_stripe", now, body);
+    let response = app
+        .post("/webhooks/stripe", body, &[("Stripe-Signature", &signature)])
+        .await;
+    assert_eq!(response.status(), 400);
+    let error = json(response).await["error"].as_str().unwrap().to_owned();
+    assert!(error.starts_with("body is not valid JSON: "), "{error}");
     assert!(queued_ids(&app).await.is_empty());
 }
 
@@ -200,4 +205,56 @@ async fn a_source_without_ids_stores_every_delivery_and_a_body_hash_source_each_
     let ids = queued_ids(&app).await;
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[0], ids[1], "the same body is the same event");
+}
+
+#[tokio::test]
+async fn a_body_the_processors_could_not_read_is_refused_at_ingest() {
+    let (app, _file) = app().await;
+    let sale = |data: &str| {
+        format!(
+            r#"{{"type":"sale.completed","occurred_at":"2026-11-01T10:00:00Z","data":{{"order_id":"o-1","amount":1999,"currency":"EUR"{data}}}}}"#
+        )
+    };
+    let deep = sale(&format!(r#","meta":{}1{}"#, "[".repeat(200), "]".repeat(200)));
+    let long = sale(&format!(r#","ref":1{}"#, "0".repeat(100_000)));
+    let huge = sale(r#","rate":1e400"#);
+    let surrogate = sale(r#","note":"\udc00""#);
+    let readable = sale("");
+    for (body, status) in [
+        (deep.as_str(), 400),
+        (long.as_str(), 400),
+        (huge.as_str(), 400),
+        (surrogate.as_str(), 400),
+        (readable.as_str(), 200),
+    ] {
+        let response = app.post_signed(body.as_bytes(), &[]).await;
+        assert_eq!(response.status(), status, "{}", &body[..body.len().min(120)]);
+        if status == 400 {
+            let error = json(response).await["error"].as_str().unwrap().to_owned();
+            assert!(error.starts_with("body is not"), "{error}");
+        }
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"webhook_handler_requests_total{source="default",outcome="rejected",reason="json_limit"} 2"#,
+        r#"webhook_handler_requests_total{source="default",outcome="rejected",reason="not_json"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line} in\n{metrics}");
+    }
+    // A Stripe body whose id sits past the depth limit is refused, not given the body hash.
+    let stripe = format!(
+        r#"{{"id":"evt_1","type":"charge.succeeded","data":{}{{"id":"x"}}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let signature = sign_stripe(b"whsec_stripe", chrono::Utc::now().timestamp(), stripe.as_bytes());
+    let response = app
+        .post(
+            "/webhooks/stripe",
+            stripe.as_bytes(),
+            &[("Stripe-Signature", &signature)],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(queued_ids(&app).await.len(), 1, "only the readable sale was queued");
 }
