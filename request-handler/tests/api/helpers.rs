@@ -89,6 +89,17 @@ impl TestApp {
         self.post("/webhook", body, &all).await
     }
 
+    /// POSTs `body` to `/webhook` with `signature` in header `name` and a new delivery id.
+    pub(crate) async fn post_signed_with(&self, body: &[u8], name: &str, signature: &str) -> reqwest::Response {
+        let delivery_id = format!("delivery-{}", testkit::unique_suffix());
+        self.post(
+            "/webhook",
+            body,
+            &[(name, signature), ("X-GitHub-Delivery", &delivery_id)],
+        )
+        .await
+    }
+
     /// Stops the handler gracefully, waits for it, and hands back the broker prefix so the
     /// test can still inspect the queues.
     pub(crate) async fn stop_and_wait(mut self) -> TestBroker {

@@ -1,12 +1,13 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`, the HMAC-SHA256 of the body; the older
-//! `X-Hub-Signature` is read only without it.
+//! `X-Hub-Signature` (`sha1=<hex>`, the HMAC-SHA1 GitHub still sends for old integrations, or
+//! `sha256=<hex>`) is read only without it. Bare hex names no algorithm and is refused.
 
 use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, required, text_key};
 use crate::config::Secret;
 
 /// The header GitHub sends with an HMAC-SHA256 signature: `sha256=<hex>`.
 pub const HUB_SIGNATURE_256: &str = "X-Hub-Signature-256";
-/// The older GitHub header: `sha256=<hex>`, `sha1=<hex>`, or bare hex (HMAC-SHA256).
+/// The older GitHub header: `sha1=<hex>` or `sha256=<hex>`.
 pub const HUB_SIGNATURE: &str = "X-Hub-Signature";
 
 pub(super) const FAMILY: Family = Family {
@@ -35,15 +36,19 @@ pub enum HubSignature {
 }
 
 impl HubSignature {
-    /// Parses `sha256=<hex>`, `sha1=<hex>` or bare `<hex>` (HMAC-SHA256).
+    /// Reads an `X-Hub-Signature-256` value: `sha256=` and 64 hex digits, nothing else.
+    pub fn parse_sha256(value: &str) -> Option<Self> {
+        match Self::parse(value)? {
+            Self::Sha256(tag) => Some(Self::Sha256(tag)),
+            Self::Sha1(_) => None,
+        }
+    }
+
+    /// Reads an `X-Hub-Signature` value: `sha1=` and 40 hex digits, or `sha256=` and 64.
     pub fn parse(value: &str) -> Option<Self> {
-        let value = value.trim();
-        let (algorithm, hex_digits) = match value.split_once('=') {
-            Some((algorithm, digits)) => (algorithm, digits),
-            None => ("sha256", value),
-        };
-        let bytes = hex::decode(hex_digits).ok()?;
-        match (algorithm.to_ascii_lowercase().as_str(), bytes.len()) {
+        let (algorithm, digits) = value.trim().split_once('=')?;
+        let bytes = hex::decode(digits).ok()?;
+        match (algorithm, bytes.len()) {
             ("sha256", 32) => Some(Self::Sha256(bytes)),
             ("sha1", 20) => Some(Self::Sha1(bytes)),
             _ => None,
@@ -59,12 +64,11 @@ fn verify(
     _now: i64,
     _tolerance: i64,
 ) -> Result<Verified, Rejection> {
-    let name = match headers.raw(HUB_SIGNATURE_256) {
-        Some(_) => HUB_SIGNATURE_256,
-        None => HUB_SIGNATURE,
+    let signature = match headers.raw(HUB_SIGNATURE_256) {
+        Some(_) => HubSignature::parse_sha256(required(headers, HUB_SIGNATURE_256)?),
+        None => HubSignature::parse(required(headers, HUB_SIGNATURE)?),
     };
-    let header = required(headers, name)?;
-    let (algorithm, tag) = match HubSignature::parse(header).ok_or(Rejection::Malformed)? {
+    let (algorithm, tag) = match signature.ok_or(Rejection::Malformed)? {
         HubSignature::Sha256(tag) => (Algorithm::Sha256, tag),
         HubSignature::Sha1(tag) => (Algorithm::Sha1, tag),
     };
@@ -127,18 +131,43 @@ mod tests {
     }
 
     #[test]
-    fn the_legacy_header_accepts_sha256_sha1_and_bare_hex() {
+    fn the_legacy_header_accepts_sha1_and_sha256() {
         let body = br#"{"zen":"Design for failure."}"#;
         let sha256 = sign_github(b"k", body);
-        let bare = sha256.trim_start_matches("sha256=").to_owned();
         // Computed independently with:
         // printf '%s' '{"zen":"Design for failure."}' | openssl dgst -sha1 -hmac k
         let sha1 = "sha1=6bc7908880721e0dd0f0ae2803783c89a2cb04bf";
-        for value in [sha256.as_str(), bare.as_str(), sha1] {
+        for value in [sha256.as_str(), sha1] {
             assert_eq!(
                 github(&[(HUB_SIGNATURE, value)], &["k"], body),
                 Ok(Verified { secret_index: 0 }),
                 "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sha256_header_takes_sha256_only_and_bare_hex_is_refused_everywhere() {
+        let body = br#"{"zen":"Design for failure."}"#;
+        let sha256 = sign_github(b"k", body);
+        let bare = sha256.trim_start_matches("sha256=").to_owned();
+        let upper = format!("sha256={}", bare.to_uppercase());
+        assert_eq!(
+            github(&[(HUB_SIGNATURE_256, &upper)], &["k"], body),
+            Ok(Verified { secret_index: 0 })
+        );
+        let sha1 = "sha1=6bc7908880721e0dd0f0ae2803783c89a2cb04bf";
+        let shouting = sha256.replace("sha256=", "SHA256=");
+        for (header, value) in [
+            (HUB_SIGNATURE_256, sha1),
+            (HUB_SIGNATURE_256, bare.as_str()),
+            (HUB_SIGNATURE_256, shouting.as_str()),
+            (HUB_SIGNATURE, bare.as_str()),
+        ] {
+            assert_eq!(
+                github(&[(header, value)], &["k"], body),
+                Err(Rejection::Malformed),
+                "{header}: {value}"
             );
         }
     }
