@@ -33,6 +33,12 @@ pub use crate::ids::{
 /// The content type of JSON messages (events from JSON sources, rejection records).
 pub const CONTENT_TYPE_JSON: &str = BodyFormat::Json.content_type();
 
+/// The earliest `received-at` an event may carry: anything before is forged or broken.
+pub const EARLIEST_RECEIVED_AT: &str = "2000-01-01T00:00:00Z";
+/// How far ahead of the consumer's clock `received-at` may be, in hours: clocks of hosts
+/// differ, a day ahead is forged or broken.
+pub const MAX_RECEIVED_AT_AHEAD_HOURS: i64 = 24;
+
 /// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}` (see [`SourceName::parse`]).
 pub fn is_valid_source_name(name: &str) -> bool {
     SourceName::parse(name).is_ok()
@@ -118,8 +124,16 @@ impl Envelope {
             .with_headers(headers)
     }
 
-    /// Reads an envelope from the properties of a delivered message.
+    /// Reads an envelope from the properties of a delivered message, checking everything the
+    /// handler checks (anyone who can publish to the broker can send one): the delivery id,
+    /// source and event type by their rules, and `received-at` between
+    /// [`EARLIEST_RECEIVED_AT`] and a day after now.
     pub fn from_properties(properties: &BasicProperties) -> Result<Self, EnvelopeError> {
+        Self::from_properties_at(properties, Utc::now())
+    }
+
+    /// [`Envelope::from_properties`] as of `now`.
+    pub fn from_properties_at(properties: &BasicProperties, now: DateTime<Utc>) -> Result<Self, EnvelopeError> {
         let headers = properties.headers().as_ref().ok_or(EnvelopeError::Missing("headers"))?;
         let content_type = properties.content_type().as_ref().map(ShortString::as_str);
         let body_format = BodyFormat::from_content_type(content_type).ok_or_else(|| {
@@ -145,10 +159,23 @@ impl Envelope {
             ));
         }
         let event_type = string_header(headers, header::EVENT_TYPE)?;
+        EventType::parse(&event_type).map_err(|why| EnvelopeError::Invalid("header event-type", why.to_string()))?;
         let received_at = string_header(headers, header::RECEIVED_AT)?;
         let received_at = DateTime::parse_from_rfc3339(&received_at)
             .map_err(|err| EnvelopeError::Invalid("header received-at", format!("{received_at:?}: {err}")))?
             .with_timezone(&Utc);
+        let earliest = DateTime::parse_from_rfc3339(EARLIEST_RECEIVED_AT)
+            .map(|at| at.with_timezone(&Utc))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if received_at < earliest || received_at > now + chrono::Duration::hours(MAX_RECEIVED_AT_AHEAD_HOURS) {
+            return Err(EnvelopeError::Invalid(
+                "header received-at",
+                format!(
+                    "{} is not between {EARLIEST_RECEIVED_AT} and {MAX_RECEIVED_AT_AHEAD_HOURS} hours from now",
+                    format_time(received_at)
+                ),
+            ));
+        }
         let retry_count = match headers.inner().get(header::RETRY_COUNT) {
             None => return Err(EnvelopeError::Missing("header retry-count")),
             Some(value) => integer(value)
@@ -349,6 +376,51 @@ mod tests {
             }
             let err = Envelope::from_properties(&properties.with_headers(headers)).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
+
+    fn with_header(name: &str, value: &str) -> BasicProperties {
+        let properties = envelope().properties();
+        let mut headers = properties.headers().clone().unwrap();
+        headers.insert(name.into(), long_string(value));
+        properties.with_headers(headers)
+    }
+
+    #[test]
+    fn what_the_handler_checks_is_checked_again_on_every_message() {
+        let now = envelope().received_at;
+        let invalid = |properties: &BasicProperties| match Envelope::from_properties_at(properties, now) {
+            Err(EnvelopeError::Invalid(what, why)) => format!("{what}: {why}"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            invalid(&with_header(header::EVENT_TYPE, "push\u{1b}[31m")),
+            "header event-type: event type contains control characters"
+        );
+        assert_eq!(
+            invalid(&with_header(header::EVENT_TYPE, &"t".repeat(129))),
+            "header event-type: event type is longer than 128 bytes"
+        );
+        assert_eq!(
+            invalid(&with_header(header::SOURCE, "Not A Source")),
+            "header source: \"Not A Source\" is not a source name ([a-z0-9_-]{1,64})"
+        );
+        assert_eq!(
+            invalid(&envelope().properties().with_message_id(ShortString::from("a "))),
+            "message_id: delivery id ends with a space"
+        );
+        assert_eq!(
+            invalid(&with_header(header::RECEIVED_AT, "9999-12-31T23:59:59Z")),
+            "header received-at: 9999-12-31T23:59:59.000000Z is not between 2000-01-01T00:00:00Z and 24 hours from now"
+        );
+        assert!(invalid(&with_header(header::RECEIVED_AT, "1999-12-31T23:59:59Z")).starts_with("header received-at: "));
+        // An event a day old (a retry, a replayed dead letter) or a little ahead is fine.
+        for at in [now - chrono::Duration::days(400), now + chrono::Duration::hours(23)] {
+            let properties = with_header(header::RECEIVED_AT, &format_time(at));
+            assert_eq!(
+                Envelope::from_properties_at(&properties, now).map(|read| read.received_at),
+                Ok(at)
+            );
         }
     }
 
