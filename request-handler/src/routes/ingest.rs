@@ -119,8 +119,9 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                     content_length: declared_length(request.headers()).map(|length| length as u64),
                 });
                 log::info!(
-                    "rejected request_id={request_id} source={shown_source:?} status={} reason={reason} latency_ms={elapsed_ms:.2}",
-                    error.status_code().as_u16()
+                    "rejected request_id={request_id} source={shown_source:?} status={} reason={reason} error={:?} latency_ms={elapsed_ms:.2}",
+                    error.status_code().as_u16(),
+                    error.to_string()
                 );
             }
             error.error_response()

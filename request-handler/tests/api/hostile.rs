@@ -220,3 +220,98 @@ async fn large_bodies_are_checked_off_the_http_worker_while_small_requests_are_s
         assert_eq!(request.await.unwrap(), 401);
     }
 }
+
+/// Writes `request` to the handler as it is and returns the status line of the answer.
+async fn send_raw(handler: &HandlerProcess, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(handler.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    // The handler may answer and close before all of it is written.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn requests_refused_before_routing_are_counted_and_not_logged_as_errors() {
+    let handler = HandlerProcess::start(&[("WEBHOOK_SECRET", SECRET)]).await;
+    // actix-web reads a request head of up to 128 KiB.
+    let huge = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n\r\n",
+        "p".repeat(200_000)
+    );
+    for (request, status) in [
+        (&b"GARBAGE\r\n\r\n"[..], "HTTP/1.1 400"),
+        (
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+        (huge.as_bytes(), "HTTP/1.1 431"),
+    ] {
+        let answer = send_raw(&handler, request).await;
+        assert!(answer.starts_with(status), "{answer:?}");
+    }
+    testkit::eventually(
+        "the refused requests to be counted",
+        Duration::from_secs(10),
+        || async {
+            let malformed = handler
+                .metric(r#"webhook_handler_refused_http_requests_total{reason="malformed"}"#)
+                .await;
+            let too_large = handler
+                .metric(r#"webhook_handler_refused_http_requests_total{reason="head_too_large"}"#)
+                .await;
+            (malformed == 2.0 && too_large == 1.0).then_some(())
+        },
+    )
+    .await;
+    let log = handler.log();
+    assert!(
+        log.lines()
+            .any(|line| line.contains(" INFO ") && line.contains("stream error: request parse error")),
+        "{log}"
+    );
+    assert!(!log.lines().any(|line| line.contains(" ERROR ")), "{log}");
+}
+
+#[tokio::test]
+async fn what_a_stranger_sends_reaches_the_log_escaped() {
+    let handler = HandlerProcess::start(&[("WEBHOOK_SECRET", SECRET)]).await;
+    // A source name is the one thing from the URL a log line shows: with a line break and a
+    // terminal escape in it, it must not start a line of its own nor reach the terminal raw.
+    let response = handler
+        .post(
+            "/webhooks/x%0A%5B2026-01-01T00:00:00Z%20ERROR%20forged%5D%1B%5B2J",
+            b"{}",
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+    let body = "{\"type\":\"x\",\"note\":\"\\n[forged] \\u001b[2J\"}";
+    let response = handler
+        .post("/webhook", body.as_bytes(), &[("X-Hub-Signature-256", "sha256=00")])
+        .await;
+    assert_eq!(response.status(), 401);
+    testkit::eventually("both rejections logged", Duration::from_secs(10), || async {
+        (handler.log().matches("rejected request_id=").count() == 2).then_some(())
+    })
+    .await;
+    let log = handler.log();
+    assert!(
+        !log.lines()
+            .any(|line| line.starts_with("[2026-01-01T00:00:00Z ERROR forged]")),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "a raw escape reached the log: {log:?}");
+    assert!(!log.contains("[forged]"), "{log}");
+    assert!(
+        log.contains(r#"source="x\n[2026-01-01T00:00:00Z ERROR forged]\u{1b}[2J""#),
+        "{log}"
+    );
+}
