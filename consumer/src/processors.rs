@@ -688,27 +688,4 @@ mod tests {
         );
         assert_eq!(run(&mapping, "sale.completed", &body), Ok(Outcome::Ignored));
     }
-
-    #[test]
-    fn a_bad_sources_file_is_one_config_error_line_naming_sources_file() {
-        let dir = std::env::temp_dir().join(format!("consumer-processors-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("sources.toml");
-        std::fs::write(
-            &path,
-            "[[source]]\nname = \"shop\"\nscheme = \"github\"\n[source.sales]\npreset = \"nope\"\n",
-        )
-        .unwrap();
-        let error = Mappings::from_file(&path).unwrap_err().to_string();
-        assert_eq!(
-            error,
-            format!(
-                "invalid configuration: SOURCES_FILE={:?}: expected a valid sources file: source \"shop\": field `sales.preset`: \"nope\" is not canonical, stripe or shopify",
-                path.display().to_string()
-            )
-        );
-        let error = Mappings::from_file(&dir.join("missing.toml")).unwrap_err().to_string();
-        assert!(error.contains("expected a readable file"), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

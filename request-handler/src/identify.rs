@@ -133,11 +133,10 @@ mod tests {
     use webhook_core::payload::{Form, read_json};
 
     fn source(delivery_id: Identity, event_type: Option<Locator>) -> Source {
-        Source {
-            delivery_id,
-            event_type,
-            ..Source::default_with(Secret::new("s"))
-        }
+        let mut source = Source::default_with(Secret::new("s"));
+        source.config.delivery_id = delivery_id;
+        source.config.event_type = event_type;
+        source
     }
 
     fn at_json(pointer: &str) -> Identity {

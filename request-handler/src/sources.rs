@@ -7,70 +7,44 @@
 //! which the README shows and a test below loads).
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
 use webhook_core::config::{ConfigError, Secret};
 use webhook_core::ids::SourceName;
-use webhook_core::payload::BodyFormat;
 use webhook_core::signature::Scheme;
-pub use webhook_core::sources::{DEFAULT_TOLERANCE_SECS, Identity, Locator};
+pub use webhook_core::sources::{Identity, Locator};
 use webhook_core::sources::{SourceConfig, SourcesError, SourcesFile, invalid_file};
 
 /// The source that `POST /webhook` posts to.
 pub const DEFAULT_SOURCE: &str = "default";
 
-/// A vendor.
+/// A vendor as the handler serves it: its configuration and its secrets, read.
 #[derive(Debug, Clone)]
 pub struct Source {
-    /// The `{source}` of `POST /webhooks/{source}`.
-    pub name: SourceName,
-    /// How its requests are signed.
-    pub scheme: Scheme,
-    /// How its bodies are encoded.
-    pub body_format: BodyFormat,
+    /// Everything the sources file says about it (`source.scheme`, `source.name`, … read
+    /// through to it).
+    pub config: SourceConfig,
     /// Secrets; the first that verifies wins.
     pub secrets: Vec<Secret>,
-    /// How its events are told apart: where the vendor's id is, the body hash, or none.
-    pub delivery_id: Identity,
-    /// Where its event type is, before the common header and JSON fields.
-    pub event_type: Option<Locator>,
-    /// How far a signed timestamp may be from now, in seconds.
-    pub tolerance_secs: i64,
-    /// A body limit below the global one, if any.
-    pub max_body_bytes: Option<usize>,
+}
+
+impl Deref for Source {
+    type Target = SourceConfig;
+
+    fn deref(&self) -> &SourceConfig {
+        &self.config
+    }
 }
 
 impl Source {
-    /// The JSON pointers its JSON bodies are read for: where its delivery id, event type and
-    /// handshake challenge are.
-    pub fn json_pointers(&self) -> Vec<&str> {
-        let id = match &self.delivery_id {
-            Identity::At(locator) => Some(locator),
-            Identity::BodyHash | Identity::None => None,
-        };
-        let located = [id, self.event_type.as_ref()]
-            .into_iter()
-            .filter_map(|locator| match locator {
-                Some(Locator::Json(pointer)) => Some(pointer.as_str()),
-                _ => None,
-            });
-        located
-            .chain(self.scheme.handshake().map(|handshake| handshake.challenge))
-            .collect()
-    }
-
     /// The single-secret setup: GitHub scheme, `WEBHOOK_SECRET`.
     pub fn default_with(secret: Secret) -> Self {
+        let name = SourceName::parse(DEFAULT_SOURCE).expect("`default` is a valid source name");
         Self {
-            name: SourceName::parse(DEFAULT_SOURCE).expect("`default` is a valid source name"),
-            scheme: Scheme::GITHUB,
-            body_format: BodyFormat::Json,
+            config: SourceConfig::new(name, Scheme::GITHUB).expect("the GitHub scheme has a place for delivery ids"),
             secrets: vec![secret],
-            delivery_id: Identity::At(Locator::Header("X-GitHub-Delivery".to_owned())),
-            event_type: Some(Locator::Header("X-GitHub-Event".to_owned())),
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
-            max_body_bytes: None,
         }
     }
 
@@ -81,14 +55,8 @@ impl Source {
         read_file: &dyn Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, SourcesError> {
         Ok(Self {
-            name: config.name.clone(),
-            scheme: config.scheme.clone(),
-            body_format: config.body_format,
             secrets: config.secrets(env, read_file)?,
-            delivery_id: config.delivery_id.clone(),
-            event_type: config.event_type.clone(),
-            tolerance_secs: config.tolerance_secs,
-            max_body_bytes: config.max_body_bytes,
+            config: config.clone(),
         })
     }
 }
@@ -105,7 +73,7 @@ impl Sources {
 
     /// Adds or replaces a source.
     pub fn insert(&mut self, source: Source) {
-        self.0.insert(source.name.clone(), Arc::new(source));
+        self.0.insert(source.config.name.clone(), Arc::new(source));
     }
 
     /// How many sources there are.
@@ -143,6 +111,7 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use webhook_core::payload::BodyFormat;
 
     fn load(text: &str) -> Result<Sources, String> {
         let env = |name: &str| (name == "NEXT_SECRET").then(|| "next".to_owned());

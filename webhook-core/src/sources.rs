@@ -156,6 +156,45 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// A JSON source of `scheme` with the scheme's places for its delivery id and event type,
+    /// the default tolerance, no secrets and the canonical sales format. A scheme without a
+    /// place for delivery ids (`hmac`) needs one set: that is the error.
+    pub fn new(name: SourceName, scheme: Scheme) -> Result<Self, SourcesError> {
+        let (delivery_id, event_type) = default_locators(&scheme, BodyFormat::Json);
+        let delivery_id = delivery_id
+            .map(Identity::At)
+            .ok_or_else(|| SourcesError::field(&name, "delivery_id", "required"))?;
+        Ok(Self {
+            name,
+            scheme,
+            body_format: BodyFormat::Json,
+            secret_refs: SecretRefs::default(),
+            delivery_id,
+            event_type,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            max_body_bytes: None,
+            sales: None,
+        })
+    }
+
+    /// The JSON pointers its JSON bodies are read for: where its delivery id, event type and
+    /// handshake challenge are.
+    pub fn json_pointers(&self) -> Vec<&str> {
+        let id = match &self.delivery_id {
+            Identity::At(locator) => Some(locator),
+            Identity::BodyHash | Identity::None => None,
+        };
+        let located = [id, self.event_type.as_ref()]
+            .into_iter()
+            .filter_map(|locator| match locator {
+                Some(Locator::Json(pointer)) => Some(pointer.as_str()),
+                _ => None,
+            });
+        located
+            .chain(self.scheme.handshake().map(|handshake| handshake.challenge))
+            .collect()
+    }
+
     /// The source's secrets, in order: `secrets`, then `secret_env` (looked up with `env`),
     /// then `secret_files` (read with `read_file`). At least one is required, none may be
     /// empty, and a `standard` source's must be `whsec_` + base64.
@@ -1185,6 +1224,29 @@ mod tests {
         let error = SourcesFile::read(&dir.join("missing.toml")).unwrap_err().to_string();
         assert!(error.contains("expected a readable file"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_source_made_in_code_takes_its_schemes_places() {
+        let name = SourceName::parse("default").unwrap();
+        let github = SourceConfig::new(name.clone(), Scheme::GITHUB).unwrap();
+        assert_eq!(
+            github.delivery_id,
+            Identity::At(Locator::Header("X-GitHub-Delivery".into()))
+        );
+        assert_eq!(github.event_type, Some(Locator::Header("X-GitHub-Event".into())));
+        assert!(github.json_pointers().is_empty());
+        let slack = SourceConfig::new(name.clone(), Scheme::SLACK).unwrap();
+        assert_eq!(slack.json_pointers(), ["/event_id", "/type", "/challenge"]);
+        let generic = crate::signature::GenericHmac {
+            header: "X-Sig".to_owned(),
+            algorithm: Algorithm::Sha256,
+            encoding: Encoding::Hex,
+            prefix: None,
+            template: None,
+            timestamp_header: None,
+        };
+        assert!(SourceConfig::new(name, Scheme::Hmac(generic)).is_err());
     }
 
     #[test]

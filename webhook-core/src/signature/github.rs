@@ -2,7 +2,7 @@
 //! `X-Hub-Signature` (`sha1=<hex>`, the HMAC-SHA1 GitHub still sends for old integrations, or
 //! `sha256=<hex>`) is read only without it. Bare hex names no algorithm and is refused.
 
-use super::{Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, required, text_key};
+use super::{Algorithm, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
 use crate::config::Secret;
 
 /// The header GitHub sends with an HMAC-SHA256 signature: `sha256=<hex>`.
@@ -57,22 +57,17 @@ impl HubSignature {
 }
 
 /// `X-Hub-Signature-256` if present (it alone decides), else `X-Hub-Signature`.
-fn verify(
-    secrets: &[Secret],
-    headers: &dyn Headers,
-    body: &[u8],
-    _now: i64,
-    _tolerance: i64,
-) -> Result<Verified, Rejection> {
-    let signature = match headers.raw(HUB_SIGNATURE_256) {
-        Some(_) => HubSignature::parse_sha256(required(headers, HUB_SIGNATURE_256)?),
-        None => HubSignature::parse(required(headers, HUB_SIGNATURE)?),
+fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let signature = if request.has(HUB_SIGNATURE_256) {
+        HubSignature::parse_sha256(request.header(HUB_SIGNATURE_256)?)
+    } else {
+        HubSignature::parse(request.header(HUB_SIGNATURE)?)
     };
     let (algorithm, tag) = match signature.ok_or(Rejection::Malformed)? {
         HubSignature::Sha256(tag) => (Algorithm::Sha256, tag),
         HubSignature::Sha1(tag) => (Algorithm::Sha1, tag),
     };
-    check(secrets, text_key, algorithm, &[body], &[tag])
+    check(secrets, text_key, algorithm, &[request.body], &[tag])
 }
 
 /// The `X-Hub-Signature-256` value for `body` under `secret`: `sha256=<hex>`.

@@ -1,7 +1,7 @@
 //! `hmac`: a configured header, algorithm, encoding, prefix and signed template, for vendors
 //! with their own convention.
 
-use super::{Algorithm, Encoding, Headers, Rejection, ToSign, Verified, check, check_timestamp, required, text_key};
+use super::{Algorithm, Encoding, Rejection, Signed, ToSign, Verified, check, text_key};
 use crate::config::Secret;
 
 /// A configurable HMAC scheme for vendors with their own convention.
@@ -22,15 +22,8 @@ pub struct GenericHmac {
     pub timestamp_header: Option<String>,
 }
 
-pub(super) fn verify(
-    scheme: &GenericHmac,
-    secrets: &[Secret],
-    headers: &dyn Headers,
-    body: &[u8],
-    now: i64,
-    tolerance: i64,
-) -> Result<Verified, Rejection> {
-    let header = required(headers, &scheme.header)?.trim();
+pub(super) fn verify(scheme: &GenericHmac, secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let header = request.header(&scheme.header)?.trim();
     let encoded = match &scheme.prefix {
         Some(prefix) => header.strip_prefix(prefix.as_str()).ok_or(Rejection::Malformed)?,
         None => header,
@@ -38,13 +31,13 @@ pub(super) fn verify(
     let tag = scheme.encoding.decode(encoded).ok_or(Rejection::Malformed)?;
     let timestamp = match &scheme.timestamp_header {
         Some(name) => {
-            let value = required(headers, name)?;
-            check_timestamp(value, now, tolerance)?;
+            let value = request.header(name)?;
+            request.timestamp(value)?;
             Some(value.trim())
         }
         None => None,
     };
-    let parts = parts(scheme.template.as_deref(), timestamp.unwrap_or_default(), body);
+    let parts = parts(scheme.template.as_deref(), timestamp.unwrap_or_default(), request.body);
     check(secrets, text_key, scheme.algorithm, &parts, &[tag])
 }
 

@@ -69,11 +69,37 @@ impl<H: Headers + ?Sized> Headers for AsDyn<'_, H> {
     }
 }
 
-/// A header a scheme needs: absent is [`Rejection::Missing`], present but not UTF-8
-/// [`Rejection::Malformed`].
-pub(crate) fn required<'h>(headers: &'h dyn Headers, name: &str) -> Result<&'h str, Rejection> {
-    let raw = headers.raw(name).ok_or(Rejection::Missing)?;
-    std::str::from_utf8(raw).map_err(|_| Rejection::Malformed)
+/// A request as a family's verification sees it.
+pub(crate) struct Signed<'a> {
+    headers: &'a dyn Headers,
+    /// The raw body.
+    pub(crate) body: &'a [u8],
+    now: i64,
+    tolerance: i64,
+}
+
+impl Signed<'_> {
+    /// Whether header `name` is there at all.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.headers.raw(name).is_some()
+    }
+
+    /// A header the scheme needs: absent is [`Rejection::Missing`], present but not UTF-8
+    /// [`Rejection::Malformed`].
+    pub(crate) fn header(&self, name: &str) -> Result<&str, Rejection> {
+        let raw = self.headers.raw(name).ok_or(Rejection::Missing)?;
+        std::str::from_utf8(raw).map_err(|_| Rejection::Malformed)
+    }
+
+    /// A signed Unix timestamp, refused when more than the tolerance from now.
+    pub(crate) fn timestamp(&self, text: &str) -> Result<i64, Rejection> {
+        let timestamp: i64 = text.trim().parse().map_err(|_| Rejection::Malformed)?;
+        if self.now.abs_diff(timestamp) > self.tolerance.unsigned_abs() {
+            Err(Rejection::Stale)
+        } else {
+            Ok(timestamp)
+        }
+    }
 }
 
 /// Why a request's signature was not accepted. Never told to the caller (who only hears
@@ -155,7 +181,7 @@ pub struct ToSign<'a> {
     pub body: &'a [u8],
 }
 
-type VerifyFn = fn(&[Secret], &dyn Headers, &[u8], i64, i64) -> Result<Verified, Rejection>;
+type VerifyFn = fn(&[Secret], &Signed<'_>) -> Result<Verified, Rejection>;
 type SignFn = fn(&str, &ToSign<'_>) -> Vec<(String, String)>;
 type CheckSecretFn = fn(&str) -> Result<(), &'static str>;
 
@@ -271,9 +297,15 @@ impl Scheme {
         tolerance: i64,
     ) -> Result<Verified, Rejection> {
         let headers = AsDyn(headers);
+        let request = Signed {
+            headers: &headers,
+            body,
+            now,
+            tolerance,
+        };
         match self {
-            Self::Vendor(family) => (family.verify)(secrets, &headers, body, now, tolerance),
-            Self::Hmac(generic) => hmac::verify(generic, secrets, &headers, body, now, tolerance),
+            Self::Vendor(family) => (family.verify)(secrets, &request),
+            Self::Hmac(generic) => hmac::verify(generic, secrets, &request),
         }
     }
 
@@ -454,16 +486,6 @@ pub(crate) fn check(
 /// The key of a secret used as it is written.
 pub(crate) fn text_key(secret: &str) -> Option<Vec<u8>> {
     Some(secret.as_bytes().to_vec())
-}
-
-/// A signed Unix timestamp, refused when more than `tolerance` seconds from `now`.
-pub(crate) fn check_timestamp(text: &str, now: i64, tolerance: i64) -> Result<i64, Rejection> {
-    let timestamp: i64 = text.trim().parse().map_err(|_| Rejection::Malformed)?;
-    if now.abs_diff(timestamp) > tolerance.unsigned_abs() {
-        Err(Rejection::Stale)
-    } else {
-        Ok(timestamp)
-    }
 }
 
 #[cfg(test)]

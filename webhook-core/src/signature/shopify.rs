@@ -1,8 +1,6 @@
 //! Shopify: `X-Shopify-Hmac-Sha256` is the base64 HMAC-SHA256 of the body.
 
-use super::{
-    Algorithm, Encoding, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, required, text_key,
-};
+use super::{Algorithm, Encoding, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
 use crate::config::Secret;
 
 /// Shopify's header.
@@ -24,16 +22,10 @@ pub(super) const FAMILY: Family = Family {
     sign,
 };
 
-fn verify(
-    secrets: &[Secret],
-    headers: &dyn Headers,
-    body: &[u8],
-    _now: i64,
-    _tolerance: i64,
-) -> Result<Verified, Rejection> {
-    let header = required(headers, SHOPIFY_HMAC)?;
+fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let header = request.header(SHOPIFY_HMAC)?;
     let tag = Encoding::Base64.decode(header.trim()).ok_or(Rejection::Malformed)?;
-    check(secrets, text_key, Algorithm::Sha256, &[body], &[tag])
+    check(secrets, text_key, Algorithm::Sha256, &[request.body], &[tag])
 }
 
 fn sign(secret: &str, request: &ToSign<'_>) -> Vec<(String, String)> {

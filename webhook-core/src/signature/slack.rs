@@ -1,10 +1,7 @@
 //! Slack: `X-Slack-Signature: v0=<hex>`, the HMAC-SHA256 of
 //! `"v0:{X-Slack-Request-Timestamp}:{body}"`; the Events API's `url_verification` handshake.
 
-use super::{
-    Algorithm, Family, Handshake, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp,
-    required, text_key,
-};
+use super::{Algorithm, Family, Handshake, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
 use crate::config::Secret;
 
 /// Slack's signature header.
@@ -33,27 +30,21 @@ pub(super) const FAMILY: Family = Family {
     sign,
 };
 
-fn verify(
-    secrets: &[Secret],
-    headers: &dyn Headers,
-    body: &[u8],
-    now: i64,
-    tolerance: i64,
-) -> Result<Verified, Rejection> {
-    let signature = required(headers, SLACK_SIGNATURE)?;
-    let timestamp = required(headers, SLACK_TIMESTAMP)?;
+fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let signature = request.header(SLACK_SIGNATURE)?;
+    let timestamp = request.header(SLACK_TIMESTAMP)?;
     let tag = signature
         .trim()
         .strip_prefix("v0=")
         .and_then(|digits| hex::decode(digits).ok())
         .ok_or(Rejection::Malformed)?;
-    check_timestamp(timestamp, now, tolerance)?;
+    request.timestamp(timestamp)?;
     let timestamp = timestamp.trim();
     check(
         secrets,
         text_key,
         Algorithm::Sha256,
-        &[b"v0:", timestamp.as_bytes(), b":", body],
+        &[b"v0:", timestamp.as_bytes(), b":", request.body],
         &[tag],
     )
 }

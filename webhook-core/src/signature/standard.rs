@@ -5,9 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{
-    Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries, required,
-};
+use super::{Algorithm, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, entries};
 use crate::config::Secret;
 
 /// Standard Webhooks' id header.
@@ -45,16 +43,10 @@ fn check_secret(secret: &str) -> Result<(), &'static str> {
         .ok_or("standard secrets are `whsec_` followed by base64")
 }
 
-fn verify(
-    secrets: &[Secret],
-    headers: &dyn Headers,
-    body: &[u8],
-    now: i64,
-    tolerance: i64,
-) -> Result<Verified, Rejection> {
-    let id = required(headers, STANDARD_ID)?;
-    let timestamp = required(headers, STANDARD_TIMESTAMP)?;
-    let header = required(headers, STANDARD_SIGNATURE)?;
+fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let id = request.header(STANDARD_ID)?;
+    let timestamp = request.header(STANDARD_TIMESTAMP)?;
+    let header = request.header(STANDARD_SIGNATURE)?;
     let signatures: Vec<Vec<u8>> = entries(header, char::is_whitespace)?
         .into_iter()
         .filter_map(|item| item.strip_prefix("v1,"))
@@ -63,12 +55,12 @@ fn verify(
     if signatures.is_empty() {
         return Err(Rejection::Malformed);
     }
-    check_timestamp(timestamp, now, tolerance)?;
+    request.timestamp(timestamp)?;
     check(
         secrets,
         standard_key,
         Algorithm::Sha256,
-        &[id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", body],
+        &[id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", request.body],
         &signatures,
     )
 }

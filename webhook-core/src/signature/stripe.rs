@@ -1,10 +1,7 @@
 //! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, the HMAC-SHA256 of
 //! `"{t}.{body}"` with the secret string as the key.
 
-use super::{
-    Algorithm, Family, Headers, Place, Places, Rejection, ToSign, Verified, check, check_timestamp, entries, required,
-    text_key,
-};
+use super::{Algorithm, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, entries, text_key};
 use crate::config::Secret;
 
 /// Stripe's header.
@@ -28,14 +25,8 @@ pub(super) const FAMILY: Family = Family {
 
 /// Entries other than `t` and `v1` (such as `v0`) are ignored, as are entries without `=` and
 /// `v1` values that are not hex; without a `t` and a hex `v1` the header is malformed.
-fn verify(
-    secrets: &[Secret],
-    headers: &dyn Headers,
-    body: &[u8],
-    now: i64,
-    tolerance: i64,
-) -> Result<Verified, Rejection> {
-    let header = required(headers, STRIPE_SIGNATURE)?;
+fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let header = request.header(STRIPE_SIGNATURE)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
     // As Stripe's own libraries read it: entries other than `t` and `v1`, entries without
@@ -55,12 +46,12 @@ fn verify(
     if signatures.is_empty() {
         return Err(Rejection::Malformed);
     }
-    check_timestamp(timestamp, now, tolerance)?;
+    request.timestamp(timestamp)?;
     check(
         secrets,
         text_key,
         Algorithm::Sha256,
-        &[timestamp.as_bytes(), b".", body],
+        &[timestamp.as_bytes(), b".", request.body],
         &signatures,
     )
 }
