@@ -150,7 +150,7 @@ pub async fn replay(broker: &BrokerSettings, selection: &Selection) -> anyhow::R
         publisher.close().await;
         anyhow::bail!(
             "cannot connect to the broker at {} within {CONNECT_TIMEOUT:?}",
-            broker.url.redacted()
+            broker.addresses.redacted()
         );
     }
     let opened = open(broker, "replay").await;
@@ -332,9 +332,9 @@ fn printable(text: &str) -> String {
 
 async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(Connection, Channel)> {
     let name = format!("consumer-dlq-{what}-{}", std::process::id());
-    let connection = broker::connect(&broker.url, &name)
+    let connection = broker::connect(&broker.addresses, &name)
         .await
-        .with_context(|| format!("cannot connect to the broker at {}", broker.url.redacted()))?;
+        .with_context(|| format!("cannot connect to the broker at {}", broker.addresses.redacted()))?;
     match connection.create_channel().await {
         Ok(channel) => Ok((connection, channel)),
         Err(error) => {

@@ -74,7 +74,7 @@ impl RejectionReader {
     }
 
     async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.broker.url, name).await?;
+        let connection = broker::connect(&self.broker.addresses, name).await?;
         let channel = connection.create_channel().await?;
         self.broker.topology.declare(&channel).await?;
         channel.basic_qos(BATCH, BasicQosOptions::default()).await?;

@@ -113,7 +113,7 @@ impl Worker {
                     let delay = backoff.next_delay();
                     log::warn!(
                         "broker consume setup failed: connection={name} url={} attempt={} error=\"{error}\" retry_in_ms={}",
-                        self.settings.broker.url.redacted(),
+                        self.settings.broker.addresses.redacted(),
                         backoff.attempts(),
                         delay.as_millis()
                     );
@@ -155,7 +155,7 @@ impl Worker {
     }
 
     async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.settings.broker.url, name).await?;
+        let connection = broker::connect(&self.settings.broker.addresses, name).await?;
         let opened = async {
             let channel = connection.create_channel().await?;
             self.settings.broker.topology.declare(&channel).await?;

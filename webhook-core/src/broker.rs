@@ -10,15 +10,16 @@
 //! recovery the delivery tags of a consuming channel start again, which breaks `multiple` acks
 //! of a batch taken before the failure.
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, watch};
 
+pub use crate::addresses::Addresses;
 use crate::config::{ConfigError, Url, Vars};
 use crate::topology::{QueueType, Topology, is_valid_prefix};
 
@@ -29,16 +30,17 @@ pub const DEFAULT_PREFIX: &str = "webhooks";
 /// Default retry delays.
 pub const DEFAULT_RETRY_DELAYS: &str = "1s,5s,30s,2m,10m";
 
-/// How long opening a connection (TCP, AMQP handshake, channels, topology) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to one address (TCP and the AMQP handshake) may take before the next
+/// address is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the supervisor looks at the connection when nothing has reported a failure.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the broker is and how the topology is named.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// `AMQP_URL`.
-    pub url: Url,
+    /// `AMQP_URL`: one node, or the nodes of a cluster.
+    pub addresses: Addresses,
     /// From `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub topology: Topology,
 }
@@ -46,14 +48,17 @@ pub struct BrokerSettings {
 impl BrokerSettings {
     /// Reads `AMQP_URL`, `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
-        let url = vars.url("AMQP_URL", DEFAULT_AMQP_URL, &["amqp"])?;
-        if let Err(why) = lapin::uri::AMQPUri::from_str(url.expose()) {
-            return Err(ConfigError::invalid(
+        let text = vars.string("AMQP_URL", DEFAULT_AMQP_URL);
+        let addresses = Addresses::parse(&text, &["amqp"]).map_err(|why| {
+            ConfigError::invalid(
                 "AMQP_URL",
-                Some(&url.redacted()),
-                format!("an AMQP URL such as {DEFAULT_AMQP_URL} ({why})"),
-            ));
-        }
+                Some(&Addresses::redact_list(&text)),
+                format!(
+                    "a URL of the form amqp://… such as {DEFAULT_AMQP_URL}, or several separated by commas \
+                     (the nodes of a cluster): {why}"
+                ),
+            )
+        })?;
         let prefix = vars.string("AMQP_PREFIX", DEFAULT_PREFIX);
         if !is_valid_prefix(&prefix) {
             return Err(ConfigError::invalid(
@@ -65,27 +70,66 @@ impl BrokerSettings {
         let queue_type: QueueType = vars.parse("QUEUE_TYPE", QueueType::Quorum, "quorum or classic")?;
         let retry_delays = vars.durations("RETRY_DELAYS", DEFAULT_RETRY_DELAYS)?;
         Ok(Self {
-            url,
+            addresses,
             topology: Topology::new(prefix, queue_type, retry_delays),
         })
     }
 }
 
-/// Why a connection could not be opened.
+/// Why no connection could be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The broker did not complete the handshake in time.
+    /// No address completed the handshake in time.
     #[error("no answer from the broker within {0:?}")]
     Timeout(Duration),
     /// The broker refused or the connection failed.
     #[error(transparent)]
     Broker(#[from] lapin::Error),
+    /// The address cannot be connected to as written.
+    #[error("{0}")]
+    Address(String),
+    /// Every address of a list failed; why, for each.
+    #[error("no broker address answered: {0}")]
+    Every(String),
 }
 
-/// Opens a connection named `name` (shown in the management UI), bounded by a deadline.
-pub async fn connect(url: &Url, name: &str) -> Result<Connection, ConnectError> {
+/// Opens a connection named `name` (shown in the management UI) to the first of `addresses`
+/// that answers, trying each within [`CONNECT_TIMEOUT`]. Returns it with the index of the
+/// address it reached.
+pub async fn connect_to(addresses: &Addresses, name: &str) -> Result<(Connection, usize), ConnectError> {
+    let order = addresses.attempt_order();
+    let mut failures = Vec::new();
+    let mut last = None;
+    for index in order {
+        match connect_one(addresses, index, name).await {
+            Ok(connection) => {
+                addresses.succeeded(index);
+                return Ok((connection, index));
+            }
+            Err(error) => {
+                addresses.failed(index);
+                if let Some(url) = addresses.get(index) {
+                    failures.push(format!("{}: {error}", url.redacted()));
+                }
+                last = Some(error);
+            }
+        }
+    }
+    match last {
+        Some(error) if failures.len() <= 1 => Err(error),
+        _ => Err(ConnectError::Every(failures.join("; "))),
+    }
+}
+
+/// [`connect_to`], for callers that need not know which address answered.
+pub async fn connect(addresses: &Addresses, name: &str) -> Result<Connection, ConnectError> {
+    connect_to(addresses, name).await.map(|(connection, _)| connection)
+}
+
+async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<Connection, ConnectError> {
+    let uri = addresses.uri(index).map_err(ConnectError::Address)?;
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url.expose(), properties)).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties)).await {
         Ok(connection) => Ok(connection?),
         Err(_) => Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
     }
@@ -185,19 +229,61 @@ pub struct Outgoing<'a> {
     pub body: &'a [u8],
 }
 
+/// How many publishes in a row may fail before the publisher calls itself not ready.
+pub const FAILURES_BEFORE_NOT_READY: u32 = 3;
+/// How long "not ready" lasts after the last failed publish when nothing succeeds meanwhile:
+/// then the publisher reports ready again, so a balancer that stopped sending gives it another
+/// try instead of leaving it out for good.
+pub const NOT_READY_FOR: Duration = Duration::from_secs(5);
+/// A channel the broker nacks is replaced at most this often.
+const REPLACE_CHANNEL_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// Channel replacements without an ack in between after which the connection itself is
+/// replaced (and the next broker address tried).
+const REPLACEMENTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Counters of what the publisher had to do, for the services' metrics.
+#[derive(Debug, Clone, Default)]
+pub struct PublisherCounters {
+    /// Publishes the broker nacked.
+    pub nacks: Counter,
+    /// Channels replaced after nacks.
+    pub channels_replaced: Counter,
+    /// Connections opened after the first (reconnects after a loss or a replacement).
+    pub reconnects: Counter,
+}
+
+/// One confirm-mode channel of a connection, replaceable while publishes use the others.
+struct Slot {
+    channel: RwLock<Channel>,
+    /// Serialises replacements, and remembers when the last one was.
+    replaced_at: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
 struct Link {
     connection: Connection,
-    channels: Vec<Channel>,
+    /// The index of the broker address it reached.
+    address: usize,
+    slots: Vec<Slot>,
+    /// Replacements since the last ack on any channel.
+    futile_replacements: AtomicU32,
+    /// Set when the channels are replaced in vain: the supervisor then opens a new connection.
+    condemned: AtomicBool,
 }
 
 impl Link {
-    fn usable(&self) -> bool {
-        let status = self.connection.status();
-        status.connected() && self.channels.iter().all(|channel| channel.status().connected())
+    fn channel(&self, index: usize) -> Channel {
+        self.slots[index]
+            .channel
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    fn ready(&self) -> bool {
-        self.usable() && !self.connection.status().blocked()
+    fn usable(&self) -> bool {
+        let status = self.connection.status();
+        status.connected()
+            && !self.condemned.load(Ordering::SeqCst)
+            && (0..self.slots.len()).all(|index| self.channel(index).status().connected())
     }
 }
 
@@ -211,6 +297,33 @@ struct Inner {
     check: Notify,
     closing: AtomicBool,
     connected: watch::Sender<bool>,
+    /// Publishes in a row that were not confirmed.
+    failures_in_a_row: AtomicU32,
+    /// When the last publish failed, as milliseconds since `epoch`.
+    last_failure_ms: AtomicU64,
+    epoch: tokio::time::Instant,
+    counters: PublisherCounters,
+}
+
+impl Inner {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn publish_failed(&self) {
+        self.failures_in_a_row.fetch_add(1, Ordering::SeqCst);
+        self.last_failure_ms.store(self.millis(), Ordering::SeqCst);
+    }
+
+    /// Whether recent publishes keep failing: [`FAILURES_BEFORE_NOT_READY`] in a row, the last
+    /// less than [`NOT_READY_FOR`] ago.
+    fn failing(&self) -> bool {
+        self.failures_in_a_row.load(Ordering::SeqCst) >= FAILURES_BEFORE_NOT_READY
+            && self
+                .millis()
+                .saturating_sub(self.last_failure_ms.load(Ordering::SeqCst))
+                < NOT_READY_FOR.as_millis() as u64
+    }
 }
 
 /// A reconnecting, confirming publisher; cheap to clone and share between tasks.
@@ -225,6 +338,28 @@ impl std::fmt::Debug for Publisher {
             .field("name", &self.inner.name)
             .field("ready", &self.is_ready())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why the publisher is not ready, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// No usable connection.
+    Disconnected,
+    /// The broker blocks publishers (a resource alarm).
+    Blocked,
+    /// Connected, but the last publishes were not confirmed (nacked, timed out).
+    Failing,
+}
+
+impl NotReady {
+    /// A short label: `disconnected`, `blocked` or `failing`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Blocked => "blocked",
+            Self::Failing => "failing",
+        }
     }
 }
 
@@ -245,21 +380,47 @@ impl Publisher {
             check: Notify::new(),
             closing: AtomicBool::new(false),
             connected,
+            failures_in_a_row: AtomicU32::new(0),
+            last_failure_ms: AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+            counters: PublisherCounters::default(),
         });
         tokio::spawn(supervise(Arc::clone(&inner)));
         Self { inner }
     }
 
-    /// True when the connection and every channel are open and the broker is not blocking
-    /// publishers (resource alarm).
-    pub fn is_ready(&self) -> bool {
-        self.current_link().is_some_and(|link| link.ready())
+    /// What it counts (nacks, replaced channels, reconnects), to register with a service's
+    /// metrics.
+    pub fn counters(&self) -> &PublisherCounters {
+        &self.inner.counters
     }
 
-    /// True when the connection is blocked by a broker resource alarm.
-    pub fn is_blocked(&self) -> bool {
-        self.current_link()
-            .is_some_and(|link| link.connection.status().blocked())
+    /// Ready when connected with every channel open, not blocked by a broker resource alarm,
+    /// and not failing (see [`Publisher::not_ready`]).
+    pub fn is_ready(&self) -> bool {
+        self.not_ready().is_none()
+    }
+
+    /// Why it is not ready, if it is not: no usable connection; the broker blocks publishers;
+    /// or [`FAILURES_BEFORE_NOT_READY`] publishes in a row were not confirmed, the last less
+    /// than [`NOT_READY_FOR`] ago (the next confirm makes it ready at once).
+    pub fn not_ready(&self) -> Option<NotReady> {
+        let Some(link) = self.current_link().filter(|link| link.usable()) else {
+            return Some(NotReady::Disconnected);
+        };
+        if link.connection.status().blocked() {
+            Some(NotReady::Blocked)
+        } else if self.inner.failing() {
+            Some(NotReady::Failing)
+        } else {
+            None
+        }
+    }
+
+    /// The broker address (redacted) of the current connection, if there is one.
+    pub fn connected_to(&self) -> Option<String> {
+        let link = self.current_link()?;
+        self.inner.settings.addresses.get(link.address).map(Url::redacted)
     }
 
     /// Waits until connected (or until `deadline` passes); returns whether it is connected.
@@ -272,14 +433,27 @@ impl Publisher {
 
     /// Publishes `message` (mandatory) and waits for the broker's confirm, all within the
     /// confirm timeout. `Ok` only for a plain ack.
+    ///
+    /// A nack replaces the channel it came on (at most once a second per channel; see
+    /// [`PublisherCounters`]): a RabbitMQ 3.10 channel can nack every publish after the node of
+    /// a quorum queue's leader is lost, while a fresh channel works. Replacements that do not
+    /// help replace the connection.
     pub async fn publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
+        let result = self.try_publish(message, properties).await;
+        match &result {
+            Ok(()) => self.inner.failures_in_a_row.store(0, Ordering::SeqCst),
+            Err(_) => self.inner.publish_failed(),
+        }
+        result
+    }
+
+    async fn try_publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
         let Some(link) = self.current_link().filter(|link| link.usable()) else {
             self.inner.check.notify_one();
             return Err(PublishError::NotConnected);
         };
-        let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
-        let channel = link.channels[index].clone();
-        drop(link);
+        let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.slots.len();
+        let channel = link.channel(index);
 
         let options = BasicPublishOptions {
             mandatory: true,
@@ -299,9 +473,16 @@ impl Publisher {
         })
         .await;
         match confirmed {
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(None))) => {
+                link.futile_replacements.store(0, Ordering::SeqCst);
+                Ok(())
+            }
             Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
+            Ok(Ok(Confirmation::Nack(_))) => {
+                self.inner.counters.nacks.inc();
+                tokio::spawn(replace_channel(Arc::clone(&self.inner), link, index, channel));
+                Err(PublishError::Nacked)
+            }
             Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::NotConfirmed),
             Ok(Err(error)) => {
                 self.inner.check.notify_one();
@@ -338,9 +519,67 @@ impl Publisher {
     }
 }
 
+/// Replaces channel `index` of `link` after `nacked` was nacked, unless it was replaced less
+/// than a second ago; after [`REPLACEMENTS_BEFORE_RECONNECT`] replacements without an ack in
+/// between, condemns the connection instead.
+async fn replace_channel(inner: Arc<Inner>, link: Arc<Link>, index: usize, nacked: Channel) {
+    let slot = &link.slots[index];
+    let Ok(mut replaced_at) = slot.replaced_at.try_lock() else {
+        return; // Another nack on this channel is replacing it.
+    };
+    if replaced_at.is_some_and(|at| at.elapsed() < REPLACE_CHANNEL_AT_MOST_EVERY) {
+        return;
+    }
+    if link.channel(index).id() != nacked.id() || !link.connection.status().connected() {
+        return; // Replaced already, or the connection is going anyway.
+    }
+    *replaced_at = Some(tokio::time::Instant::now());
+    let futile = link.futile_replacements.fetch_add(1, Ordering::SeqCst) + 1;
+    if futile > REPLACEMENTS_BEFORE_RECONNECT {
+        log::warn!(
+            "broker keeps nacking on fresh channels: connection={} replacements={}; reconnecting",
+            inner.name,
+            futile - 1
+        );
+        link.condemned.store(true, Ordering::SeqCst);
+        inner.check.notify_one();
+        return;
+    }
+    let opened = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let channel = link.connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok::<_, lapin::Error>(channel)
+    })
+    .await;
+    match opened {
+        Ok(Ok(channel)) => {
+            *slot.channel.write().unwrap_or_else(std::sync::PoisonError::into_inner) = channel;
+            inner.counters.channels_replaced.inc();
+            log::warn!(
+                "broker nacked a publish: connection={} channel={} replaced by a fresh channel",
+                inner.name,
+                nacked.id()
+            );
+            // Publishes still waiting on the old channel get their confirms before it closes.
+            let _ = tokio::time::timeout(inner.confirm_timeout, nacked.close(200, "OK".into())).await;
+        }
+        failed => {
+            log::warn!(
+                "broker nacked a publish and no fresh channel could be opened: connection={} error={failed:?}; reconnecting",
+                inner.name
+            );
+            link.condemned.store(true, Ordering::SeqCst);
+            inner.check.notify_one();
+        }
+    }
+}
+
+/// How long closing a channel or connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn close_link(link: &Link) {
     if link.connection.status().connected() {
-        let closed = tokio::time::timeout(Duration::from_secs(2), link.connection.close(200, "OK".into())).await;
+        let closed = tokio::time::timeout(CLOSE_TIMEOUT, link.connection.close(200, "OK".into())).await;
         if let Ok(Err(error)) = closed {
             log::debug!("closing the broker connection: {error}");
         }
@@ -348,15 +587,39 @@ async fn close_link(link: &Link) {
 }
 
 async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
-    let connection = connect(&inner.settings.url, &inner.name).await?;
-    let mut channels = Vec::with_capacity(inner.channel_count);
-    for _ in 0..inner.channel_count {
-        let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        channels.push(channel);
+    let (connection, address) = connect_to(&inner.settings.addresses, &inner.name).await?;
+    let opened = async {
+        let mut slots = Vec::with_capacity(inner.channel_count);
+        for _ in 0..inner.channel_count {
+            let channel = connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            slots.push(Slot {
+                channel: RwLock::new(channel),
+                replaced_at: tokio::sync::Mutex::new(None),
+            });
+        }
+        let first = slots[0]
+            .channel
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        inner.settings.topology.declare(&first).await?;
+        Ok::<_, lapin::Error>(slots)
     }
-    inner.settings.topology.declare(&channels[0]).await?;
-    Ok(Link { connection, channels })
+    .await;
+    match opened {
+        Ok(slots) => Ok(Link {
+            connection,
+            address,
+            slots,
+            futile_replacements: AtomicU32::new(0),
+            condemned: AtomicBool::new(false),
+        }),
+        Err(error) => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            Err(error.into())
+        }
+    }
 }
 
 /// While reconnecting, how soon after a failed attempt a publish may ask for the next one.
@@ -364,19 +627,22 @@ const EARLY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 async fn supervise(inner: Arc<Inner>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut connections = 0u64;
+    // Connecting to each address, then channels and the topology.
+    let open_timeout = CONNECT_TIMEOUT * (u32::try_from(inner.settings.addresses.len()).unwrap_or(u32::MAX) + 1);
     while !inner.closing.load(Ordering::SeqCst) {
-        let link = match tokio::time::timeout(CONNECT_TIMEOUT * 2, open_link(&inner)).await {
+        let link = match tokio::time::timeout(open_timeout, open_link(&inner)).await {
             Ok(Ok(link)) => Arc::new(link),
             failed => {
                 let error = match failed {
                     Ok(Err(error)) => error.to_string(),
-                    _ => format!("no answer within {:?}", CONNECT_TIMEOUT * 2),
+                    _ => format!("no answer within {open_timeout:?}"),
                 };
                 let delay = backoff.next_delay();
                 log::warn!(
                     "broker connect failed: connection={} url={} attempt={} error=\"{error}\" retry_in_ms={}",
                     inner.name,
-                    inner.settings.url.redacted(),
+                    inner.settings.addresses.redacted(),
                     backoff.attempts(),
                     delay.as_millis()
                 );
@@ -403,10 +669,19 @@ async fn supervise(inner: Arc<Inner>) {
             close_link(&link).await;
             break;
         }
+        connections += 1;
+        if connections > 1 {
+            inner.counters.reconnects.inc();
+        }
         log::info!(
             "broker connected: connection={} url={} after_attempts={}",
             inner.name,
-            inner.settings.url.redacted(),
+            inner
+                .settings
+                .addresses
+                .get(link.address)
+                .map(Url::redacted)
+                .unwrap_or_default(),
             backoff.attempts()
         );
         backoff.reset();
@@ -462,7 +737,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let settings = settings(&[]).unwrap();
-        assert_eq!(settings.url.expose(), DEFAULT_AMQP_URL);
+        assert_eq!(settings.addresses.redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
         assert_eq!(settings.topology.prefix(), "webhooks");
         assert_eq!(settings.topology.retry_delays().len(), 5);
     }

@@ -8,9 +8,11 @@
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
+//! - [`addresses`]: the broker's addresses (one node or a cluster), tried in turn.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 
+pub mod addresses;
 pub mod broker;
 pub mod config;
 pub mod envelope;

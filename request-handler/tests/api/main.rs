@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod broker_addresses;
 mod broker_outage;
 mod helpers;
 mod ingest;
