@@ -93,10 +93,71 @@ pub enum ConnectError {
     Every(String),
 }
 
+/// How long closing a channel or connection cleanly may take.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to the broker that can always be ended.
+///
+/// [`BrokerConnection::close`] closes it cleanly and, when the broker does not finish the close
+/// in time, cuts its socket. RabbitMQ 3.10 can leave a channel of a quorum queue stuck after a
+/// lost majority, still holding its unacknowledged deliveries, so that the clean close never
+/// completes; a cut socket ends the connection on the broker's side and every delivery it held
+/// goes back to the queue. Dropping it cuts the socket too. It derefs to [`lapin::Connection`].
+pub struct BrokerConnection {
+    connection: Connection,
+    /// A duplicate of the connection's socket, to shut it down.
+    socket: std::net::TcpStream,
+}
+
+impl std::fmt::Debug for BrokerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConnection")
+            .field("peer", &self.socket.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for BrokerConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl BrokerConnection {
+    /// Closes the connection cleanly within [`CLOSE_TIMEOUT`], then cuts its socket whatever
+    /// came of that.
+    pub async fn close(&self) {
+        if self.connection.status().connected() {
+            match tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close(200, "OK".into())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => log::debug!("closing a broker connection: {error}"),
+                Err(_) => log::warn!(
+                    "a broker connection did not close within {CLOSE_TIMEOUT:?}; cutting its socket so the broker \
+                     gives back what it held"
+                ),
+            }
+        }
+        self.cut();
+    }
+
+    /// Shuts the socket down at once: the broker sees the connection end.
+    pub fn cut(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Drop for BrokerConnection {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
 /// Opens a connection named `name` (shown in the management UI) to the first of `addresses`
 /// that answers, trying each within [`CONNECT_TIMEOUT`]. Returns it with the index of the
 /// address it reached.
-pub async fn connect_to(addresses: &Addresses, name: &str) -> Result<(Connection, usize), ConnectError> {
+pub async fn connect_to(addresses: &Addresses, name: &str) -> Result<(BrokerConnection, usize), ConnectError> {
     let order = addresses.attempt_order();
     let mut failures = Vec::new();
     let mut last = None;
@@ -122,16 +183,51 @@ pub async fn connect_to(addresses: &Addresses, name: &str) -> Result<(Connection
 }
 
 /// [`connect_to`], for callers that need not know which address answered.
-pub async fn connect(addresses: &Addresses, name: &str) -> Result<Connection, ConnectError> {
+pub async fn connect(addresses: &Addresses, name: &str) -> Result<BrokerConnection, ConnectError> {
     connect_to(addresses, name).await.map(|(connection, _)| connection)
 }
 
-async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<Connection, ConnectError> {
+async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<BrokerConnection, ConnectError> {
     let uri = addresses.uri(index).map_err(ConnectError::Address)?;
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect_uri(uri, properties)).await {
-        Ok(connection) => Ok(connection?),
-        Err(_) => Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
+    // The client opens the socket itself (as lapin's own connector does), keeping a duplicate
+    // of it: see BrokerConnection.
+    let socket: Arc<std::sync::Mutex<Option<std::net::TcpStream>>> = Arc::default();
+    let kept = Arc::clone(&socket);
+    let runtime = lapin::runtime::default_runtime()?;
+    let connecting = Connection::connector(
+        uri,
+        runtime,
+        async move |uri: lapin::uri::AMQPUri, _runtime| {
+            let stream = tokio::net::TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
+            stream.set_nodelay(true)?;
+            let stream = stream.into_std()?;
+            let duplicate = stream.try_clone()?;
+            *kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(duplicate);
+            let stream = tokio::net::TcpStream::from_std(stream)?;
+            let stream = lapin::tcp::AsyncTcpStream::Plain(async_compat::Compat::new(stream));
+            Ok(match uri.scheme {
+                lapin::uri::AMQPScheme::AMQP => stream,
+                lapin::uri::AMQPScheme::AMQPS => {
+                    stream
+                        .into_tls(&uri.authority.host, lapin::tcp::OwnedTLSConfig::default().as_ref())
+                        .await?
+                }
+            })
+        },
+        properties,
+    );
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(connection) => connection?,
+        Err(_) => return Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
+    };
+    let socket = socket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    match socket {
+        Some(socket) => Ok(BrokerConnection { connection, socket }),
+        None => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            Err(ConnectError::Address("the connection has no socket".to_owned()))
+        }
     }
 }
 
@@ -260,7 +356,7 @@ struct Slot {
 }
 
 struct Link {
-    connection: Connection,
+    connection: BrokerConnection,
     /// The index of the broker address it reached.
     address: usize,
     slots: Vec<Slot>,
@@ -574,16 +670,8 @@ async fn replace_channel(inner: Arc<Inner>, link: Arc<Link>, index: usize, nacke
     }
 }
 
-/// How long closing a channel or connection may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
 async fn close_link(link: &Link) {
-    if link.connection.status().connected() {
-        let closed = tokio::time::timeout(CLOSE_TIMEOUT, link.connection.close(200, "OK".into())).await;
-        if let Ok(Err(error)) = closed {
-            log::debug!("closing the broker connection: {error}");
-        }
-    }
+    link.connection.close().await;
 }
 
 async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
@@ -616,7 +704,7 @@ async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
             condemned: AtomicBool::new(false),
         }),
         Err(error) => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            connection.close().await;
             Err(error.into())
         }
     }
