@@ -275,9 +275,10 @@ fn describe_tls(failure: &tls::HandshakeFailure, url: &BrokerUrl) -> String {
     }
 }
 
-/// Opens a connection to `url` named `name` (shown in the management UI), bounded by a
-/// deadline. One call is one attempt at one broker.
+/// Opens a connection to `url` named `name` (shown in the management UI, followed by this
+/// host's name), bounded by a deadline. One call is one attempt at one broker.
 pub async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection, ConnectError> {
+    let name = format!("{name} host={}", crate::service::hostname());
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     let connecting = Connection::connect_with_config(
         url.expose(),
