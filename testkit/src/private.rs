@@ -389,9 +389,13 @@ impl PrivateMariaDb {
         let ca_file = dir.write("ca.pem", ca.pem());
         let (cert_file, key_file) = server.write(&dir, "server");
         let data = dir.path().join("data");
+        // Temporary tables of its own: /tmp is shared with every other process on the machine.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let installed = Command::new("mariadb-install-db")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--user=root",
                 "--auth-root-authentication-method=normal",
@@ -411,6 +415,7 @@ impl PrivateMariaDb {
             .current_dir(dir.path())
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", dir.path().join("mariadb.sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("mariadb.pid").display()))
             .arg(format!("--port={port}"))
