@@ -16,10 +16,13 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{ConfigError, Url, Vars};
+use crate::tls::{self, Failure};
 use crate::topology::{QueueType, Topology, is_valid_prefix};
 
 /// Default broker URL.
@@ -29,7 +32,7 @@ pub const DEFAULT_PREFIX: &str = "webhooks";
 /// Default retry delays.
 pub const DEFAULT_RETRY_DELAYS: &str = "1s,5s,30s,2m,10m";
 
-/// How long opening a connection (TCP, AMQP handshake, channels, topology) may take.
+/// How long opening a connection (TCP, TLS, AMQP handshake, channels, topology) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the supervisor looks at the connection when nothing has reported a failure.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(250);
@@ -37,23 +40,20 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Where the broker is and how the topology is named.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// `AMQP_URL`.
-    pub url: Url,
+    /// `AMQP_URL`, with the TLS settings (`AMQP_CA_FILE`, `AMQP_CLIENT_CERT`, `AMQP_CLIENT_KEY`)
+    /// that go with an `amqps://` URL.
+    pub url: BrokerUrl,
     /// From `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub topology: Topology,
 }
 
 impl BrokerSettings {
-    /// Reads `AMQP_URL`, `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
+    /// Reads `AMQP_URL`, `AMQP_CA_FILE`, `AMQP_CLIENT_CERT`, `AMQP_CLIENT_KEY`, `AMQP_PREFIX`,
+    /// `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
-        let url = vars.url("AMQP_URL", DEFAULT_AMQP_URL, &["amqp"])?;
-        if let Err(why) = lapin::uri::AMQPUri::from_str(url.expose()) {
-            return Err(ConfigError::invalid(
-                "AMQP_URL",
-                Some(&url.redacted()),
-                format!("an AMQP URL such as {DEFAULT_AMQP_URL} ({why})"),
-            ));
-        }
+        let url = vars.url("AMQP_URL", DEFAULT_AMQP_URL, &["amqp", "amqps"])?;
+        let tls = BrokerTls::from_vars(vars)?;
+        let url = BrokerUrl::new(url, tls)?;
         let prefix = vars.string("AMQP_PREFIX", DEFAULT_PREFIX);
         if !is_valid_prefix(&prefix) {
             return Err(ConfigError::invalid(
@@ -71,22 +71,224 @@ impl BrokerSettings {
     }
 }
 
-/// Why a connection could not be opened.
+/// The TLS settings for `amqps://` connections, read (and checked) once at start.
+///
+/// Certificates are verified against the system's CA certificates and, when `AMQP_CA_FILE` is
+/// set, the CAs in that file as well. `AMQP_CLIENT_CERT` and `AMQP_CLIENT_KEY` (both or
+/// neither) present a client certificate, for brokers that ask for one (with
+/// `?auth_mechanism=external` in the URL the certificate is also the login).
+#[derive(Clone, Default)]
+pub struct BrokerTls {
+    config: OwnedTLSConfig,
+    ca_file: Option<String>,
+    client_cert: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTls")
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerTls {
+    /// Reads `AMQP_CA_FILE`, `AMQP_CLIENT_CERT` and `AMQP_CLIENT_KEY`; each file must be a
+    /// readable PEM file of the right kind.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let ca_file = vars.get("AMQP_CA_FILE");
+        let cert_chain = ca_file
+            .as_deref()
+            .map(|path| tls::certificates_in("AMQP_CA_FILE", path))
+            .transpose()?;
+        let client_cert = vars.get("AMQP_CLIENT_CERT");
+        let identity = match (&client_cert, vars.get("AMQP_CLIENT_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: tls::certificates_in("AMQP_CLIENT_CERT", cert)?.into_bytes(),
+                key: tls::private_key_in("AMQP_CLIENT_KEY", &key)?.into_bytes(),
+            }),
+            (Some(cert), None) => {
+                return Err(ConfigError::invalid(
+                    "AMQP_CLIENT_CERT",
+                    Some(cert),
+                    "AMQP_CLIENT_KEY to be set as well (the client certificate's private key)",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::invalid(
+                    "AMQP_CLIENT_KEY",
+                    Some(&key),
+                    "AMQP_CLIENT_CERT to be set as well (the certificate that goes with the key)",
+                ));
+            }
+        };
+        Ok(Self {
+            config: OwnedTLSConfig { identity, cert_chain },
+            ca_file,
+            client_cert,
+        })
+    }
+}
+
+/// One broker to connect to: its URL and the TLS settings for it. `Debug` and
+/// [`BrokerUrl::redacted`] hide the password.
+#[derive(Debug, Clone)]
+pub struct BrokerUrl {
+    url: Url,
+    tls: Arc<BrokerTls>,
+}
+
+impl BrokerUrl {
+    /// Checks that lapin accepts `url` and that TLS settings come only with `amqps://`.
+    pub fn new(url: Url, tls: BrokerTls) -> Result<Self, ConfigError> {
+        let parsed = AMQPUri::from_str(url.expose()).map_err(|why| {
+            ConfigError::invalid(
+                "AMQP_URL",
+                Some(&url.redacted()),
+                format!("an AMQP URL such as {DEFAULT_AMQP_URL} or amqps://user:password@host:5671/%2f ({why})"),
+            )
+        })?;
+        let tls_setting = (tls.ca_file.as_ref().map(|path| ("AMQP_CA_FILE", path)))
+            .or_else(|| tls.client_cert.as_ref().map(|path| ("AMQP_CLIENT_CERT", path)));
+        if parsed.scheme == AMQPScheme::AMQP
+            && let Some((variable, value)) = tls_setting
+        {
+            return Err(ConfigError::invalid(
+                variable,
+                Some(value),
+                format!(
+                    "an amqps:// AMQP_URL: it is only used for TLS, and AMQP_URL={} is amqp://",
+                    url.redacted()
+                ),
+            ));
+        }
+        Ok(Self {
+            url,
+            tls: Arc::new(tls),
+        })
+    }
+
+    /// The full URL, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        self.url.redacted()
+    }
+
+    /// Whether connections use TLS (`amqps://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.expose().starts_with("amqps://")
+    }
+}
+
+/// Why a connection could not be opened. `Display` is one line that names the setting to look
+/// at.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The broker did not complete the handshake in time.
     #[error("no answer from the broker within {0:?}")]
     Timeout(Duration),
+    /// The TLS handshake failed.
+    #[error("{0}")]
+    Tls(String),
+    /// The broker refused the login.
+    #[error("{0}")]
+    AccessRefused(String),
     /// The broker refused or the connection failed.
     #[error(transparent)]
     Broker(#[from] lapin::Error),
 }
 
-/// Opens a connection named `name` (shown in the management UI), bounded by a deadline.
-pub async fn connect(url: &Url, name: &str) -> Result<Connection, ConnectError> {
+impl ConnectError {
+    fn explain(error: lapin::Error, url: &BrokerUrl) -> Self {
+        if let ErrorKind::IOError(io) = error.kind()
+            && let Some(failure) = tls::handshake_failure(io.as_ref())
+        {
+            return Self::Tls(describe_tls(&failure, url));
+        }
+        // With TLS 1.3 the broker checks the client's certificate after the client has finished
+        // its side of the handshake; it then sends an alert and closes, and the client often
+        // sees only the reset.
+        if let ErrorKind::IOError(io) = error.kind()
+            && url.is_tls()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            let redacted = url.redacted();
+            return Self::Tls(match &url.tls.client_cert {
+                Some(path) => format!(
+                    "AMQP_CLIENT_CERT={path:?}: the broker at {redacted} closed the connection right after the TLS handshake: it may have refused the client certificate ({io})"
+                ),
+                None => format!(
+                    "AMQP_CLIENT_CERT: the broker at {redacted} closed the connection right after the TLS handshake: if it asks for client certificates, set AMQP_CLIENT_CERT and AMQP_CLIENT_KEY ({io})"
+                ),
+            });
+        }
+        if let ErrorKind::ProtocolError(amqp) = error.kind()
+            && amqp.get_id() == 403
+        {
+            return Self::AccessRefused(format!(
+                "AMQP_URL={}: the broker refused the user name or password ({amqp})",
+                url.redacted()
+            ));
+        }
+        Self::Broker(error)
+    }
+}
+
+fn describe_tls(failure: &tls::HandshakeFailure, url: &BrokerUrl) -> String {
+    let ca = match &url.tls.ca_file {
+        Some(path) => format!("AMQP_CA_FILE={path:?} or the system's CA certificates"),
+        None => "the system's CA certificates (AMQP_CA_FILE is not set)".to_owned(),
+    };
+    let redacted = url.redacted();
+    match failure.failure {
+        Failure::UntrustedCertificate => {
+            format!("AMQP_CA_FILE: the broker's TLS certificate at {redacted} is signed by no CA in {ca} ({failure})")
+        }
+        Failure::Expired => format!("AMQP_URL={redacted}: the broker's TLS certificate has expired ({failure})"),
+        Failure::NotValidYet => {
+            format!("AMQP_URL={redacted}: the broker's TLS certificate is not valid yet ({failure})")
+        }
+        Failure::WrongHost => format!(
+            "AMQP_URL={redacted}: the broker's TLS certificate is not issued for the host in AMQP_URL ({failure})"
+        ),
+        Failure::ClientCertificateRefused => match &url.tls.client_cert {
+            Some(path) => format!("AMQP_CLIENT_CERT={path:?}: the broker refused the client certificate ({failure})"),
+            None => format!(
+                "AMQP_CLIENT_CERT: the broker at {redacted} wants a client certificate; set AMQP_CLIENT_CERT and AMQP_CLIENT_KEY ({failure})"
+            ),
+        },
+        Failure::NotTls => format!(
+            "AMQP_URL={redacted}: what answers there does not speak TLS (amqps:// is usually port 5671) ({failure})"
+        ),
+        Failure::Other => format!("AMQP_URL={redacted}: the TLS handshake failed ({failure})"),
+    }
+}
+
+/// Opens a connection to `url` named `name` (shown in the management UI, followed by this
+/// host's name), bounded by a deadline. One call is one attempt at one broker.
+pub async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection, ConnectError> {
+    let name = format!("{name} host={}", crate::service::hostname());
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url.expose(), properties)).await {
-        Ok(connection) => Ok(connection?),
+    let connecting = Connection::connect_with_config(
+        url.expose(),
+        properties,
+        url.tls.config.clone(),
+        lapin::runtime::default_runtime()?,
+    );
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(error)) => Err(ConnectError::explain(error, url)),
         Err(_) => Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
     }
 }
@@ -483,5 +685,27 @@ mod tests {
         );
         let error = settings(&[("RETRY_DELAYS", "1s,soon")]).unwrap_err();
         assert_eq!(error.variable(), "RETRY_DELAYS");
+    }
+
+    #[test]
+    fn amqps_urls_are_accepted_and_tls_files_need_one() {
+        let tls = settings(&[("AMQP_URL", "amqps://user:pw@broker.example:5671/%2f")]).unwrap();
+        assert!(tls.url.is_tls());
+        assert!(!format!("{:?}", tls.url).contains("pw@"));
+
+        let error = settings(&[("AMQP_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CA_FILE");
+        assert!(error.to_string().contains("expected an amqps:// AMQP_URL"), "{error}");
+
+        let amqps = ("AMQP_URL", "amqps://broker/%2f");
+        let error = settings(&[amqps, ("AMQP_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CA_FILE");
+        let error = settings(&[amqps, ("AMQP_CLIENT_CERT", "/nonexistent/client.pem")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: AMQP_CLIENT_CERT=\"/nonexistent/client.pem\": expected AMQP_CLIENT_KEY to be set as well (the client certificate's private key)"
+        );
+        let error = settings(&[amqps, ("AMQP_CLIENT_KEY", "/nonexistent/client.key")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CLIENT_KEY");
     }
 }

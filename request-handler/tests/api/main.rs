@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker_outage;
+mod broker_tls;
 mod helpers;
 mod ingest;
 mod schemes;
