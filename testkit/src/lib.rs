@@ -4,13 +4,16 @@
 //! goes out of scope, [`TestBroker`] hands out a unique `AMQP_PREFIX` and deletes that prefix's
 //! queues and exchanges at the end. [`TcpProxy`] sits between a service and the broker or
 //! database so a test can cut the connection and restore it. [`eventually`] polls with a
-//! deadline instead of sleeping.
+//! deadline instead of sleeping. [`private`] starts RabbitMQ and MariaDB servers of a test's
+//! own, with TLS and certificates made for the test.
 //!
 //! The services are found through `TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`)
 //! and `TEST_DATABASE_URL` (default `mysql://root@127.0.0.1:3306`, a server URL without a
 //! database name).
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod private;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use lapin::uri::AMQPUri;
 
+use crate::broker::BrokerUrl;
 use crate::config::Url;
 
 /// The heartbeat asked for when a URL sets none, in seconds: a node that goes silent (a
@@ -32,7 +33,7 @@ pub struct Addresses {
 }
 
 struct Inner {
-    urls: Vec<Url>,
+    urls: Vec<BrokerUrl>,
     /// The entry the next connection starts at (modulo the count).
     next: AtomicUsize,
     /// Per entry: when its last connect failed, as milliseconds since `epoch` plus one (0: never).
@@ -47,10 +48,10 @@ impl std::fmt::Debug for Addresses {
 }
 
 impl Addresses {
-    /// Parses `AMQP_URL`: one URL, or several separated by commas. Each must be a URL with one
-    /// of `schemes` that the AMQP client can read; the error names the entry (its password
-    /// hidden) and why.
-    pub fn parse(text: &str, schemes: &[&str]) -> Result<Self, String> {
+    /// Splits `AMQP_URL` into its entries: one URL, or several separated by commas. Each must
+    /// be a URL with one of `schemes` that the AMQP client can read; the error names the entry
+    /// (its password hidden) and why.
+    pub fn parse_list(text: &str, schemes: &[&str]) -> Result<Vec<Url>, String> {
         let mut urls = Vec::new();
         for (index, entry) in text.split(',').map(str::trim).enumerate() {
             let shown = Url::new(entry).redacted();
@@ -76,15 +77,20 @@ impl Addresses {
             }
             urls.push(Url::new(entry));
         }
+        Ok(urls)
+    }
+
+    /// The addresses to connect to, in this order (at least one).
+    pub fn new(urls: Vec<BrokerUrl>) -> Self {
         let count = urls.len();
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 failed_at: (0..count).map(|_| AtomicU64::new(0)).collect(),
                 next: AtomicUsize::new(random_below(count)),
                 urls,
                 epoch: Instant::now(),
             }),
-        })
+        }
     }
 
     /// `text` as written in `AMQP_URL`, with the password of every entry hidden: for the
@@ -107,13 +113,18 @@ impl Addresses {
     }
 
     /// The address at `index`, in the order of `AMQP_URL`.
-    pub fn get(&self, index: usize) -> Option<&Url> {
+    pub fn get(&self, index: usize) -> Option<&BrokerUrl> {
         self.inner.urls.get(index)
     }
 
     /// Every address with its password hidden, separated by commas: for logs and errors.
     pub fn redacted(&self) -> String {
-        self.inner.urls.iter().map(Url::redacted).collect::<Vec<_>>().join(",")
+        self.inner
+            .urls
+            .iter()
+            .map(BrokerUrl::redacted)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The indexes to try for the next connection: every address once, starting at the next
@@ -175,6 +186,18 @@ fn random_below(bound: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::BrokerTls;
+
+    impl Addresses {
+        fn parse(text: &str, schemes: &[&str]) -> Result<Self, String> {
+            let tls = Arc::new(BrokerTls::default());
+            let urls = Self::parse_list(text, schemes)?
+                .into_iter()
+                .map(|url| BrokerUrl::new(url, Arc::clone(&tls)).map_err(|error| error.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Self::new(urls))
+        }
+    }
 
     const TWO: &str = "amqp://guest:first-secret@a:5672/%2f, amqp://guest:second-secret@b:5672/%2f";
 

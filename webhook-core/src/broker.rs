@@ -10,17 +10,21 @@
 //! recovery the delivery tags of a consuming channel start again, which breaks `multiple` acks
 //! of a batch taken before the failure.
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, watch};
 
 pub use crate::addresses::Addresses;
 use crate::config::{ConfigError, Url, Vars};
+use crate::tls::{self, Failure};
 use crate::topology::{QueueType, Topology, is_valid_prefix};
 
 /// Default broker URL.
@@ -39,26 +43,33 @@ const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// Where the broker is and how the topology is named.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// `AMQP_URL`: one node, or the nodes of a cluster.
+    /// `AMQP_URL` (one node, or the nodes of a cluster), each with the TLS settings
+    /// (`AMQP_CA_FILE`, `AMQP_CLIENT_CERT`, `AMQP_CLIENT_KEY`) that go with `amqps://`.
     pub addresses: Addresses,
     /// From `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub topology: Topology,
 }
 
 impl BrokerSettings {
-    /// Reads `AMQP_URL`, `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
+    /// Reads `AMQP_URL`, `AMQP_CA_FILE`, `AMQP_CLIENT_CERT`, `AMQP_CLIENT_KEY`, `AMQP_PREFIX`,
+    /// `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         let text = vars.string("AMQP_URL", DEFAULT_AMQP_URL);
-        let addresses = Addresses::parse(&text, &["amqp"]).map_err(|why| {
+        let urls = Addresses::parse_list(&text, &["amqp", "amqps"]).map_err(|why| {
             ConfigError::invalid(
                 "AMQP_URL",
                 Some(&Addresses::redact_list(&text)),
                 format!(
-                    "a URL of the form amqp://… such as {DEFAULT_AMQP_URL}, or several separated by commas \
-                     (the nodes of a cluster): {why}"
+                    "a URL of the form amqp://… or amqps://… such as {DEFAULT_AMQP_URL}, or several separated \
+                     by commas (the nodes of a cluster): {why}"
                 ),
             )
         })?;
+        let tls = Arc::new(BrokerTls::from_vars(vars)?);
+        let urls = urls
+            .into_iter()
+            .map(|url| BrokerUrl::new(url, Arc::clone(&tls)))
+            .collect::<Result<Vec<_>, _>>()?;
         let prefix = vars.string("AMQP_PREFIX", DEFAULT_PREFIX);
         if !is_valid_prefix(&prefix) {
             return Err(ConfigError::invalid(
@@ -70,18 +81,137 @@ impl BrokerSettings {
         let queue_type: QueueType = vars.parse("QUEUE_TYPE", QueueType::Quorum, "quorum or classic")?;
         let retry_delays = vars.durations("RETRY_DELAYS", DEFAULT_RETRY_DELAYS)?;
         Ok(Self {
-            addresses,
+            addresses: Addresses::new(urls),
             topology: Topology::new(prefix, queue_type, retry_delays),
         })
     }
 }
 
-/// Why no connection could be opened.
+/// The TLS settings for `amqps://` connections, read (and checked) once at start.
+///
+/// Certificates are verified against the system's CA certificates and, when `AMQP_CA_FILE` is
+/// set, the CAs in that file as well. `AMQP_CLIENT_CERT` and `AMQP_CLIENT_KEY` (both or
+/// neither) present a client certificate, for brokers that ask for one (with
+/// `?auth_mechanism=external` in the URL the certificate is also the login).
+#[derive(Clone, Default)]
+pub struct BrokerTls {
+    config: OwnedTLSConfig,
+    ca_file: Option<String>,
+    client_cert: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTls")
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerTls {
+    /// Reads `AMQP_CA_FILE`, `AMQP_CLIENT_CERT` and `AMQP_CLIENT_KEY`; each file must be a
+    /// readable PEM file of the right kind.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let ca_file = vars.get("AMQP_CA_FILE");
+        let cert_chain = ca_file
+            .as_deref()
+            .map(|path| tls::certificates_in("AMQP_CA_FILE", path))
+            .transpose()?;
+        let client_cert = vars.get("AMQP_CLIENT_CERT");
+        let identity = match (&client_cert, vars.get("AMQP_CLIENT_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: tls::certificates_in("AMQP_CLIENT_CERT", cert)?.into_bytes(),
+                key: tls::private_key_in("AMQP_CLIENT_KEY", &key)?.into_bytes(),
+            }),
+            (Some(cert), None) => {
+                return Err(ConfigError::invalid(
+                    "AMQP_CLIENT_CERT",
+                    Some(cert),
+                    "AMQP_CLIENT_KEY to be set as well (the client certificate's private key)",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::invalid(
+                    "AMQP_CLIENT_KEY",
+                    Some(&key),
+                    "AMQP_CLIENT_CERT to be set as well (the certificate that goes with the key)",
+                ));
+            }
+        };
+        Ok(Self {
+            config: OwnedTLSConfig { identity, cert_chain },
+            ca_file,
+            client_cert,
+        })
+    }
+}
+
+/// One broker to connect to: its URL and the TLS settings for it. `Debug` and
+/// [`BrokerUrl::redacted`] hide the password.
+#[derive(Debug, Clone)]
+pub struct BrokerUrl {
+    url: Url,
+    tls: Arc<BrokerTls>,
+}
+
+impl BrokerUrl {
+    /// Checks that lapin accepts `url` and that TLS settings come only with `amqps://`.
+    pub fn new(url: Url, tls: Arc<BrokerTls>) -> Result<Self, ConfigError> {
+        let parsed = AMQPUri::from_str(url.expose()).map_err(|why| {
+            ConfigError::invalid(
+                "AMQP_URL",
+                Some(&url.redacted()),
+                format!("an AMQP URL such as {DEFAULT_AMQP_URL} or amqps://user:password@host:5671/%2f ({why})"),
+            )
+        })?;
+        let tls_setting = (tls.ca_file.as_ref().map(|path| ("AMQP_CA_FILE", path)))
+            .or_else(|| tls.client_cert.as_ref().map(|path| ("AMQP_CLIENT_CERT", path)));
+        if parsed.scheme == AMQPScheme::AMQP
+            && let Some((variable, value)) = tls_setting
+        {
+            return Err(ConfigError::invalid(
+                variable,
+                Some(value),
+                format!(
+                    "an amqps:// AMQP_URL: it is only used for TLS, and AMQP_URL={} is amqp://",
+                    url.redacted()
+                ),
+            ));
+        }
+        Ok(Self { url, tls })
+    }
+
+    /// The full URL, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        self.url.redacted()
+    }
+
+    /// Whether connections use TLS (`amqps://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.expose().starts_with("amqps://")
+    }
+}
+
+/// Why a connection could not be opened. `Display` is one line that names the setting to look
+/// at.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// No address completed the handshake in time.
+    /// The broker did not complete the handshake in time.
     #[error("no answer from the broker within {0:?}")]
     Timeout(Duration),
+    /// The TLS handshake failed.
+    #[error("{0}")]
+    Tls(String),
+    /// The broker refused the login.
+    #[error("{0}")]
+    AccessRefused(String),
     /// The broker refused or the connection failed.
     #[error(transparent)]
     Broker(#[from] lapin::Error),
@@ -91,6 +221,77 @@ pub enum ConnectError {
     /// Every address of a list failed; why, for each.
     #[error("no broker address answered: {0}")]
     Every(String),
+}
+
+impl ConnectError {
+    fn explain(error: lapin::Error, url: &BrokerUrl) -> Self {
+        if let ErrorKind::IOError(io) = error.kind()
+            && let Some(failure) = tls::handshake_failure(io.as_ref())
+        {
+            return Self::Tls(describe_tls(&failure, url));
+        }
+        // With TLS 1.3 the broker checks the client's certificate after the client has finished
+        // its side of the handshake; it then sends an alert and closes, and the client often
+        // sees only the reset.
+        if let ErrorKind::IOError(io) = error.kind()
+            && url.is_tls()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            let redacted = url.redacted();
+            return Self::Tls(match &url.tls.client_cert {
+                Some(path) => format!(
+                    "AMQP_CLIENT_CERT={path:?}: the broker at {redacted} closed the connection right after the TLS handshake: it may have refused the client certificate ({io})"
+                ),
+                None => format!(
+                    "AMQP_CLIENT_CERT: the broker at {redacted} closed the connection right after the TLS handshake: if it asks for client certificates, set AMQP_CLIENT_CERT and AMQP_CLIENT_KEY ({io})"
+                ),
+            });
+        }
+        if let ErrorKind::ProtocolError(amqp) = error.kind()
+            && amqp.get_id() == 403
+        {
+            return Self::AccessRefused(format!(
+                "AMQP_URL={}: the broker refused the user name or password ({amqp})",
+                url.redacted()
+            ));
+        }
+        Self::Broker(error)
+    }
+}
+
+fn describe_tls(failure: &tls::HandshakeFailure, url: &BrokerUrl) -> String {
+    let ca = match &url.tls.ca_file {
+        Some(path) => format!("AMQP_CA_FILE={path:?} or the system's CA certificates"),
+        None => "the system's CA certificates (AMQP_CA_FILE is not set)".to_owned(),
+    };
+    let redacted = url.redacted();
+    match failure.failure {
+        Failure::UntrustedCertificate => {
+            format!("AMQP_CA_FILE: the broker's TLS certificate at {redacted} is signed by no CA in {ca} ({failure})")
+        }
+        Failure::Expired => format!("AMQP_URL={redacted}: the broker's TLS certificate has expired ({failure})"),
+        Failure::NotValidYet => {
+            format!("AMQP_URL={redacted}: the broker's TLS certificate is not valid yet ({failure})")
+        }
+        Failure::WrongHost => format!(
+            "AMQP_URL={redacted}: the broker's TLS certificate is not issued for the host in AMQP_URL ({failure})"
+        ),
+        Failure::ClientCertificateRefused => match &url.tls.client_cert {
+            Some(path) => format!("AMQP_CLIENT_CERT={path:?}: the broker refused the client certificate ({failure})"),
+            None => format!(
+                "AMQP_CLIENT_CERT: the broker at {redacted} wants a client certificate; set AMQP_CLIENT_CERT and AMQP_CLIENT_KEY ({failure})"
+            ),
+        },
+        Failure::NotTls => format!(
+            "AMQP_URL={redacted}: what answers there does not speak TLS (amqps:// is usually port 5671) ({failure})"
+        ),
+        Failure::Other => format!("AMQP_URL={redacted}: the TLS handshake failed ({failure})"),
+    }
 }
 
 /// How long closing a channel or connection cleanly may take.
@@ -188,7 +389,12 @@ pub async fn connect(addresses: &Addresses, name: &str) -> Result<BrokerConnecti
 }
 
 async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<BrokerConnection, ConnectError> {
+    let url = addresses
+        .get(index)
+        .ok_or_else(|| ConnectError::Address(format!("no broker address {index}")))?;
     let uri = addresses.uri(index).map_err(ConnectError::Address)?;
+    let tls = url.tls.config.clone();
+    let name = format!("{name} host={}", crate::service::hostname());
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     // The client opens the socket itself (as lapin's own connector does), keeping a duplicate
     // of it: see BrokerConnection.
@@ -198,7 +404,7 @@ async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<
     let connecting = Connection::connector(
         uri,
         runtime,
-        async move |uri: lapin::uri::AMQPUri, _runtime| {
+        async move |uri: AMQPUri, _runtime| {
             let stream = tokio::net::TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
             stream.set_nodelay(true)?;
             let stream = stream.into_std()?;
@@ -207,18 +413,15 @@ async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<
             let stream = tokio::net::TcpStream::from_std(stream)?;
             let stream = lapin::tcp::AsyncTcpStream::Plain(async_compat::Compat::new(stream));
             Ok(match uri.scheme {
-                lapin::uri::AMQPScheme::AMQP => stream,
-                lapin::uri::AMQPScheme::AMQPS => {
-                    stream
-                        .into_tls(&uri.authority.host, lapin::tcp::OwnedTLSConfig::default().as_ref())
-                        .await?
-                }
+                AMQPScheme::AMQP => stream,
+                AMQPScheme::AMQPS => stream.into_tls(&uri.authority.host, tls.as_ref()).await?,
             })
         },
         properties,
     );
     let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(connection) => connection?,
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => return Err(ConnectError::explain(error, url)),
         Err(_) => return Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
     };
     let socket = socket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -516,7 +719,7 @@ impl Publisher {
     /// The broker address (redacted) of the current connection, if there is one.
     pub fn connected_to(&self) -> Option<String> {
         let link = self.current_link()?;
-        self.inner.settings.addresses.get(link.address).map(Url::redacted)
+        self.inner.settings.addresses.get(link.address).map(BrokerUrl::redacted)
     }
 
     /// Waits until connected (or until `deadline` passes); returns whether it is connected.
@@ -768,7 +971,7 @@ async fn supervise(inner: Arc<Inner>) {
                 .settings
                 .addresses
                 .get(link.address)
-                .map(Url::redacted)
+                .map(BrokerUrl::redacted)
                 .unwrap_or_default(),
             backoff.attempts()
         );
@@ -846,5 +1049,27 @@ mod tests {
         );
         let error = settings(&[("RETRY_DELAYS", "1s,soon")]).unwrap_err();
         assert_eq!(error.variable(), "RETRY_DELAYS");
+    }
+
+    #[test]
+    fn amqps_urls_are_accepted_and_tls_files_need_one() {
+        let tls = settings(&[("AMQP_URL", "amqps://user:pw@broker.example:5671/%2f")]).unwrap();
+        assert!(tls.addresses.get(0).unwrap().is_tls());
+        assert!(!format!("{:?}", tls.addresses).contains("pw@"));
+
+        let error = settings(&[("AMQP_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CA_FILE");
+        assert!(error.to_string().contains("expected an amqps:// AMQP_URL"), "{error}");
+
+        let amqps = ("AMQP_URL", "amqps://broker/%2f");
+        let error = settings(&[amqps, ("AMQP_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CA_FILE");
+        let error = settings(&[amqps, ("AMQP_CLIENT_CERT", "/nonexistent/client.pem")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: AMQP_CLIENT_CERT=\"/nonexistent/client.pem\": expected AMQP_CLIENT_KEY to be set as well (the client certificate's private key)"
+        );
+        let error = settings(&[amqps, ("AMQP_CLIENT_KEY", "/nonexistent/client.key")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CLIENT_KEY");
     }
 }

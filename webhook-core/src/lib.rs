@@ -8,13 +8,17 @@
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
+//! - [`database`] (feature `mysql`): `DATABASE_URL`, its TLS files, and why a connection failed.
 //! - [`addresses`]: the broker's addresses (one node or a cluster), tried in turn.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 
 pub mod addresses;
 pub mod broker;
 pub mod config;
+#[cfg(feature = "mysql")]
+pub mod database;
 pub mod envelope;
 pub mod money;
 pub mod payload;
@@ -22,4 +26,5 @@ pub mod rejection;
 pub mod schemes;
 pub mod service;
 pub mod signature;
+pub mod tls;
 pub mod topology;

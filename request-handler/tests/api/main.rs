@@ -5,6 +5,7 @@
 
 mod broker_addresses;
 mod broker_outage;
+mod broker_tls;
 mod helpers;
 mod ingest;
 mod schemes;
