@@ -12,11 +12,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
+use lapin::{Channel, Consumer};
 use sqlx::mysql::MySqlPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::{self, Backoff, BrokerSettings};
+use webhook_core::broker::{self, Backoff, BrokerConnection, BrokerSettings};
 use webhook_core::rejection::RejectionRecord;
 
 use crate::metrics::Metrics;
@@ -69,12 +69,12 @@ impl RejectionReader {
             };
             backoff.reset();
             self.consume(&channel, consumer, &mut last_prune).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "OK".into())).await;
+            connection.close().await;
         }
     }
 
-    async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.broker.url, name).await?;
+    async fn open(&self, name: &str) -> anyhow::Result<(BrokerConnection, Channel, Consumer)> {
+        let connection = broker::connect(&self.broker.addresses, name).await?;
         let channel = connection.create_channel().await?;
         self.broker.topology.declare(&channel).await?;
         channel.basic_qos(BATCH, BasicQosOptions::default()).await?;

@@ -15,11 +15,11 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
+use lapin::{Channel, Consumer};
 use sqlx::mysql::MySqlPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::{self, Backoff, Outgoing, Publisher};
+use webhook_core::broker::{self, Backoff, BrokerConnection, Outgoing, Publisher};
 use webhook_core::envelope::republish_properties;
 use webhook_core::payload::BodyFormat;
 
@@ -113,7 +113,7 @@ impl Worker {
                     let delay = backoff.next_delay();
                     log::warn!(
                         "broker consume setup failed: connection={name} url={} attempt={} error=\"{error}\" retry_in_ms={}",
-                        self.settings.broker.url.redacted(),
+                        self.settings.broker.addresses.redacted(),
                         backoff.attempts(),
                         delay.as_millis()
                     );
@@ -154,8 +154,8 @@ impl Worker {
         log::info!("consumer worker stopped");
     }
 
-    async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.settings.broker.url, name).await?;
+    async fn open(&self, name: &str) -> anyhow::Result<(BrokerConnection, Channel, Consumer)> {
+        let connection = broker::connect(&self.settings.broker.addresses, name).await?;
         let opened = async {
             let channel = connection.create_channel().await?;
             self.settings.broker.topology.declare(&channel).await?;
@@ -176,7 +176,7 @@ impl Worker {
         match opened {
             Ok((channel, consumer)) => Ok((connection, channel, consumer)),
             Err(error) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+                connection.close().await;
                 Err(error.into())
             }
         }
@@ -185,7 +185,7 @@ impl Worker {
     /// Samples the number of messages ready in `{P}.events` every [`LAG_SAMPLE_EVERY`] into
     /// the lag gauge, on a channel of its own (a passive declare that failed would close the
     /// channel it ran on). Ends with the connection; the caller aborts it sooner.
-    async fn sample_lag(&self, connection: &Connection) -> Option<tokio::task::JoinHandle<()>> {
+    async fn sample_lag(&self, connection: &BrokerConnection) -> Option<tokio::task::JoinHandle<()>> {
         let channel = match tokio::time::timeout(CLOSE_TIMEOUT, connection.create_channel()).await {
             Ok(Ok(channel)) => channel,
             failed => {
@@ -695,11 +695,9 @@ async fn stop_consuming(channel: &Channel, consumer: &Consumer) {
 }
 
 /// Closes the channel (unacked deliveries go back to the queue) and the connection.
-async fn close(connection: &Connection, channel: &Channel) {
+async fn close(connection: &BrokerConnection, channel: &Channel) {
     if channel.status().connected() {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
     }
-    if connection.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
-    }
+    connection.close().await;
 }

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use webhook_core::broker::PublisherCounters;
 
 /// The `source` label for a request whose source is not configured; parentheses cannot
 /// appear in a source name, so it never clashes with one.
@@ -136,6 +137,22 @@ impl Metrics {
             body_bytes,
             broker_connected,
         }
+    }
+
+    /// Registers the publisher's own counters: nacks, replaced channels, reconnects.
+    pub fn register_publisher(&mut self, counters: &PublisherCounters) {
+        self.registry
+            .register("broker_nacks", "Publishes the broker nacked", counters.nacks.clone());
+        self.registry.register(
+            "broker_channels_replaced",
+            "Publishing channels replaced after the broker nacked on them",
+            counters.channels_replaced.clone(),
+        );
+        self.registry.register(
+            "broker_reconnects",
+            "Publishing connections opened after the first",
+            counters.reconnects.clone(),
+        );
     }
 
     /// The OpenMetrics text of every metric.

@@ -10,11 +10,17 @@
 //! - [`rejection`]: the record kept about each rejected request.
 //! - [`sources`]: the sources file (`SOURCES_FILE`), parsed and checked once for every binary.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
+//! - [`database`] (feature `mysql`): `DATABASE_URL`, its TLS files, and why a connection failed.
+//! - [`addresses`]: the broker's addresses (one node or a cluster), tried in turn.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 
+pub mod addresses;
 pub mod broker;
 pub mod config;
+#[cfg(feature = "mysql")]
+pub mod database;
 pub mod envelope;
 pub mod ids;
 pub mod money;
@@ -23,4 +29,5 @@ pub mod rejection;
 pub mod service;
 pub mod signature;
 pub mod sources;
+pub mod tls;
 pub mod topology;

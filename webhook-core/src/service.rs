@@ -123,6 +123,22 @@ pub fn settings_or_exit<T>(read: impl FnOnce(&Vars<'_>) -> Result<T, ConfigError
     }
 }
 
+/// This machine's (or container's) host name, for naming broker connections: in containers
+/// every process may be pid 1, so the pid alone tells replicas apart nowhere.
+///
+/// `HOSTNAME` if set, else the kernel's host name, else `unknown`; trimmed to 64 printable
+/// ASCII characters.
+pub fn hostname() -> String {
+    let found = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let name: String = found.trim().chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+    if name.is_empty() { "unknown".to_owned() } else { name }
+}
+
 /// Completes on the first SIGTERM or Ctrl-C (SIGINT), naming which.
 pub async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
@@ -174,5 +190,12 @@ mod tests {
             (None, Level::Debug)
         );
         assert_eq!(REFUSED_HTTP_REASONS[1], "head_too_large");
+    }
+
+    #[test]
+    fn the_host_name_is_never_empty_and_printable() {
+        let name = super::hostname();
+        assert!(!name.is_empty() && name.len() <= 64, "{name:?}");
+        assert!(name.chars().all(|c| c.is_ascii_graphic()), "{name:?}");
     }
 }

@@ -233,6 +233,18 @@ impl TestApp {
             .map_or(0.0, |value| value.trim().parse().unwrap())
     }
 
+    /// Waits until the counter `sample` reads `expected`, failing at once if it goes past it. A
+    /// worker counts a batch just after the commit that makes its rows visible, so a test that
+    /// has just seen the rows may still read the count one batch short.
+    pub(crate) async fn metric_reaches(&self, sample: &str, expected: f64) {
+        eventually(&format!("{sample} to reach {expected}"), SOON, || async {
+            let value = self.metric(sample).await;
+            assert!(value <= expected, "{sample} is {value}, past {expected}");
+            (value == expected).then_some(())
+        })
+        .await;
+    }
+
     /// Stops the consumer gracefully and waits until it has (it must end cleanly).
     pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();

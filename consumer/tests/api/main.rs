@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod database_tls;
 mod dead_letters;
 mod dlq;
 mod helpers;

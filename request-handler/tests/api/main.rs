@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod broker_addresses;
 mod broker_outage;
+mod broker_tls;
 mod helpers;
 mod hostile;
 mod identity;
