@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
-use webhook_core::broker::{self, BrokerSettings, Outgoing, Publisher};
+use lapin::{BasicProperties, Channel};
+use webhook_core::broker::{self, BrokerConnection, BrokerSettings, Outgoing, Publisher};
 use webhook_core::consume::close;
 use webhook_core::envelope::{Envelope, header, header_text};
 
@@ -16,8 +16,6 @@ use webhook_core::envelope::{Envelope, header, header_text};
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the replay publisher may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long closing may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Headers the broker adds when it dead-letters a message itself (e.g. past the delivery limit).
 const BROKER_DEATH_HEADERS: [&str; 7] = [
     "x-death",
@@ -151,7 +149,7 @@ pub async fn replay(broker: &BrokerSettings, selection: &Selection) -> anyhow::R
         publisher.close().await;
         anyhow::bail!(
             "cannot connect to the broker at {} within {CONNECT_TIMEOUT:?}",
-            broker.url.redacted()
+            broker.addresses.redacted()
         );
     }
     let opened = open(broker, "replay").await;
@@ -331,15 +329,15 @@ fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(Connection, Channel)> {
+async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(BrokerConnection, Channel)> {
     let name = format!("consumer-dlq-{what}-{}", std::process::id());
-    let connection = broker::connect(&broker.url, &name)
+    let connection = broker::connect(&broker.addresses, &name)
         .await
-        .with_context(|| format!("cannot connect to the broker at {}", broker.url.redacted()))?;
+        .with_context(|| format!("cannot connect to the broker at {}", broker.addresses.redacted()))?;
     match connection.create_channel().await {
         Ok(channel) => Ok((connection, channel)),
         Err(error) => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            connection.close().await;
             Err(error).context("opening a channel")
         }
     }

@@ -83,7 +83,7 @@ impl Application {
             .run();
         log::info!(
             "consumer listening on http://{addr} broker={} prefix={} database={}",
-            settings.broker.url.redacted(),
+            settings.broker.addresses.redacted(),
             settings.broker.topology.prefix(),
             settings.database_url.redacted()
         );

@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::Connection;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use webhook_core::broker::BrokerConnection;
 use webhook_core::broker::{Outgoing, PublishError, Publisher};
 use webhook_core::consume::{AckError, Batch, BatchAck, BatchConsumer, BatchHandler, Unsettled};
 use webhook_core::envelope::republish_properties;
@@ -53,7 +53,7 @@ pub(crate) struct Worker {
 }
 
 impl BatchHandler for Worker {
-    async fn connected(&mut self, connection: &Connection) {
+    async fn connected(&mut self, connection: &BrokerConnection) {
         self.health.set_channel_open(true);
         // One worker samples the lag: they all read the same queue.
         if self.index == 0 {
@@ -97,7 +97,7 @@ impl Worker {
     /// Samples the number of messages ready in `{P}.events` every [`LAG_SAMPLE_EVERY`] into
     /// the lag gauge, on a channel of its own (a passive declare that failed would close the
     /// channel it ran on). Ends with the connection; the caller aborts it sooner.
-    async fn sample_lag(&self, connection: &Connection) -> Option<tokio::task::JoinHandle<()>> {
+    async fn sample_lag(&self, connection: &BrokerConnection) -> Option<tokio::task::JoinHandle<()>> {
         let channel = match tokio::time::timeout(SAMPLE_TIMEOUT, connection.create_channel()).await {
             Ok(Ok(channel)) => channel,
             failed => {

@@ -299,6 +299,8 @@ mod tests {
             kind,
             sha256: format!("sha-{id}"),
             answer,
+            sent_at: tokio::time::Instant::now(),
+            answered_at: tokio::time::Instant::now(),
         }
     }
 

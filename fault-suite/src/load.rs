@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 /// How long one request may take before it counts as "other" (a timeout).
@@ -60,6 +60,9 @@ pub(crate) struct Sent {
     /// Hex SHA-256 of the body, to compare with the stored row.
     pub(crate) sha256: String,
     pub(crate) answer: Answer,
+    /// When it was sent and when its answer came.
+    pub(crate) sent_at: Instant,
+    pub(crate) answered_at: Instant,
 }
 
 /// Which kind the `n`-th request is.
@@ -238,6 +241,7 @@ async fn post(
     event_type: Option<String>,
 ) -> Sent {
     let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
+    let sent_at = Instant::now();
     let mut request = client
         .post(&target.url)
         .header("Content-Type", "application/json")
@@ -265,6 +269,8 @@ async fn post(
         kind,
         sha256,
         answer,
+        sent_at,
+        answered_at: Instant::now(),
     }
 }
 

@@ -95,6 +95,11 @@ impl Service {
         &self.name
     }
 
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Polls `GET /readyz` until it answers 200; fails if the process exits or `deadline`
     /// passes first.
     pub(crate) async fn wait_ready(&mut self, client: &reqwest::Client, deadline: Duration) -> anyhow::Result<()> {

@@ -10,6 +10,8 @@ use anyhow::Context;
 use tokio::time::Instant;
 
 use crate::check::Observed;
+use crate::cluster::Cluster;
+use crate::cluster_scenarios;
 use crate::load::{self, Answer, Kind, Load, Mix, Sent};
 use crate::process::Service;
 use crate::stage::{ConsumerTuning, Paths, READY_DEADLINE, SHUTDOWN_GRACE, Stage};
@@ -33,6 +35,10 @@ pub(crate) enum Scenario {
     Poison,
     Oversized,
     Sigterm,
+    ClusterKillLeader,
+    ClusterStopLeader,
+    ClusterMajority,
+    ClusterSpread,
 }
 
 /// How hard to push.
@@ -42,6 +48,31 @@ pub(crate) struct Settings {
     /// Requests per second, all senders together.
     pub(crate) rate: f64,
     pub(crate) senders: usize,
+    /// The cluster of the cluster scenarios, started by the first of them.
+    pub(crate) cluster: SharedCluster,
+}
+
+/// A RabbitMQ cluster started once, when a cluster scenario first needs it, and shared by the
+/// others; stopped and removed when the last copy of the settings goes.
+#[derive(Clone, Default)]
+pub(crate) struct SharedCluster(std::sync::Arc<tokio::sync::OnceCell<Cluster>>);
+
+impl std::fmt::Debug for SharedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.initialized() {
+            "SharedCluster(up)"
+        } else {
+            "SharedCluster(not started)"
+        })
+    }
+}
+
+impl SharedCluster {
+    async fn get(&self, paths: &Paths) -> anyhow::Result<&Cluster> {
+        self.0
+            .get_or_try_init(|| Cluster::up(paths.logs.join("rabbitmq-cluster")))
+            .await
+    }
 }
 
 /// What a scenario hands back.
@@ -56,7 +87,7 @@ pub(crate) struct Report {
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Self; 7] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::BrokerCut,
         Self::DatabaseCut,
         Self::ConsumerKill,
@@ -64,7 +95,19 @@ impl Scenario {
         Self::Poison,
         Self::Oversized,
         Self::Sigterm,
+        Self::ClusterKillLeader,
+        Self::ClusterStopLeader,
+        Self::ClusterMajority,
+        Self::ClusterSpread,
     ];
+
+    /// Whether it runs on a RabbitMQ cluster of the suite's own.
+    pub(crate) fn needs_cluster(self) -> bool {
+        matches!(
+            self,
+            Self::ClusterKillLeader | Self::ClusterStopLeader | Self::ClusterMajority | Self::ClusterSpread
+        )
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -75,6 +118,10 @@ impl Scenario {
             Self::Poison => "poison",
             Self::Oversized => "oversized",
             Self::Sigterm => "sigterm",
+            Self::ClusterKillLeader => "cluster-kill",
+            Self::ClusterStopLeader => "cluster-leader",
+            Self::ClusterMajority => "cluster-majority",
+            Self::ClusterSpread => "cluster-spread",
         }
     }
 
@@ -87,6 +134,14 @@ impl Scenario {
             Self::Poison => "poison, over-long fields and refused rows mixed into good traffic",
             Self::Oversized => "oversized and refused messages mixed with good traffic",
             Self::Sigterm => "SIGTERM to both services under load, then the consumer restarted to drain",
+            Self::ClusterKillLeader => {
+                "3-node cluster: the node with the handler's connection and the queue's leader SIGKILLed under load"
+            }
+            Self::ClusterStopLeader => "3-node cluster: a node holding only the queue's leader stopped under load",
+            Self::ClusterMajority => "3-node cluster: two nodes stopped under load, then started again",
+            Self::ClusterSpread => {
+                "3-node cluster: two handlers and two consumers started at once, one consumer's node stopped"
+            }
         }
     }
 
@@ -100,15 +155,18 @@ impl Scenario {
     /// Sets up the scenario's stage and runs it; everything is torn down when this returns,
     /// however it returns.
     pub(crate) async fn run(self, settings: &Settings, round: u32) -> anyhow::Result<(Stage, Report)> {
-        let stage = Stage::new(self.name(), round, &settings.paths, self.tuning()).await?;
-        let report = match self {
-            Self::BrokerCut => broker_cut(&stage, settings).await,
-            Self::DatabaseCut => database_cut(&stage, settings).await,
-            Self::ConsumerKill => consumer_kill(&stage, settings).await,
-            Self::TwoConsumers => two_consumers(&stage, settings).await,
-            Self::Poison => poison(&stage, settings).await,
-            Self::Oversized => oversized(&stage, settings).await,
-            Self::Sigterm => sigterm(&stage, settings).await,
+        let cluster = if self.needs_cluster() {
+            Some(settings.cluster.get(&settings.paths).await?)
+        } else {
+            None
+        };
+        let stage = Stage::new(self.name(), round, &settings.paths, self.tuning(), cluster).await?;
+        let report = match (self, cluster) {
+            (Self::ClusterKillLeader, Some(cluster)) => cluster_scenarios::kill_leader(&stage, cluster, settings).await,
+            (Self::ClusterStopLeader, Some(cluster)) => cluster_scenarios::stop_leader(&stage, cluster, settings).await,
+            (Self::ClusterMajority, Some(cluster)) => cluster_scenarios::lose_majority(&stage, cluster, settings).await,
+            (Self::ClusterSpread, Some(cluster)) => cluster_scenarios::spread(&stage, cluster, settings).await,
+            (scenario, _) => scenario.run_on(&stage, settings).await,
         };
         match report {
             Ok(report) => Ok((stage, report)),
@@ -118,9 +176,22 @@ impl Scenario {
             }
         }
     }
+
+    async fn run_on(self, stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+        match self {
+            Self::BrokerCut => broker_cut(stage, settings).await,
+            Self::DatabaseCut => database_cut(stage, settings).await,
+            Self::ConsumerKill => consumer_kill(stage, settings).await,
+            Self::TwoConsumers => two_consumers(stage, settings).await,
+            Self::Poison => poison(stage, settings).await,
+            Self::Oversized => oversized(stage, settings).await,
+            Self::Sigterm => sigterm(stage, settings).await,
+            cluster => anyhow::bail!("{} needs a cluster", cluster.name()),
+        }
+    }
 }
 
-fn start_load(stage: &Stage, settings: &Settings, target: &load::Target, mix: Mix) -> anyhow::Result<Load> {
+pub(crate) fn start_load(stage: &Stage, settings: &Settings, target: &load::Target, mix: Mix) -> anyhow::Result<Load> {
     stage.log.note(&format!(
         "load: {} requests/s from {} senders",
         settings.rate, settings.senders
@@ -177,7 +248,7 @@ async fn expect_not_ready(stage: &Stage, service: &Service, within: Duration, pr
 /// Messages a scenario published straight to `{P}` that must end in the dead-letter queue,
 /// and what their `error` header must start with.
 #[derive(Debug, Default)]
-struct Published {
+pub(crate) struct Published {
     ids: Vec<String>,
     reasons: HashMap<String, &'static str>,
 }
@@ -196,7 +267,7 @@ async fn finish(stage: &Stage, load: Load, published: Published, problems: Vec<S
     finish_sent(stage, sent, published, problems).await
 }
 
-async fn finish_sent(
+pub(crate) async fn finish_sent(
     stage: &Stage,
     sent: Vec<Sent>,
     published: Published,

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use webhook_core::envelope::Envelope;
 
 use crate::check::Row;
+use crate::cluster::Cluster;
 use crate::load::{REFUSED_EVENT_TYPE, Target};
 use crate::process::{Log, Service};
 
@@ -68,6 +69,8 @@ pub(crate) struct Stage {
     secret: String,
     /// Between both services and the broker.
     pub(crate) broker_proxy: TcpProxy,
+    /// The services' `AMQP_URL`: through the proxy, or every node of a cluster.
+    amqp_url: String,
     /// Between the consumer and the database.
     pub(crate) database_proxy: TcpProxy,
     broker: TestBroker,
@@ -76,11 +79,21 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    pub(crate) async fn new(name: &str, round: u32, paths: &Paths, tuning: ConsumerTuning) -> anyhow::Result<Self> {
+    /// A stage on the machine's broker (through a proxy the scenario can cut), or on `cluster`.
+    pub(crate) async fn new(
+        name: &str,
+        round: u32,
+        paths: &Paths,
+        tuning: ConsumerTuning,
+        cluster: Option<&Cluster>,
+    ) -> anyhow::Result<Self> {
         let log = Log::create(log_file(paths, round, name))?;
-        let broker = TestBroker::new();
         let database = TestDatabase::new();
         let broker_proxy = TcpProxy::start(&host_port(&testkit::amqp_url())).await;
+        let (broker, amqp_url) = match cluster {
+            None => (TestBroker::new(), broker_proxy.amqp_url()),
+            Some(cluster) => (TestBroker::on(cluster.urls()), cluster.amqp_url()),
+        };
         let database_proxy = TcpProxy::start(&host_port(&testkit::database_server_url())).await;
         log.note(&format!(
             "scenario {name}: prefix {} database {} broker proxy {} database proxy {}",
@@ -100,6 +113,7 @@ impl Stage {
             paths: paths.clone(),
             secret: format!("fault-suite-{}", testkit::unique_suffix()),
             broker_proxy,
+            amqp_url,
             database_proxy,
             broker,
             database,
@@ -107,9 +121,14 @@ impl Stage {
         })
     }
 
+    /// The scenario's `AMQP_PREFIX`.
+    pub(crate) fn prefix(&self) -> &str {
+        self.broker.prefix()
+    }
+
     fn common_env(&self) -> Vec<(String, String)> {
         [
-            ("AMQP_URL", self.broker_proxy.amqp_url()),
+            ("AMQP_URL", self.amqp_url.clone()),
             ("AMQP_PREFIX", self.broker.prefix().to_owned()),
             ("RETRY_DELAYS", RETRY_DELAYS.to_owned()),
             ("SHUTDOWN_GRACE_MS", SHUTDOWN_GRACE.as_millis().to_string()),

@@ -19,12 +19,12 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Acker, Channel, Connection, Consumer};
+use lapin::{Acker, Channel, Consumer};
 use log::Level;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Backoff, BrokerSettings, ConnectError};
+use crate::broker::{self, Backoff, BrokerConnection, BrokerSettings, ConnectError};
 
 /// How long opening the consuming connection (connect, channel, topology, qos, consume) may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -104,7 +104,7 @@ pub struct Unsettled(pub String);
 /// What is done with the batches of a [`BatchConsumer`].
 pub trait BatchHandler: Send {
     /// Called once consuming has started on a new connection, before its first batch.
-    fn connected(&mut self, connection: &Connection) -> impl Future<Output = ()> + Send {
+    fn connected(&mut self, connection: &BrokerConnection) -> impl Future<Output = ()> + Send {
         let _ = connection;
         async {}
     }
@@ -145,7 +145,7 @@ impl BatchConsumer {
                         self.level(Level::Warn),
                         "broker consume setup failed: connection={} url={} attempt={} error=\"{error}\" retry_in_ms={}",
                         self.name,
-                        self.broker.url.redacted(),
+                        self.broker.addresses.redacted(),
                         backoff.attempts(),
                         delay.as_millis()
                     );
@@ -184,8 +184,8 @@ impl BatchConsumer {
         if self.quiet { Level::Debug } else { level }
     }
 
-    async fn open(&self) -> Result<(Connection, Channel, Consumer), ConnectError> {
-        let connection = broker::connect(&self.broker.url, &self.name).await?;
+    async fn open(&self) -> Result<(BrokerConnection, Channel, Consumer), ConnectError> {
+        let connection = broker::connect(&self.broker.addresses, &self.name).await?;
         let opened = async {
             let channel = connection.create_channel().await?;
             self.broker.topology.declare(&channel).await?;
@@ -204,7 +204,7 @@ impl BatchConsumer {
         match opened {
             Ok((channel, consumer)) => Ok((connection, channel, consumer)),
             Err(error) => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+                connection.close().await;
                 Err(error.into())
             }
         }
@@ -312,11 +312,9 @@ async fn stop_consuming(channel: &Channel, consumer: &Consumer) {
 
 /// Closes `channel` (its unacked deliveries go back to their queue) and then `connection`, each
 /// within a short deadline.
-pub async fn close(connection: &Connection, channel: &Channel) {
+pub async fn close(connection: &BrokerConnection, channel: &Channel) {
     if channel.status().connected() {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
     }
-    if connection.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
-    }
+    connection.close().await;
 }

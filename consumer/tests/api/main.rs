@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod conflicts;
+mod database_tls;
 mod dead_letters;
 mod dlq;
 mod helpers;
