@@ -738,7 +738,19 @@ impl Publisher {
     /// a quorum queue's leader is lost, while a fresh channel works. Replacements that do not
     /// help replace the connection.
     pub async fn publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
-        let result = self.try_publish(message, properties).await;
+        self.publish_within(message, properties, self.inner.confirm_timeout)
+            .await
+    }
+
+    /// [`Publisher::publish`] with a deadline of its own instead of the confirm timeout (the
+    /// request handler's spool gives the broker less time before it writes a message to disk).
+    pub async fn publish_within(
+        &self,
+        message: Outgoing<'_>,
+        properties: BasicProperties,
+        deadline: Duration,
+    ) -> Result<(), PublishError> {
+        let result = self.try_publish(message, properties, deadline).await;
         match &result {
             Ok(()) => self.inner.failures_in_a_row.store(0, Ordering::SeqCst),
             Err(_) => self.inner.publish_failed(),
@@ -746,7 +758,12 @@ impl Publisher {
         result
     }
 
-    async fn try_publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
+    async fn try_publish(
+        &self,
+        message: Outgoing<'_>,
+        properties: BasicProperties,
+        deadline: Duration,
+    ) -> Result<(), PublishError> {
         let Some(link) = self.current_link().filter(|link| link.usable()) else {
             self.inner.check.notify_one();
             return Err(PublishError::NotConnected);
@@ -758,7 +775,7 @@ impl Publisher {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let confirmed = tokio::time::timeout(self.inner.confirm_timeout, async {
+        let confirmed = tokio::time::timeout(deadline, async {
             channel
                 .basic_publish(
                     message.exchange.into(),
@@ -789,7 +806,7 @@ impl Publisher {
             }
             Err(_) => {
                 self.inner.check.notify_one();
-                Err(PublishError::Timeout(self.inner.confirm_timeout))
+                Err(PublishError::Timeout(deadline))
             }
         }
     }

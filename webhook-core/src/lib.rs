@@ -9,6 +9,7 @@
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
 //! - [`sources`]: the sources file (`SOURCES_FILE`), parsed and checked once for every binary.
+//! - [`spooling`]: a source's `when_broker_down` and `quarantine`, for the handler's spool.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
 //! - [`database`] (feature `mysql`): `DATABASE_URL`, its TLS files, and why a connection failed.
 //! - [`addresses`]: the broker's addresses (one node or a cluster), tried in turn.
@@ -31,5 +32,6 @@ pub mod rejection;
 pub mod service;
 pub mod signature;
 pub mod sources;
+pub mod spooling;
 pub mod tls;
 pub mod topology;

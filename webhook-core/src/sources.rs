@@ -18,6 +18,7 @@ use crate::config::{ConfigError, Secret};
 use crate::ids::{EventType, SourceName};
 use crate::payload::BodyFormat;
 use crate::signature::{Algorithm, Encoding, GenericHmac, Place, Scheme};
+use crate::spooling::{Quarantine, WhenBrokerDown};
 
 /// Default timestamp tolerance of timestamped schemes, in seconds.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
@@ -153,6 +154,10 @@ pub struct SourceConfig {
     pub max_body_bytes: Option<usize>,
     /// `[source.sales]`, for the consumer; `None` means the canonical format.
     pub sales: Option<SalesMapping>,
+    /// What its requests get while the broker does not confirm (the handler's spool).
+    pub when_broker_down: WhenBrokerDown,
+    /// Whether, and how many, requests whose signature matches no secret the handler keeps.
+    pub quarantine: Option<Quarantine>,
 }
 
 impl SourceConfig {
@@ -174,6 +179,8 @@ impl SourceConfig {
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             max_body_bytes: None,
             sales: None,
+            when_broker_down: WhenBrokerDown::Fail,
+            quarantine: None,
         })
     }
 
@@ -472,6 +479,9 @@ struct RawSource {
     timestamp_header: Option<String>,
     /// `[source.sales]`, read key by key so that an error names the key.
     sales: Option<toml::Value>,
+    // The handler's spool and quarantine (crate::spooling).
+    when_broker_down: Option<String>,
+    quarantine: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -558,6 +568,15 @@ impl RawSource {
             }
             Some(value) => Some(read_sales(value).map_err(|(field, why)| fail(&field, why))?),
         };
+        let when_broker_down = self
+            .when_broker_down
+            .as_deref()
+            .map_or(Ok(WhenBrokerDown::Fail), WhenBrokerDown::parse)
+            .map_err(|why| fail("when_broker_down", why))?;
+        let quarantine = match &self.quarantine {
+            None => None,
+            Some(value) => Quarantine::parse(value).map_err(|why| fail("quarantine", why))?,
+        };
         Ok(SourceConfig {
             name,
             scheme,
@@ -572,6 +591,8 @@ impl RawSource {
             tolerance_secs,
             max_body_bytes: self.max_body_bytes,
             sales,
+            when_broker_down,
+            quarantine,
         })
     }
 
@@ -1262,5 +1283,31 @@ mod tests {
             assert!(Preset::NAMES.contains(preset.name()));
         }
         assert_eq!(Preset::parse("paypal"), None);
+    }
+
+    #[test]
+    fn a_source_may_spool_and_quarantine_and_mistakes_name_the_field() {
+        let file = parse(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"s\"]\n\
+             when_broker_down = \"spool\"\nquarantine = { max_requests = 50 }\n\n\
+             [[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"s\"]\n",
+        )
+        .unwrap();
+        let gh = file.get("gh").unwrap();
+        assert_eq!(gh.when_broker_down, WhenBrokerDown::Spool);
+        assert_eq!(gh.quarantine.map(|q| q.max_requests), Some(50));
+        let plain = file.get("plain").unwrap();
+        assert_eq!(plain.when_broker_down, WhenBrokerDown::Fail);
+        assert_eq!(plain.quarantine, None);
+
+        let base = "[[source]]\nname = \"a\"\nscheme = \"github\"\nsecrets = [\"s\"]\n";
+        assert_eq!(
+            parse(&format!("{base}when_broker_down = \"queue\"")).unwrap_err(),
+            "source \"a\": field `when_broker_down`: \"queue\" is not \"fail\" or \"spool\""
+        );
+        assert_eq!(
+            parse(&format!("{base}quarantine = {{ max_age_hours = 0 }}")).unwrap_err(),
+            "source \"a\": field `quarantine`: max_age_hours: expected 1 to 720"
+        );
     }
 }
