@@ -7,6 +7,7 @@ use webhook_core::payload::{NotForm, NotJson};
 use webhook_core::signature::Rejection;
 
 use crate::identify::Unidentified;
+use crate::spool::SpoolError;
 
 /// Why a webhook was not queued.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,9 @@ pub enum IngestError {
     /// The broker did not confirm the message.
     #[error("not enqueued")]
     NotEnqueued(#[from] PublishError),
+    /// The broker did not confirm the message and the spool could not take it either.
+    #[error("not enqueued")]
+    NotSpooled(PublishError, SpoolError),
     /// The handler failed to check the request (a bug; logged with its cause).
     #[error("internal error")]
     Internal(String),
@@ -65,7 +69,20 @@ impl IngestError {
             Self::NotJson(_) => "not_json",
             Self::NotForm(_) => "not_form",
             Self::NotEnqueued(error) => error.label(),
+            Self::NotSpooled(_, why) => why.label(),
             Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl IngestError {
+    /// Why the message was not enqueued, for the log: the broker's failure, and the spool's
+    /// when it could not take the message either. `None` for a request that was refused.
+    pub fn not_enqueued(&self) -> Option<String> {
+        match self {
+            Self::NotEnqueued(cause) => Some(cause.to_string()),
+            Self::NotSpooled(cause, why) => Some(format!("{cause}; not spooled either: {why}")),
+            _ => None,
         }
     }
 }
@@ -80,7 +97,7 @@ impl ResponseError for IngestError {
                 StatusCode::BAD_REQUEST
             }
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::NotEnqueued(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotEnqueued(_) | Self::NotSpooled(..) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

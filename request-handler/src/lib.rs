@@ -13,6 +13,7 @@ pub mod rejections;
 mod routes;
 pub mod settings;
 pub mod sources;
+pub mod spool;
 pub mod startup;
 
 pub use settings::Settings;

@@ -19,9 +19,10 @@ pub const UNKNOWN_SOURCE_LABEL: &str = "(unknown)";
 pub struct RequestLabels {
     /// A configured source name, or [`UNKNOWN_SOURCE_LABEL`].
     pub source: String,
-    /// `queued`, `rejected` or `not_enqueued`.
+    /// `queued`, `spooled`, `rejected` or `not_enqueued`.
     pub outcome: &'static str,
-    /// Why, for `rejected` and `not_enqueued`; empty for `queued`.
+    /// Why, for `rejected`, `not_enqueued` and `spooled` (why the broker did not take it);
+    /// empty for `queued`.
     pub reason: &'static str,
 }
 
@@ -153,6 +154,11 @@ impl Metrics {
             "Publishing connections opened after the first",
             counters.reconnects.clone(),
         );
+    }
+
+    /// Registers the spool's metrics.
+    pub fn register_spool(&mut self, spool: &crate::spool::Spool) {
+        spool.register_metrics(&mut self.registry);
     }
 
     /// The OpenMetrics text of every metric.

@@ -8,6 +8,7 @@ use webhook_core::broker::BrokerSettings;
 use webhook_core::config::{ConfigError, Vars};
 
 use crate::sources::{DEFAULT_SOURCE, Source, Sources};
+use crate::spool::SpoolSettings;
 
 /// Everything the handler needs to run.
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct Settings {
     pub workers: usize,
     /// `PUBLISH_CHANNELS`, default 2: confirm-mode channels on the one broker connection.
     pub publish_channels: usize,
+    /// `SPOOL_DIR`, `SPOOL_MAX_BYTES`, `SPOOL_PUBLISH_TIMEOUT_MS`: the spool and the
+    /// quarantine, when `SPOOL_DIR` is set.
+    pub spool: Option<SpoolSettings>,
 }
 
 impl Settings {
@@ -55,12 +59,15 @@ impl Settings {
         }
         let max_body_bytes = vars.integer("MAX_BODY_BYTES", 1_048_576, 1, 64 * 1_048_576, "bytes")?;
         let workers = std::thread::available_parallelism().map_or(2, usize::from) as u64;
+        let max_body_bytes = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+        let enqueue_timeout = vars.millis("ENQUEUE_TIMEOUT_MS", 5_000, 1, 600_000)?;
         Ok(Self {
             broker,
             addr,
+            spool: SpoolSettings::from_vars(vars, &sources, enqueue_timeout, max_body_bytes)?,
             sources: Arc::new(sources),
-            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
-            enqueue_timeout: vars.millis("ENQUEUE_TIMEOUT_MS", 5_000, 1, 600_000)?,
+            max_body_bytes,
+            enqueue_timeout,
             body_read_timeout: vars.millis("BODY_READ_TIMEOUT_MS", 10_000, 1, 600_000)?,
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             workers: vars.integer("HANDLER_WORKERS", workers, 1, 256, "worker threads")? as usize,

@@ -13,12 +13,14 @@ use crate::metrics::Metrics;
 use crate::rejections::RejectionLog;
 use crate::routes::{self, State};
 use crate::settings::Settings;
+use crate::spool::Spool;
 
 /// A running request handler: listening, and connecting to the broker in the background.
 pub struct Application {
     addr: SocketAddr,
     server: Server,
     publisher: Publisher,
+    spool: Option<Arc<Spool>>,
     shutdown: CancellationToken,
 }
 
@@ -33,8 +35,19 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds `HANDLER_ADDR` (port 0 picks a free port) and starts connecting to the broker.
     /// The handler serves even while the broker is down: ingest answers 500 and `/readyz` 503
-    /// until the connection is up.
+    /// until the connection is up, but for sources that spool (see [`Spool`]).
+    ///
+    /// With `SPOOL_DIR`, opens the spool first: one that cannot be opened is a
+    /// [`webhook_core::config::ConfigError`] naming `SPOOL_DIR`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let spool = match &settings.spool {
+            Some(spool) => Some(Arc::new(Spool::open(
+                spool,
+                &settings.sources,
+                settings.max_body_bytes,
+            )?)),
+            None => None,
+        };
         let name = format!("request-handler pid={}", std::process::id());
         let publisher = Publisher::start(
             settings.broker.clone(),
@@ -47,6 +60,9 @@ impl Application {
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut metrics = Metrics::new();
         metrics.register_publisher(publisher.counters());
+        if let Some(spool) = &spool {
+            metrics.register_spool(spool);
+        }
         let metrics = Arc::new(metrics);
         let rejections = RejectionLog::new(
             publisher.clone(),
@@ -62,7 +78,11 @@ impl Application {
             metrics,
             rejections,
             large_checks: tokio::sync::Semaphore::new(settings.workers),
+            spool: spool.clone(),
         });
+        if let Some(spool) = &spool {
+            spool.start_forwarder(publisher.clone(), settings.broker.topology.exchange());
+        }
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)
             .shutdown_timeout(settings.shutdown_grace.as_secs_f64().ceil() as u64)
@@ -79,6 +99,7 @@ impl Application {
             addr,
             server,
             publisher,
+            spool,
             shutdown: CancellationToken::new(),
         })
     }
@@ -94,7 +115,8 @@ impl Application {
     }
 
     /// Cancel this token to stop: no new connections; requests in flight finish (each gets its
-    /// true answer) within `SHUTDOWN_GRACE_MS`; then the broker connection is closed.
+    /// true answer) within `SHUTDOWN_GRACE_MS`; then the spool's forwarder stops and its file
+    /// is closed, and the broker connection is closed.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
@@ -111,6 +133,9 @@ impl Application {
                 server.await
             }
         };
+        if let Some(spool) = &self.spool {
+            spool.close().await;
+        }
         self.publisher.close().await;
         log::info!("request-handler stopped");
         result

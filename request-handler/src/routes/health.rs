@@ -18,12 +18,26 @@ pub(crate) async fn healthz() -> HttpResponse {
 /// collect 500s. After [`FAILURES_BEFORE_NOT_READY`] unconfirmed publishes in a row it stays
 /// 503 until a publish is confirmed, or for [`NOT_READY_FOR`] after the last failure when no
 /// traffic comes to prove it either way.
+///
+/// While a source spools and the spool can take any request, it stays 200 without the broker,
+/// with `"broker": "spooling"`: the handler still accepts (the sources that do not spool get
+/// 500 meanwhile). With a spool, `"spooled"` says how many messages wait in it.
 pub(crate) async fn readyz(state: web::Data<State>) -> HttpResponse {
-    match state.publisher.not_ready() {
-        None => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "broker": "connected" })),
-        Some(why) => {
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "not ready", "broker": why.label() }))
+    let not_ready = state.publisher.not_ready();
+    let mut answer = match (not_ready, state.spool.as_deref()) {
+        (None, _) => serde_json::json!({ "status": "ready", "broker": "connected" }),
+        (Some(_), Some(spool)) if spool.any_source_spools() && spool.accepts() => {
+            serde_json::json!({ "status": "ready", "broker": "spooling" })
         }
+        (Some(why), _) => serde_json::json!({ "status": "not ready", "broker": why.label() }),
+    };
+    if let Some(spool) = state.spool.as_deref() {
+        answer["spooled"] = spool.messages().into();
+    }
+    if answer["status"] == "ready" {
+        HttpResponse::Ok().json(answer)
+    } else {
+        HttpResponse::ServiceUnavailable().json(answer)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::identify::{DELIVERY_ID_HEADERS, Identified, identify};
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
 use crate::rejections::RejectionRecord;
 use crate::sources::{DEFAULT_SOURCE, Identity, Locator, Source};
+use crate::spool::{self, Delivered};
 
 /// Bodies from this size on are checked (signature, JSON, body hash) on a blocking thread, at
 /// most one per HTTP worker at a time, so that a large body, or many, cannot hold a worker's
@@ -35,18 +36,21 @@ use crate::sources::{DEFAULT_SOURCE, Identity, Locator, Source};
 /// holds its worker for a few hundred microseconds at most.
 const LARGE_BODY_BYTES: usize = 64 * 1024;
 
-/// What checking a request's signature and body found.
-enum Checked {
+/// What checking a request's body found.
+pub(crate) enum Checked {
     /// A vendor's URL handshake; the challenge to echo.
     Challenge(String),
     /// An event to publish.
-    Event { verified: Verified, identity: Identified },
+    Event(Identified),
 }
 
 /// A request that passed every check.
 enum Accepted {
     /// Published and confirmed; the delivery id.
     Queued(String),
+    /// Not confirmed in time, and written to the spool (durable); the delivery id, and why the
+    /// broker did not take it.
+    Spooled(String, &'static str),
     /// A vendor's URL handshake (Slack's `url_verification`); the challenge to echo.
     Challenge(String),
 }
@@ -91,10 +95,17 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
             );
             HttpResponse::Ok().json(serde_json::json!({ "status": "queued", "id": delivery_id }))
         }
+        Ok(Accepted::Spooled(delivery_id, reason)) => {
+            record(state, source_label, "spooled", reason);
+            log::debug!(
+                "spooled request_id={request_id} source={source_label} delivery_id={delivery_id:?} reason={reason} latency_ms={elapsed_ms:.2}"
+            );
+            HttpResponse::Ok().json(serde_json::json!({ "status": "spooled", "id": delivery_id }))
+        }
         Err(error) => {
             let reason = error.reason();
             let shown_source = bounded(source_name, MAX_SOURCE_BYTES);
-            if let IngestError::NotEnqueued(cause) = &error {
+            if let Some(cause) = error.not_enqueued() {
                 record(state, source_label, "not_enqueued", reason);
                 log::warn!(
                     "not enqueued request_id={request_id} source={shown_source:?} reason={reason} error=\"{cause}\" latency_ms={elapsed_ms:.2}"
@@ -150,7 +161,7 @@ async fn accept(
 
     let now = Utc::now().timestamp();
     let checked = if body.len() < LARGE_BODY_BYTES {
-        check(source, &RequestHeaders(request.headers()), &body, now)?
+        check(source, &RequestHeaders(request.headers()), &body, now)
     } else {
         let _permit = state
             .large_checks
@@ -160,11 +171,11 @@ async fn accept(
         let (source, headers, body) = (Arc::clone(source), request.headers().clone(), body.clone());
         tokio::task::spawn_blocking(move || check(&source, &RequestHeaders(&headers), &body, now))
             .await
-            .map_err(|error| IngestError::Internal(format!("checking the request failed: {error}")))??
+            .map_err(|error| IngestError::Internal(format!("checking the request failed: {error}")))?
     };
-    let (verified, identity) = match checked {
-        Checked::Challenge(challenge) => return Ok(Accepted::Challenge(challenge)),
-        Checked::Event { verified, identity } => (verified, identity),
+    let (verified, identity) = match checked? {
+        (_, Checked::Challenge(challenge)) => return Ok(Accepted::Challenge(challenge)),
+        (verified, Checked::Event(identity)) => (verified, identity),
     };
 
     let envelope = Envelope::new(
@@ -181,7 +192,10 @@ async fn accept(
         routing_key: &routing_key,
         body: &body,
     };
-    state.publisher.publish(message, envelope.properties()).await?;
+    let delivered = spool::deliver(&state.publisher, state.spool.as_deref(), source, message, &envelope).await?;
+    if let Delivered::Spooled(cause) = delivered {
+        return Ok(Accepted::Spooled(envelope.delivery_id, cause.label()));
+    }
     state
         .metrics
         .enqueue_seconds
@@ -198,13 +212,23 @@ async fn accept(
 }
 
 /// The checks that read the whole body, in the contract's order: the signature over the raw
-/// bytes (401), the body in its source's format (400), a handshake, then the delivery id and
-/// event type (400). The body is read once, for all of them.
-fn check(source: &Source, headers: &(impl Headers + ?Sized), body: &[u8], now: i64) -> Result<Checked, IngestError> {
+/// bytes (401), then [`examine`]. The body is read once, for all of them.
+pub(crate) fn check(
+    source: &Source,
+    headers: &(impl Headers + ?Sized),
+    body: &[u8],
+    now: i64,
+) -> Result<(Verified, Checked), IngestError> {
     let verified = source
         .scheme
         .verify(&source.secrets, headers, body, now, source.tolerance_secs)
         .map_err(IngestError::Signature)?;
+    Ok((verified, examine(source, headers, body)?))
+}
+
+/// The checks after the signature: the body in its source's format (400), a handshake, then
+/// the delivery id and event type (400).
+pub(crate) fn examine(source: &Source, headers: &(impl Headers + ?Sized), body: &[u8]) -> Result<Checked, IngestError> {
     let parsed = match source.body_format {
         BodyFormat::Json => Parsed::Json(payload::read_json(body, &source.json_pointers())?),
         BodyFormat::Form => Parsed::Form(Form::parse(body)?),
@@ -213,7 +237,7 @@ fn check(source: &Source, headers: &(impl Headers + ?Sized), body: &[u8], now: i
         return Ok(Checked::Challenge(challenge));
     }
     let identity = identify(source, headers, &parsed, body)?;
-    Ok(Checked::Event { verified, identity })
+    Ok(Checked::Event(identity))
 }
 
 /// The vendor proving the URL (Slack's `url_verification`): answered with its challenge, not

@@ -12,6 +12,7 @@ use webhook_core::broker::Publisher;
 use crate::metrics::Metrics;
 use crate::rejections::RejectionLog;
 use crate::sources::Sources;
+use crate::spool::Spool;
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub(crate) struct State {
     pub(crate) rejections: RejectionLog,
     /// Permits for checking large bodies off the HTTP workers, one per worker.
     pub(crate) large_checks: tokio::sync::Semaphore,
+    /// Where spooling sources' messages go while the broker does not confirm (`SPOOL_DIR`).
+    pub(crate) spool: Option<Arc<Spool>>,
 }
 
 /// Registers every route.

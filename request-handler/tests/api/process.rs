@@ -13,7 +13,7 @@ pub(crate) struct HandlerProcess {
     pub(crate) base: String,
     pub(crate) client: reqwest::Client,
     /// Its prefix, removed when dropped.
-    _broker: TestBroker,
+    pub(crate) broker: TestBroker,
     child: Child,
     dir: std::path::PathBuf,
     /// What it has written to stderr so far.
@@ -24,7 +24,11 @@ impl HandlerProcess {
     /// Starts the binary with the test broker, a free port, `RUST_LOG=info` and `vars`, in an
     /// empty working directory (no `.env`), and waits until it is ready.
     pub(crate) async fn start(vars: &[(&str, &str)]) -> Self {
-        let broker = TestBroker::new();
+        Self::start_on(TestBroker::new(), vars).await
+    }
+
+    /// [`HandlerProcess::start`] with the prefix of `broker`.
+    pub(crate) async fn start_on(broker: TestBroker, vars: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("request-handler-{}", testkit::unique_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_request-handler"))
@@ -65,7 +69,7 @@ impl HandlerProcess {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
-            _broker: broker,
+            broker,
             child,
             dir,
             log,

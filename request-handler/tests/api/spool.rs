@@ -1,0 +1,172 @@
+//! The spool through the real binary: a spooling source answered 200 "spooled" while the
+//! broker is cut, its messages forwarded byte for byte once it is back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use testkit::private::TempDir;
+use testkit::{TcpProxy, eventually};
+
+use crate::helpers::json;
+use crate::process::HandlerProcess;
+
+const SECRET: &str = "spool-secret";
+/// The deadline of a spooling publish: short, so the test does not wait long per request.
+const SPOOL_PUBLISH_TIMEOUT_MS: &str = "200";
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn github_headers(secret: &str, body: &[u8], delivery_id: &str) -> Vec<(String, String)> {
+    vec![
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+        ("X-Hub-Signature-256".to_owned(), testkit::sign(secret, body)),
+        ("X-GitHub-Delivery".to_owned(), delivery_id.to_owned()),
+        ("X-GitHub-Event".to_owned(), "push".to_owned()),
+    ]
+}
+
+async fn post(handler: &HandlerProcess, secret: &str, body: &[u8], delivery_id: &str) -> reqwest::Response {
+    let headers = github_headers(secret, body, delivery_id);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    handler.post("/webhooks/gh", body, &headers).await
+}
+
+#[tokio::test]
+async fn a_spooling_source_is_answered_spooled_while_the_broker_is_cut_and_forwarded_once_it_is_back() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let dir = TempDir::new("spool-api");
+    let sources = dir.write(
+        "sources.toml",
+        &format!(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n\n\
+             [[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n"
+        ),
+    );
+    let spool_dir = dir.path().join("spool");
+    let handler = HandlerProcess::start(&[
+        ("AMQP_URL", &proxy.amqp_url()),
+        ("SOURCES_FILE", sources.to_str().unwrap()),
+        ("SPOOL_DIR", spool_dir.to_str().unwrap()),
+        ("SPOOL_PUBLISH_TIMEOUT_MS", SPOOL_PUBLISH_TIMEOUT_MS),
+        ("ENQUEUE_TIMEOUT_MS", "1500"),
+    ])
+    .await;
+    // Ready already while it connects, since a source spools: wait for the broker itself.
+    eventually("the broker connection", DEADLINE, || async {
+        let ready = handler
+            .client
+            .get(format!("{}/readyz", handler.base))
+            .send()
+            .await
+            .ok()?;
+        (json(ready).await["broker"] == "connected").then_some(())
+    })
+    .await;
+    let response = post(&handler, SECRET, br#"{"n":0}"#, "d-0").await;
+    assert_eq!(
+        json(response).await,
+        serde_json::json!({"status": "queued", "id": "d-0"})
+    );
+
+    proxy.cut();
+    // Bodies the handler must forward exactly as they came: odd spacing, non-ASCII, a newline.
+    let bodies: HashMap<String, Vec<u8>> = (1..=5)
+        .map(|n| {
+            (
+                format!("d-{n}"),
+                format!("{{ \"n\" : {n}, \"s\":\"\u{e9}\"}}\n").into_bytes(),
+            )
+        })
+        .collect();
+    for (id, body) in &bodies {
+        let response = post(&handler, SECRET, body, id).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(json(response).await, serde_json::json!({"status": "spooled", "id": id}));
+    }
+    // A source that does not spool still gets 500.
+    let plain = br#"{"n":"plain"}"#;
+    let headers = github_headers(SECRET, plain, "p-1");
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert_eq!(handler.post("/webhooks/plain", plain, &headers).await.status(), 500);
+    let ready = handler
+        .client
+        .get(format!("{}/readyz", handler.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        json(ready).await,
+        serde_json::json!({"status": "ready", "broker": "spooling", "spooled": 5})
+    );
+    assert_eq!(handler.metric("webhook_handler_spool_messages ").await, 5.0);
+    assert_eq!(
+        handler
+            .metric("webhook_handler_spool_spooled_total{source=\"gh\"} ")
+            .await,
+        5.0
+    );
+    assert!(handler.metric("webhook_handler_spool_bytes ").await > 0.0);
+
+    proxy.restore();
+    eventually("the spool to be forwarded", DEADLINE, || async {
+        (handler.metric("webhook_handler_spool_forwarded_total ").await == 5.0
+            && handler.metric("webhook_handler_spool_messages ").await == 0.0)
+            .then_some(())
+    })
+    .await;
+    let taken = handler.broker.take_all(".events").await;
+    let forwarded: HashMap<String, Vec<u8>> = taken
+        .into_iter()
+        .map(|message| {
+            (
+                message.properties.message_id().clone().unwrap().to_string(),
+                message.body,
+            )
+        })
+        .collect();
+    let mut expected = bodies;
+    expected.insert("d-0".to_owned(), br#"{"n":0}"#.to_vec());
+    assert_eq!(forwarded, expected);
+    assert!(handler.log().contains("spool: forwarded 5 message(s)"));
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_500() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let dir = TempDir::new("spool-full");
+    let sources = dir.write(
+        "sources.toml",
+        &format!(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n"
+        ),
+    );
+    let spool_dir = dir.path().join("spool");
+    // Room for two requests of 400 bytes; MAX_BODY_BYTES plus 512 is the smallest spool.
+    let handler = HandlerProcess::start(&[
+        ("AMQP_URL", &proxy.amqp_url()),
+        ("SOURCES_FILE", sources.to_str().unwrap()),
+        ("SPOOL_DIR", spool_dir.to_str().unwrap()),
+        ("SPOOL_PUBLISH_TIMEOUT_MS", SPOOL_PUBLISH_TIMEOUT_MS),
+        ("MAX_BODY_BYTES", "512"),
+        ("SPOOL_MAX_BYTES", "1024"),
+    ])
+    .await;
+    proxy.cut();
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(390));
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        statuses.push(
+            post(&handler, SECRET, body.as_bytes(), &format!("f-{n}"))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 500]);
+    assert_eq!(
+        handler
+            .metric("webhook_handler_requests_total{source=\"gh\",outcome=\"not_enqueued\",reason=\"spool_full\"} ")
+            .await,
+        1.0
+    );
+}
