@@ -9,6 +9,7 @@
 pub mod error;
 pub mod identify;
 pub mod metrics;
+pub mod quarantine;
 pub mod rejections;
 mod routes;
 pub mod settings;

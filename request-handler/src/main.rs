@@ -1,4 +1,7 @@
-use clap::Parser;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use request_handler::quarantine::{self, ReadmitReport, Selection};
 use request_handler::{Application, Settings};
 use webhook_core::config::ConfigError;
 use webhook_core::service::{self, EXIT_CONFIG};
@@ -8,20 +11,81 @@ use webhook_core::service::{self, EXIT_CONFIG};
 /// Configured by environment variables (and `.env`): see README.md.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Requests whose signature matched no secret, kept in SPOOL_DIR/quarantine.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum QuarantineCommand {
+    /// Show every kept request and whether it verifies now, with the secrets as configured.
+    List,
+    /// Check kept requests again with the secrets as configured and publish those that pass
+    /// (confirmed by the broker), removing them; the others stay.
+    Readmit(ReadmitArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ReadmitArgs {
+    /// Every kept request that passes.
+    #[arg(long)]
+    all: bool,
+    /// The kept request with this id, as `list` shows it (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    ids: Vec<String>,
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    Cli::parse();
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
     service::init();
     let settings = service::settings_or_exit(Settings::from_vars);
+    let outcome = match cli.command {
+        None => serve(settings).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Quarantine(QuarantineCommand::List)) => quarantine::list(&settings).map(|listed| {
+            print(&quarantine::format_table(&listed));
+            print(&format!("{} kept request(s)\n", listed.len()));
+            ExitCode::SUCCESS
+        }),
+        Some(Command::Quarantine(QuarantineCommand::Readmit(args))) => {
+            let selection = if args.all {
+                Selection::All
+            } else {
+                Selection::Ids(args.ids)
+            };
+            quarantine::readmit(&settings, &selection).await.map(|report| {
+                print_report(&report);
+                if report.is_success() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
+    };
+    outcome.unwrap_or_else(|error| {
+        if let Some(config) = error.downcast_ref::<ConfigError>() {
+            log::error!("{config}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+        log::error!("request-handler: {}", format!("{error:#}").replace('\n', " "));
+        ExitCode::FAILURE
+    })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         // A spool that cannot be opened is told as its variable, like any bad value.
-        Err(error) if error.is::<ConfigError>() => {
-            log::error!("{error}");
-            std::process::exit(EXIT_CONFIG);
-        }
+        Err(error) if error.is::<ConfigError>() => return Err(error),
         Err(error) => return Err(error.context("starting request-handler")),
     };
     let shutdown = app.shutdown_token();
@@ -31,4 +95,26 @@ async fn main() -> anyhow::Result<()> {
         shutdown.cancel();
     });
     app.run_until_stopped().await
+}
+
+#[allow(clippy::print_stdout)] // the listing is the command's output
+fn print(text: &str) {
+    print!("{text}");
+}
+
+fn print_report(report: &ReadmitReport) {
+    let mut text = format!("admitted {} kept request(s)\n", report.admitted.len());
+    for id in &report.admitted {
+        text.push_str(&format!("admitted {id:?}\n"));
+    }
+    for (id, why) in &report.refused {
+        text.push_str(&format!("not admitted {id}: {why}\n"));
+    }
+    for (id, why) in &report.failed {
+        text.push_str(&format!("failed {id}: {why}\n"));
+    }
+    for id in &report.not_found {
+        text.push_str(&format!("not found {id}\n"));
+    }
+    print(&text);
 }

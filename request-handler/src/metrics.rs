@@ -156,9 +156,18 @@ impl Metrics {
         );
     }
 
-    /// Registers the spool's metrics.
-    pub fn register_spool(&mut self, spool: &crate::spool::Spool) {
-        spool.register_metrics(&mut self.registry);
+    /// Registers the spool's and the quarantine's metrics, for those that there are.
+    pub fn register_spool(
+        &mut self,
+        spool: Option<&crate::spool::Spool>,
+        quarantine: Option<&crate::quarantine::Quarantine>,
+    ) {
+        if let Some(spool) = spool {
+            spool.register_metrics(&mut self.registry);
+        }
+        if let Some(quarantine) = quarantine {
+            quarantine.register_metrics(&mut self.registry);
+        }
     }
 
     /// The OpenMetrics text of every metric.

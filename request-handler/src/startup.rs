@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
 
 use crate::metrics::Metrics;
+use crate::quarantine::Quarantine;
 use crate::rejections::RejectionLog;
 use crate::routes::{self, State};
 use crate::settings::Settings;
@@ -40,13 +41,16 @@ impl Application {
     /// With `SPOOL_DIR`, opens the spool first: one that cannot be opened is a
     /// [`webhook_core::config::ConfigError`] naming `SPOOL_DIR`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let spool = match &settings.spool {
-            Some(spool) => Some(Arc::new(Spool::open(
-                spool,
-                &settings.sources,
-                settings.max_body_bytes,
-            )?)),
-            None => None,
+        let (spool, quarantine) = match &settings.spool {
+            Some(spool) => (
+                Some(Arc::new(Spool::open(
+                    spool,
+                    &settings.sources,
+                    settings.max_body_bytes,
+                )?)),
+                Quarantine::start(&spool.dir, &settings.sources)?,
+            ),
+            None => (None, None),
         };
         let name = format!("request-handler pid={}", std::process::id());
         let publisher = Publisher::start(
@@ -60,9 +64,7 @@ impl Application {
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut metrics = Metrics::new();
         metrics.register_publisher(publisher.counters());
-        if let Some(spool) = &spool {
-            metrics.register_spool(spool);
-        }
+        metrics.register_spool(spool.as_deref(), quarantine.as_ref());
         let metrics = Arc::new(metrics);
         let rejections = RejectionLog::new(
             publisher.clone(),
@@ -79,6 +81,7 @@ impl Application {
             rejections,
             large_checks: tokio::sync::Semaphore::new(settings.workers),
             spool: spool.clone(),
+            quarantine,
         });
         if let Some(spool) = &spool {
             spool.start_forwarder(publisher.clone(), settings.broker.topology.exchange());

@@ -173,6 +173,9 @@ async fn accept(
             .await
             .map_err(|error| IngestError::Internal(format!("checking the request failed: {error}")))?
     };
+    if let (Err(IngestError::Signature(rejection)), Some(quarantine)) = (&checked, &state.quarantine) {
+        quarantine.offer(source, *rejection, request.headers(), &body, received_at);
+    }
     let (verified, identity) = match checked? {
         (_, Checked::Challenge(challenge)) => return Ok(Accepted::Challenge(challenge)),
         (verified, Checked::Event(identity)) => (verified, identity),

@@ -1,7 +1,7 @@
 //! The HTTP surface: ingest endpoints, health and metrics.
 
 mod health;
-mod ingest;
+pub(crate) mod ingest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use actix_web::web;
 use webhook_core::broker::Publisher;
 
 use crate::metrics::Metrics;
+use crate::quarantine::Quarantine;
 use crate::rejections::RejectionLog;
 use crate::sources::Sources;
 use crate::spool::Spool;
@@ -28,6 +29,8 @@ pub(crate) struct State {
     pub(crate) large_checks: tokio::sync::Semaphore,
     /// Where spooling sources' messages go while the broker does not confirm (`SPOOL_DIR`).
     pub(crate) spool: Option<Arc<Spool>>,
+    /// Where quarantining sources' requests with a signature of no secret go (`SPOOL_DIR`).
+    pub(crate) quarantine: Option<Quarantine>,
 }
 
 /// Registers every route.

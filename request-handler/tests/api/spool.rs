@@ -1,11 +1,14 @@
-//! The spool through the real binary: a spooling source answered 200 "spooled" while the
-//! broker is cut, its messages forwarded byte for byte once it is back.
+//! The spool and the quarantine through the real binary: a spooling source answered 200
+//! "spooled" while the broker is cut, its messages forwarded byte for byte once it is back; a
+//! request kept for its signature and admitted by `quarantine readmit` once the secret is
+//! corrected.
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::time::Duration;
 
 use testkit::private::TempDir;
-use testkit::{TcpProxy, eventually};
+use testkit::{TcpProxy, TestBroker, eventually};
 
 use crate::helpers::json;
 use crate::process::HandlerProcess;
@@ -169,4 +172,85 @@ async fn a_full_spool_answers_500() {
             .await,
         1.0
     );
+}
+
+/// Runs `request-handler quarantine {args}` with `vars`; its stdout, and whether it succeeded.
+fn quarantine(broker: &TestBroker, vars: &[(&str, &str)], args: &[&str]) -> (String, bool) {
+    let output = Command::new(env!("CARGO_BIN_EXE_request-handler"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AMQP_URL", testkit::amqp_url())
+        .env("AMQP_PREFIX", broker.prefix())
+        .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
+        .arg("quarantine")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.success(),
+    )
+}
+
+#[tokio::test]
+async fn a_request_kept_for_its_signature_is_admitted_once_the_secret_is_corrected() {
+    let dir = TempDir::new("quarantine-api");
+    let source = |secret: &str| {
+        format!(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{secret}\"]\nquarantine = {{ max_requests = 10 }}\n"
+        )
+    };
+    // The vendor rotated its secret to "rotated" without telling us.
+    let stale = dir.write("stale.toml", &source("stale"));
+    let corrected = dir.write("corrected.toml", &source("rotated"));
+    let spool_dir = dir.path().join("spool");
+    let spool_dir = spool_dir.to_str().unwrap();
+    let handler = HandlerProcess::start(&[("SOURCES_FILE", stale.to_str().unwrap()), ("SPOOL_DIR", spool_dir)]).await;
+    let body = br#"{"zen":"kept"}"#;
+    assert_eq!(post(&handler, "rotated", body, "q-1").await.status(), 401);
+    assert_eq!(
+        post(&handler, "forged", br#"{"zen":"forged"}"#, "q-2").await.status(),
+        401
+    );
+    eventually("both requests to be kept", DEADLINE, || async {
+        (handler
+            .metric("webhook_handler_quarantine_kept_total{source=\"gh\"} ")
+            .await
+            == 2.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(handler.broker.depth(".events").await, Some(0));
+
+    let corrected_vars = [("SOURCES_FILE", corrected.to_str().unwrap()), ("SPOOL_DIR", spool_dir)];
+    let (listing, ok) = quarantine(&handler.broker, &corrected_vars, &["list"]);
+    assert!(ok, "{listing}");
+    assert!(
+        listing.contains("\"q-1\"") && listing.contains("passes now"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("\"q-2\"") && listing.contains("still fails: signature_mismatch"),
+        "{listing}"
+    );
+
+    let (report, ok) = quarantine(&handler.broker, &corrected_vars, &["readmit", "--all"]);
+    assert!(ok, "{report}");
+    assert!(
+        report.starts_with("admitted 1 kept request(s)\nadmitted \"q-1\"\n"),
+        "{report}"
+    );
+    let taken = handler.broker.take_all(".events").await;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].body, body);
+    assert_eq!(taken[0].properties.message_id().clone().unwrap().as_str(), "q-1");
+
+    // The admitted one is gone; the forged one stays, and is never admitted.
+    let (listing, _) = quarantine(&handler.broker, &corrected_vars, &["list"]);
+    assert!(!listing.contains("\"q-1\"") && listing.contains("\"q-2\""), "{listing}");
+    assert!(listing.ends_with("1 kept request(s)\n"), "{listing}");
+    let (report, _) = quarantine(&handler.broker, &corrected_vars, &["readmit", "--all"]);
+    assert!(report.starts_with("admitted 0 kept request(s)\n"), "{report}");
+    assert_eq!(handler.broker.depth(".events").await, Some(0));
 }
