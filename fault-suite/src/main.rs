@@ -80,7 +80,7 @@ struct Line {
 async fn run(args: Args) -> anyhow::Result<bool> {
     if args.list {
         for scenario in Scenario::ALL {
-            println!("{:<14} {}", scenario.name(), scenario.about());
+            println!("{:<18} {}", scenario.name(), scenario.about());
         }
         return Ok(true);
     }
@@ -208,7 +208,7 @@ async fn run_one(scenario: Scenario, round: u32, settings: &Arc<Settings>) -> Op
 
 fn print_header() {
     println!(
-        "{:<14} {:>6} {:>6} {:>5} {:>5} {:>6} {:>4} {:>5} {:>4} {:>9} {:>7} {:>5}  result",
+        "{:<18} {:>6} {:>6} {:>5} {:>5} {:>6} {:>4} {:>5} {:>4} {:>9} {:>7} {:>5}  result",
         "scenario", "sent", "200", "500", "other", "rows", "dup", "dead", "lost", "no200rows", "redeliv", "secs"
     );
 }
@@ -217,7 +217,7 @@ fn print_line(line: &Line) {
     let result = if line.failure.is_some() { "FAILED" } else { "ok" };
     match &line.verdict {
         Some(v) => println!(
-            "{:<14} {:>6} {:>6} {:>5} {:>5} {:>6} {:>4} {:>5} {:>4} {:>9} {:>7} {:>5.0}  {result}",
+            "{:<18} {:>6} {:>6} {:>5} {:>5} {:>6} {:>4} {:>5} {:>4} {:>9} {:>7} {:>5.0}  {result}",
             line.name,
             v.sent,
             v.ok,
@@ -231,7 +231,7 @@ fn print_line(line: &Line) {
             v.redeliveries,
             line.seconds
         ),
-        None => println!("{:<14} {:>80.0}  {result}", line.name, line.seconds),
+        None => println!("{:<18} {:>80.0}  {result}", line.name, line.seconds),
     }
 }
 

@@ -95,6 +95,22 @@ impl Service {
         &self.name
     }
 
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The JSON of `GET /readyz` right now, whatever its status (`None`: no answer at all).
+    pub(crate) async fn readiness(&self, client: &reqwest::Client) -> Option<serde_json::Value> {
+        let response = client
+            .get(self.readyz_url())
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
+    }
+
     /// Its process id, while it runs.
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.id()

@@ -1,4 +1,4 @@
-//! The seven scenarios. Each runs the real services on a [`Stage`] of its own, drives signed
+//! The scenarios. Each runs the real services on a [`Stage`] of its own, drives signed
 //! traffic through the handler, makes its fault, lets it pass, drains, and hands back what it
 //! observed for the invariant check, plus any promise of its own that it saw broken (a
 //! service that did not recover by itself, a graceful stop that was not).
@@ -29,6 +29,8 @@ const SLOW_BATCHES: ConsumerTuning = ConsumerTuning { batch_wait_ms: 200 };
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scenario {
     BrokerCut,
+    BrokerCutSpool,
+    HandlerKillSpool,
     DatabaseCut,
     ConsumerKill,
     TwoConsumers,
@@ -87,8 +89,10 @@ pub(crate) struct Report {
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 13] = [
         Self::BrokerCut,
+        Self::BrokerCutSpool,
+        Self::HandlerKillSpool,
         Self::DatabaseCut,
         Self::ConsumerKill,
         Self::TwoConsumers,
@@ -112,6 +116,8 @@ impl Scenario {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::BrokerCut => "broker-cut",
+            Self::BrokerCutSpool => "broker-cut-spool",
+            Self::HandlerKillSpool => "handler-kill-spool",
             Self::DatabaseCut => "database-cut",
             Self::ConsumerKill => "consumer-kill",
             Self::TwoConsumers => "two-consumers",
@@ -128,6 +134,12 @@ impl Scenario {
     pub(crate) fn about(self) -> &'static str {
         match self {
             Self::BrokerCut => "both services' broker connections cut for 5 s under load, then restored",
+            Self::BrokerCutSpool => {
+                "as broker-cut for 10 s, the source spooling: no 500, the spool forwarded once the broker is back"
+            }
+            Self::HandlerKillSpool => {
+                "the handler SIGKILLed while its spool holds messages, restarted, and forwarding them"
+            }
             Self::DatabaseCut => "the consumer's database unreachable for 10 s under load, then restored",
             Self::ConsumerKill => "the consumer SIGKILLed mid-batch and started again, twice",
             Self::TwoConsumers => "two consumers on one queue, one SIGKILLed mid-run",
@@ -180,6 +192,8 @@ impl Scenario {
     async fn run_on(self, stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
         match self {
             Self::BrokerCut => broker_cut(stage, settings).await,
+            Self::BrokerCutSpool => broker_cut_spool(stage, settings).await,
+            Self::HandlerKillSpool => handler_kill_spool(stage, settings).await,
             Self::DatabaseCut => database_cut(stage, settings).await,
             Self::ConsumerKill => consumer_kill(stage, settings).await,
             Self::TwoConsumers => two_consumers(stage, settings).await,
@@ -337,6 +351,166 @@ async fn broker_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report
     wait_accepting(stage, &load, 50).await?;
     run_for(COOL_DOWN).await;
     finish(stage, load, Published::default(), problems).await
+}
+
+/// How long the broker is away in the spool scenarios.
+const SPOOL_CUT: Duration = Duration::from_secs(10);
+/// How long a spool may take to drain once the broker is back.
+const FORWARD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The handler's `/readyz` as the spool scenarios read it: what it says of the broker, and
+/// how many messages wait in its spool.
+async fn spool_state(stage: &Stage, handler: &Service) -> Option<(String, u64)> {
+    let readiness = handler.readiness(&stage.client).await?;
+    let broker = readiness["broker"].as_str().unwrap_or_default().to_owned();
+    Some((broker, readiness["spooled"].as_u64()?))
+}
+
+/// Polls the handler's `/readyz` for up to `within` until it says `"broker": "spooling"` with
+/// messages in the spool; a problem if it never does. Returns how many it saw there.
+async fn expect_spooling(stage: &Stage, handler: &Service, within: Duration, problems: &mut Vec<String>) -> u64 {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Some((broker, spooled)) = spool_state(stage, handler).await
+            && broker == "spooling"
+            && spooled > 0
+        {
+            stage.log.note(&format!(
+                "{} ready and spooling ({spooled} message(s)) after {} ms",
+                handler.name(),
+                started.elapsed().as_millis()
+            ));
+            return spooled;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    problems.push(format!(
+        "{} /readyz did not say \"broker\": \"spooling\" with messages spooled within {within:?}",
+        handler.name()
+    ));
+    0
+}
+
+/// Polls the handler's `/readyz` until the broker is connected again and its spool is empty:
+/// everything spooled was forwarded. Fails after [`FORWARD_DEADLINE`].
+async fn wait_forwarded(stage: &Stage, handler: &Service) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < FORWARD_DEADLINE {
+        last = spool_state(stage, handler).await;
+        if let Some((broker, 0)) = &last
+            && broker == "connected"
+        {
+            stage.log.note(&format!(
+                "{} spool forwarded and empty after {} ms",
+                handler.name(),
+                started.elapsed().as_millis()
+            ));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "{} did not empty its spool within {FORWARD_DEADLINE:?} of the broker's return (last: {last:?})",
+        handler.name()
+    )
+}
+
+/// The spool scenarios' own promise: not one request answered 500.
+fn no_server_errors(report: &mut Report) {
+    let server_errors = report
+        .observed
+        .sent
+        .iter()
+        .filter(|one| one.answer == Answer::ServerError)
+        .count();
+    if server_errors > 0 {
+        report.problems.push(format!(
+            "{server_errors} request(s) answered 500 although the source spools"
+        ));
+    }
+}
+
+async fn broker_cut_spool(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let mut consumer = stage.start_consumer("consumer").await?;
+    let env = stage.spooling_handler_env()?;
+    let extra: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let (handler, target) = stage.start_handler_with(&extra).await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(WARM_UP).await;
+
+    stage.log.note("cutting the broker connections");
+    stage.broker_proxy.cut();
+    let outage = Instant::now();
+    expect_spooling(stage, &handler, Duration::from_secs(8), &mut problems).await;
+    run_for(SPOOL_CUT.saturating_sub(outage.elapsed())).await;
+    let held = spool_state(stage, &handler).await.map_or(0, |(_, spooled)| spooled);
+    let note = format!("{held} message(s) in the spool when the broker came back");
+    stage.log.note(&note);
+    stage.log.note("restoring the broker connections");
+    stage.broker_proxy.restore();
+
+    consumer
+        .wait_ready(&stage.client, RECOVERY_DEADLINE)
+        .await
+        .context("the consumer after the broker came back")?;
+    wait_forwarded(stage, &handler).await?;
+    run_for(COOL_DOWN).await;
+    let mut report = finish(stage, load, Published::default(), problems).await?;
+    no_server_errors(&mut report);
+    report.notes.push(note);
+    Ok(report)
+}
+
+async fn handler_kill_spool(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let mut consumer = stage.start_consumer("consumer").await?;
+    let env = stage.spooling_handler_env()?;
+    let extra: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let (mut handler, target) = stage.start_handler_with(&extra).await?;
+    let load = start_load(stage, settings, &target, load::good_traffic)?;
+    run_for(WARM_UP).await;
+
+    stage.log.note("cutting the broker connections");
+    stage.broker_proxy.cut();
+    let outage = Instant::now();
+    expect_spooling(stage, &handler, Duration::from_secs(8), &mut problems).await;
+    // Spooling under load when the kill strikes: likely mid-commit.
+    run_for(Duration::from_secs(5).saturating_sub(outage.elapsed())).await;
+    let held = spool_state(stage, &handler).await.map_or(0, |(_, spooled)| spooled);
+    handler.kill().await?;
+    let mut notes = vec![format!(
+        "request-handler-1 SIGKILLed holding at least {held} spooled message(s)"
+    )];
+    stage.log.note(&notes[0]);
+
+    // Started again on the same spool and address while the broker is still away: what was
+    // answered 200 is still there, and new requests are spooled after it.
+    let addr = handler.addr();
+    let (handler, _) = stage.start_handler_on(addr, "request-handler-2", &extra).await?;
+    match spool_state(stage, &handler).await {
+        Some((_, spooled)) if spooled >= held => {
+            notes.push(format!("request-handler-2 found {spooled} message(s) in the spool"));
+        }
+        other => problems.push(format!(
+            "request-handler-2 did not find the {held} spooled message(s) after the kill: {other:?}"
+        )),
+    }
+    run_for(SPOOL_CUT.saturating_sub(outage.elapsed())).await;
+    stage.log.note("restoring the broker connections");
+    stage.broker_proxy.restore();
+
+    consumer
+        .wait_ready(&stage.client, RECOVERY_DEADLINE)
+        .await
+        .context("the consumer after the broker came back")?;
+    wait_forwarded(stage, &handler).await?;
+    run_for(COOL_DOWN).await;
+    let mut report = finish(stage, load, Published::default(), problems).await?;
+    no_server_errors(&mut report);
+    report.notes.extend(notes);
+    Ok(report)
 }
 
 async fn database_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {

@@ -146,7 +146,43 @@ impl Stage {
 
     /// Starts the request handler with these variables as well, and waits until it is ready.
     pub(crate) async fn start_handler_with(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Service, Target)> {
-        let addr = free_addr()?;
+        self.start_handler_on(free_addr()?, "request-handler", extra).await
+    }
+
+    /// Writes a sources file whose `default` source (the GitHub scheme, the stage's secret)
+    /// spools while the broker is away, and makes a spool directory; returns the handler's
+    /// variables for both. Each call makes a new directory under the run's logs.
+    pub(crate) fn spooling_handler_env(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let dir = self
+            .paths
+            .logs
+            .join(format!("{}-spool-{}", self.name, testkit::unique_suffix()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let sources = dir.join("sources.toml");
+        std::fs::write(
+            &sources,
+            format!(
+                "[[source]]\nname = \"default\"\nscheme = \"github\"\nsecrets = [\"{}\"]\nwhen_broker_down = \"spool\"\n",
+                self.secret
+            ),
+        )
+        .with_context(|| format!("writing {}", sources.display()))?;
+        self.log.note(&format!("spool directory {}", dir.display()));
+        Ok(vec![
+            ("SOURCES_FILE", sources.display().to_string()),
+            ("SPOOL_DIR", dir.join("spool").display().to_string()),
+        ])
+    }
+
+    /// Starts the request handler as `name` on `addr` (a restart takes its predecessor's
+    /// address, so that the load goes on to the same URL), with these variables as well, and
+    /// waits until it is ready.
+    pub(crate) async fn start_handler_on(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<(Service, Target)> {
         let mut env = self.common_env();
         env.extend(
             [
@@ -161,14 +197,7 @@ impl Stage {
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
-        let mut service = Service::spawn(
-            &self.paths.handler,
-            "request-handler",
-            &env,
-            addr,
-            &self.paths.logs,
-            &self.log,
-        )?;
+        let mut service = Service::spawn(&self.paths.handler, name, &env, addr, &self.paths.logs, &self.log)?;
         service.wait_ready(&self.client, READY_DEADLINE).await?;
         let target = Target {
             url: format!("http://{addr}/webhook"),
