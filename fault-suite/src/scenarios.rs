@@ -431,86 +431,108 @@ fn no_server_errors(report: &mut Report) {
     }
 }
 
+/// What both spool scenarios run: a consumer, a handler whose `default` source spools, and
+/// load through it, up to the broker cut; then the broker's return, the forwarding and the
+/// drain.
+struct SpoolRun {
+    consumer: Service,
+    handler: Service,
+    /// The handler's variables for its spool (again for a restart).
+    env: Vec<(&'static str, String)>,
+    load: Load,
+    problems: Vec<String>,
+    notes: Vec<String>,
+    /// When the broker was cut.
+    outage: Instant,
+}
+
+impl SpoolRun {
+    /// Starts the services and the load, warms up, cuts the broker and waits until the
+    /// handler says it spools.
+    async fn cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Self> {
+        let consumer = stage.start_consumer("consumer").await?;
+        let env = stage.spooling_handler_env()?;
+        let (handler, target) = stage.start_handler_with(&extra(&env)).await?;
+        let load = start_load(stage, settings, &target, load::good_traffic)?;
+        run_for(WARM_UP).await;
+
+        stage.log.note("cutting the broker connections");
+        stage.broker_proxy.cut();
+        let outage = Instant::now();
+        let mut problems = Vec::new();
+        expect_spooling(stage, &handler, Duration::from_secs(8), &mut problems).await;
+        Ok(Self {
+            consumer,
+            handler,
+            env,
+            load,
+            problems,
+            notes: Vec::new(),
+            outage,
+        })
+    }
+
+    /// Waits out [`SPOOL_CUT`], restores the broker, waits until the handler's spool is empty,
+    /// cools down and checks: the invariant, and not one 500.
+    async fn restore_and_finish(mut self, stage: &Stage) -> anyhow::Result<Report> {
+        run_for(SPOOL_CUT.saturating_sub(self.outage.elapsed())).await;
+        let held = spool_state(stage, &self.handler)
+            .await
+            .map_or(0, |(_, spooled)| spooled);
+        self.notes
+            .push(format!("{held} message(s) in the spool when the broker came back"));
+        stage.log.note("restoring the broker connections");
+        stage.broker_proxy.restore();
+
+        self.consumer
+            .wait_ready(&stage.client, RECOVERY_DEADLINE)
+            .await
+            .context("the consumer after the broker came back")?;
+        wait_forwarded(stage, &self.handler).await?;
+        run_for(COOL_DOWN).await;
+        let mut report = finish(stage, self.load, Published::default(), self.problems).await?;
+        no_server_errors(&mut report);
+        report.notes.extend(self.notes);
+        Ok(report)
+    }
+}
+
+/// `(name, value)` pairs as [`Stage::start_handler_with`] takes them.
+fn extra<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(name, value)| (*name, value.as_str())).collect()
+}
+
 async fn broker_cut_spool(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
-    let mut problems = Vec::new();
-    let mut consumer = stage.start_consumer("consumer").await?;
-    let env = stage.spooling_handler_env()?;
-    let extra: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let (handler, target) = stage.start_handler_with(&extra).await?;
-    let load = start_load(stage, settings, &target, load::good_traffic)?;
-    run_for(WARM_UP).await;
-
-    stage.log.note("cutting the broker connections");
-    stage.broker_proxy.cut();
-    let outage = Instant::now();
-    expect_spooling(stage, &handler, Duration::from_secs(8), &mut problems).await;
-    run_for(SPOOL_CUT.saturating_sub(outage.elapsed())).await;
-    let held = spool_state(stage, &handler).await.map_or(0, |(_, spooled)| spooled);
-    let note = format!("{held} message(s) in the spool when the broker came back");
-    stage.log.note(&note);
-    stage.log.note("restoring the broker connections");
-    stage.broker_proxy.restore();
-
-    consumer
-        .wait_ready(&stage.client, RECOVERY_DEADLINE)
-        .await
-        .context("the consumer after the broker came back")?;
-    wait_forwarded(stage, &handler).await?;
-    run_for(COOL_DOWN).await;
-    let mut report = finish(stage, load, Published::default(), problems).await?;
-    no_server_errors(&mut report);
-    report.notes.push(note);
-    Ok(report)
+    SpoolRun::cut(stage, settings).await?.restore_and_finish(stage).await
 }
 
 async fn handler_kill_spool(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
-    let mut problems = Vec::new();
-    let mut consumer = stage.start_consumer("consumer").await?;
-    let env = stage.spooling_handler_env()?;
-    let extra: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
-    let (mut handler, target) = stage.start_handler_with(&extra).await?;
-    let load = start_load(stage, settings, &target, load::good_traffic)?;
-    run_for(WARM_UP).await;
-
-    stage.log.note("cutting the broker connections");
-    stage.broker_proxy.cut();
-    let outage = Instant::now();
-    expect_spooling(stage, &handler, Duration::from_secs(8), &mut problems).await;
+    let mut run = SpoolRun::cut(stage, settings).await?;
     // Spooling under load when the kill strikes: likely mid-commit.
-    run_for(Duration::from_secs(5).saturating_sub(outage.elapsed())).await;
-    let held = spool_state(stage, &handler).await.map_or(0, |(_, spooled)| spooled);
-    handler.kill().await?;
-    let mut notes = vec![format!(
-        "request-handler-1 SIGKILLed holding at least {held} spooled message(s)"
-    )];
-    stage.log.note(&notes[0]);
+    run_for(Duration::from_secs(5).saturating_sub(run.outage.elapsed())).await;
+    let held = spool_state(stage, &run.handler).await.map_or(0, |(_, spooled)| spooled);
+    run.handler.kill().await?;
+    let note = format!("request-handler-1 SIGKILLed holding at least {held} spooled message(s)");
+    stage.log.note(&note);
+    run.notes.push(note);
 
     // Started again on the same spool and address while the broker is still away: what was
     // answered 200 is still there, and new requests are spooled after it.
-    let addr = handler.addr();
-    let (handler, _) = stage.start_handler_on(addr, "request-handler-2", &extra).await?;
+    let addr = run.handler.addr();
+    let (handler, _) = stage
+        .start_handler_on(addr, "request-handler-2", &extra(&run.env))
+        .await?;
     match spool_state(stage, &handler).await {
         Some((_, spooled)) if spooled >= held => {
-            notes.push(format!("request-handler-2 found {spooled} message(s) in the spool"));
+            run.notes
+                .push(format!("request-handler-2 found {spooled} message(s) in the spool"));
         }
-        other => problems.push(format!(
+        other => run.problems.push(format!(
             "request-handler-2 did not find the {held} spooled message(s) after the kill: {other:?}"
         )),
     }
-    run_for(SPOOL_CUT.saturating_sub(outage.elapsed())).await;
-    stage.log.note("restoring the broker connections");
-    stage.broker_proxy.restore();
-
-    consumer
-        .wait_ready(&stage.client, RECOVERY_DEADLINE)
-        .await
-        .context("the consumer after the broker came back")?;
-    wait_forwarded(stage, &handler).await?;
-    run_for(COOL_DOWN).await;
-    let mut report = finish(stage, load, Published::default(), problems).await?;
-    no_server_errors(&mut report);
-    report.notes.extend(notes);
-    Ok(report)
+    run.handler = handler;
+    run.restore_and_finish(stage).await
 }
 
 async fn database_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {

@@ -33,26 +33,38 @@ async fn post(handler: &HandlerProcess, secret: &str, body: &[u8], delivery_id: 
     handler.post("/webhooks/gh", body, &headers).await
 }
 
+/// The handler binary behind `proxy`, its spool in `dir`, with the source `gh` that spools
+/// and any `more_sources`, and these variables as well.
+async fn spooling_handler(
+    proxy: &TcpProxy,
+    dir: &TempDir,
+    more_sources: &str,
+    vars: &[(&str, &str)],
+) -> HandlerProcess {
+    let sources = dir.write(
+        "sources.toml",
+        &format!(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n{more_sources}"
+        ),
+    );
+    let spool_dir = dir.path().join("spool");
+    let amqp_url = proxy.amqp_url();
+    let mut all = vec![
+        ("AMQP_URL", amqp_url.as_str()),
+        ("SOURCES_FILE", sources.to_str().unwrap()),
+        ("SPOOL_DIR", spool_dir.to_str().unwrap()),
+        ("SPOOL_PUBLISH_TIMEOUT_MS", SPOOL_PUBLISH_TIMEOUT_MS),
+    ];
+    all.extend_from_slice(vars);
+    HandlerProcess::start(&all).await
+}
+
 #[tokio::test]
 async fn a_spooling_source_is_answered_spooled_while_the_broker_is_cut_and_forwarded_once_it_is_back() {
     let proxy = TcpProxy::start("127.0.0.1:5672").await;
     let dir = TempDir::new("spool-api");
-    let sources = dir.write(
-        "sources.toml",
-        &format!(
-            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n\n\
-             [[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n"
-        ),
-    );
-    let spool_dir = dir.path().join("spool");
-    let handler = HandlerProcess::start(&[
-        ("AMQP_URL", &proxy.amqp_url()),
-        ("SOURCES_FILE", sources.to_str().unwrap()),
-        ("SPOOL_DIR", spool_dir.to_str().unwrap()),
-        ("SPOOL_PUBLISH_TIMEOUT_MS", SPOOL_PUBLISH_TIMEOUT_MS),
-        ("ENQUEUE_TIMEOUT_MS", "1500"),
-    ])
-    .await;
+    let plain = format!("\n[[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\n");
+    let handler = spooling_handler(&proxy, &dir, &plain, &[("ENQUEUE_TIMEOUT_MS", "1500")]).await;
     // Ready already while it connects, since a source spools: wait for the broker itself.
     eventually("the broker connection", DEADLINE, || async {
         let ready = handler
@@ -137,23 +149,9 @@ async fn a_spooling_source_is_answered_spooled_while_the_broker_is_cut_and_forwa
 async fn a_full_spool_answers_500() {
     let proxy = TcpProxy::start("127.0.0.1:5672").await;
     let dir = TempDir::new("spool-full");
-    let sources = dir.write(
-        "sources.toml",
-        &format!(
-            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n"
-        ),
-    );
-    let spool_dir = dir.path().join("spool");
     // Room for two requests of 400 bytes; MAX_BODY_BYTES plus 512 is the smallest spool.
-    let handler = HandlerProcess::start(&[
-        ("AMQP_URL", &proxy.amqp_url()),
-        ("SOURCES_FILE", sources.to_str().unwrap()),
-        ("SPOOL_DIR", spool_dir.to_str().unwrap()),
-        ("SPOOL_PUBLISH_TIMEOUT_MS", SPOOL_PUBLISH_TIMEOUT_MS),
-        ("MAX_BODY_BYTES", "512"),
-        ("SPOOL_MAX_BYTES", "1024"),
-    ])
-    .await;
+    let limits = [("MAX_BODY_BYTES", "512"), ("SPOOL_MAX_BYTES", "1024")];
+    let handler = spooling_handler(&proxy, &dir, "", &limits).await;
     proxy.cut();
     let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(390));
     let mut statuses = Vec::new();
