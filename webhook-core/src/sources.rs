@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::admission::{Admission, RawAdmission};
 use crate::config::{ConfigError, Secret};
 use crate::ids::{EventType, SourceName};
 use crate::payload::BodyFormat;
@@ -153,6 +154,8 @@ pub struct SourceConfig {
     pub max_body_bytes: Option<usize>,
     /// `[source.sales]`, for the consumer; `None` means the canonical format.
     pub sales: Option<SalesMapping>,
+    /// For the handler: its rate limit, what it gets when limited, which event types it keeps.
+    pub admission: Admission,
 }
 
 impl SourceConfig {
@@ -174,6 +177,7 @@ impl SourceConfig {
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
             max_body_bytes: None,
             sales: None,
+            admission: Admission::default(),
         })
     }
 
@@ -472,6 +476,11 @@ struct RawSource {
     timestamp_header: Option<String>,
     /// `[source.sales]`, read key by key so that an error names the key.
     sales: Option<toml::Value>,
+    // Admission ([`crate::admission`]), read by hand so that an error names the key.
+    rate_limit: Option<toml::Value>,
+    when_limited: Option<toml::Value>,
+    accept_types: Option<toml::Value>,
+    drop_types: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -558,6 +567,14 @@ impl RawSource {
             }
             Some(value) => Some(read_sales(value).map_err(|(field, why)| fail(&field, why))?),
         };
+        let admission = RawAdmission {
+            rate_limit: self.rate_limit,
+            when_limited: self.when_limited,
+            accept_types: self.accept_types,
+            drop_types: self.drop_types,
+        }
+        .read()
+        .map_err(|(field, why)| fail(field, why))?;
         Ok(SourceConfig {
             name,
             scheme,
@@ -572,6 +589,7 @@ impl RawSource {
             tolerance_secs,
             max_body_bytes: self.max_body_bytes,
             sales,
+            admission,
         })
     }
 
@@ -1253,6 +1271,96 @@ mod tests {
     fn secrets_never_appear_in_debug_output() {
         let file = parse("[[source]]\nname = \"a\"\nscheme = \"github\"\nsecrets = [\"topsecret\"]").unwrap();
         assert!(!format!("{file:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn admission_keys_are_read_and_each_mistake_names_the_source_and_the_field() {
+        use crate::admission::{RateLimit, TypeFilter, WhenLimited};
+        let source =
+            |extra: &str| format!("[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"s\"]\n{extra}");
+        let file = parse(&source(
+            "rate_limit = { per_second = 200, burst = 400 }\nwhen_limited = \"accept\"\ndrop_types = [\"ping\", \"*.updated\"]",
+        ))
+        .unwrap();
+        let admission = &file.get("gh").unwrap().admission;
+        assert_eq!(
+            admission.rate_limit,
+            Some(RateLimit {
+                per_second: 200.0,
+                burst: 400
+            })
+        );
+        assert_eq!(admission.when_limited, WhenLimited::Accept);
+        assert!(matches!(&admission.types, Some(TypeFilter::Drop(globs)) if globs.len() == 2));
+        let slow = parse(&source("rate_limit = { per_second = 0.5 }")).unwrap();
+        let slow = &slow.get("gh").unwrap().admission;
+        assert_eq!(slow.rate_limit.map(|limit| limit.burst), Some(1));
+        assert_eq!(slow.when_limited, WhenLimited::Refuse);
+        let plain = parse(&source("")).unwrap();
+        assert_eq!(plain.get("gh").unwrap().admission, Default::default());
+        let cases = [
+            (
+                "rate_limit = { per_second = 0 }",
+                "source \"gh\": field `rate_limit.per_second`: expected requests per second above 0",
+            ),
+            (
+                "rate_limit = { per_second = -1 }",
+                "source \"gh\": field `rate_limit.per_second`: expected requests per second above 0",
+            ),
+            (
+                "rate_limit = { burst = 5 }",
+                "source \"gh\": field `rate_limit.per_second`: required",
+            ),
+            (
+                "rate_limit = { per_second = \"fast\" }",
+                "source \"gh\": field `rate_limit.per_second`: \"fast\" is not a number",
+            ),
+            (
+                "rate_limit = { per_second = 10, burst = 0 }",
+                "source \"gh\": field `rate_limit.burst`: expected at least 1",
+            ),
+            (
+                "rate_limit = { per_second = 10, burst = 1.5 }",
+                "source \"gh\": field `rate_limit.burst`: 1.5 is not a whole number",
+            ),
+            (
+                "rate_limit = { per_second = 10, brust = 5 }",
+                "source \"gh\": field `rate_limit`: unknown key `brust`",
+            ),
+            (
+                "rate_limit = 200",
+                "source \"gh\": field `rate_limit`: expected a table",
+            ),
+            (
+                "when_limited = \"drop\"",
+                "source \"gh\": field `when_limited`: \"drop\" is not \"429\" or \"accept\"",
+            ),
+            (
+                "accept_types = [\"a\"]\ndrop_types = [\"b\"]",
+                "source \"gh\": field `drop_types`: set accept_types or drop_types, not both",
+            ),
+            (
+                "accept_types = []",
+                "source \"gh\": field `accept_types`: expected at least one pattern",
+            ),
+            (
+                "drop_types = \"ping\"",
+                "source \"gh\": field `drop_types`: expected a list",
+            ),
+            (
+                "drop_types = [\"[ab]\"]",
+                "source \"gh\": field `drop_types`: \"[ab]\": '[' is not glob syntax here",
+            ),
+            (
+                "accept_types = [1]",
+                "source \"gh\": field `accept_types`: 1 is not a string",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let error = parse(&source(extra)).unwrap_err();
+            assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
+            assert!(!error.contains('\n'), "{error:?}");
+        }
     }
 
     #[test]
