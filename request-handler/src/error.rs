@@ -1,11 +1,15 @@
 //! Every way an ingest request can end other than "queued", and the status each one gets.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 use webhook_core::broker::PublishError;
 use webhook_core::payload::{NotForm, NotJson};
 use webhook_core::signature::Rejection;
 
+use crate::admission::Refused;
 use crate::identify::Unidentified;
 
 /// Why a webhook was not queued.
@@ -48,6 +52,17 @@ pub enum IngestError {
     /// The handler failed to check the request (a bug; logged with its cause).
     #[error("internal error")]
     Internal(String),
+    /// The source is over its rate limit; try again after the duration.
+    #[error("rate limit of this source exceeded")]
+    RateLimited(Duration),
+}
+
+impl From<Refused> for IngestError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::RateLimited(wait) => Self::RateLimited(wait),
+        }
+    }
 }
 
 impl IngestError {
@@ -66,6 +81,7 @@ impl IngestError {
             Self::NotForm(_) => "not_form",
             Self::NotEnqueued(error) => error.label(),
             Self::Internal(_) => "internal_error",
+            Self::RateLimited(_) => "rate_limited",
         }
     }
 }
@@ -81,10 +97,17 @@ impl ResponseError for IngestError {
             }
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::NotEnqueued(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::RateLimited(wait) = self {
+            // Whole seconds, rounded up: a client that waits that long finds a token.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.insert_header((RETRY_AFTER, seconds.max(1).to_string()));
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
     }
 }

@@ -10,6 +10,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use webhook_core::broker::PublisherCounters;
 
+use crate::admission::AdmissionMetrics;
+
 /// The `source` label for a request whose source is not configured; parentheses cannot
 /// appear in a source name, so it never clashes with one.
 pub const UNKNOWN_SOURCE_LABEL: &str = "(unknown)";
@@ -81,6 +83,8 @@ pub struct Metrics {
     pub verified: Family<VerifiedLabels, Counter>,
     /// Rejection records that could not be kept (too many at once, or no broker).
     pub rejections_dropped: Counter,
+    /// Requests let in over a limit.
+    pub admission: AdmissionMetrics,
 }
 
 impl Metrics {
@@ -127,7 +131,9 @@ impl Metrics {
             rejections_dropped.clone(),
         );
         registry.register_collector(Box::new(RefusedHttpRequests));
+        let admission = AdmissionMetrics::register(&mut registry);
         Self {
+            admission,
             rejections_dropped,
             verified,
             registry,

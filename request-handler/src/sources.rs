@@ -76,6 +76,11 @@ impl Sources {
         self.0.insert(source.config.name.clone(), Arc::new(source));
     }
 
+    /// Every source, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Source> {
+        self.0.values().map(AsRef::as_ref)
+    }
+
     /// How many sources there are.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::rejections::RejectionLog;
 use crate::routes::{self, State};
@@ -46,6 +47,7 @@ impl Application {
             .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut metrics = Metrics::new();
+        let admission = Admission::new(&settings.sources, metrics.admission.clone());
         metrics.register_publisher(publisher.counters());
         let metrics = Arc::new(metrics);
         let rejections = RejectionLog::new(
@@ -62,6 +64,7 @@ impl Application {
             metrics,
             rejections,
             large_checks: tokio::sync::Semaphore::new(settings.workers),
+            admission,
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)

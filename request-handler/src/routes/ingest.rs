@@ -1,9 +1,10 @@
 //! `POST /webhook` and `POST /webhooks/{source}`.
 //!
-//! The order of checks is the contract: unknown source (404), size (413, before and while
-//! reading), body arrival (408), signature over the raw bytes (401), JSON or, for form
-//! sources, form encoding (400), delivery id and event type (400), then publish and wait for
-//! the broker's confirm (200, or 500 "not enqueued").
+//! The order of checks is the contract: unknown source (404), the source's rate limit before
+//! the body is read (429), size (413, before and while reading), body arrival (408), signature
+//! over the raw bytes (401), JSON or, for form sources, form encoding (400), delivery id and
+//! event type (400), then publish and wait for the broker's confirm (200, or 500 "not
+//! enqueued").
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,6 +137,7 @@ async fn accept(
     state: &State,
     received_at: DateTime<Utc>,
 ) -> Result<Accepted, IngestError> {
+    state.admission.admit(source)?;
     let limit = source
         .max_body_bytes
         .map_or(state.max_body_bytes, |own| own.min(state.max_body_bytes));

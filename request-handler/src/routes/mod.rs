@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::web;
 use webhook_core::broker::Publisher;
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::rejections::RejectionLog;
 use crate::sources::Sources;
@@ -25,6 +26,8 @@ pub(crate) struct State {
     pub(crate) rejections: RejectionLog,
     /// Permits for checking large bodies off the HTTP workers, one per worker.
     pub(crate) large_checks: tokio::sync::Semaphore,
+    /// Rate limits.
+    pub(crate) admission: Admission,
 }
 
 /// Registers every route.

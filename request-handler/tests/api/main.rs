@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod broker_addresses;
 mod broker_outage;
 mod broker_tls;
