@@ -4,6 +4,10 @@
 //!   `when_limited = "429"` source's request is refused with 429 and `Retry-After` (when the
 //!   bucket next has a token); an `"accept"` source's is handled all the same, counted and
 //!   warned about.
+//! - **Load shedding**: at most `MAX_IN_FLIGHT` requests in work (body received, being checked
+//!   or published). Past it, a new request of a `"429"` source is refused with 503 before its
+//!   body is read; an `"accept"` source's is let in, counted and warned about. A request still
+//!   sending its body is not in work: a client that sends slowly holds a connection, not a place.
 //!
 //! The bucket is written by hand (a few lines under a mutex, tested with explicit instants)
 //! rather than taken from `governor`: fractional rates, the wait until the next token for
@@ -16,11 +20,14 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use webhook_core::admission::{RateLimit, WhenLimited};
 
 use crate::sources::{Source, Sources};
 
+/// What a shed request is told to wait before it tries again.
+pub const SHED_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// An `"accept"` source over its limit is warned about at most this often (with a count).
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -29,6 +36,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub enum Refused {
     /// Its source is over its rate limit: 429, and when the bucket next has a token.
     RateLimited(Duration),
+    /// `MAX_IN_FLIGHT` requests are in work: 503.
+    Overloaded,
 }
 
 /// A token bucket: `burst` tokens at most, `per_second` added back per second, one taken by
@@ -72,14 +81,17 @@ impl TokenBucket {
 pub struct OverLimitLabels {
     /// A configured source.
     pub source: String,
-    /// `rate_limited`.
+    /// `rate_limited` or `overloaded`.
     pub reason: &'static str,
 }
 
 /// The metrics of admission.
 #[derive(Debug, Clone, Default)]
 pub struct AdmissionMetrics {
-    /// Requests of `when_limited = "accept"` sources let in although over the rate limit.
+    /// Requests in work: body received, being checked or published. What `MAX_IN_FLIGHT` caps.
+    pub in_work: Gauge,
+    /// Requests of `when_limited = "accept"` sources let in although over the rate limit or
+    /// past `MAX_IN_FLIGHT`.
     pub admitted_over_limit: Family<OverLimitLabels, Counter>,
 }
 
@@ -88,8 +100,13 @@ impl AdmissionMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         registry.register(
+            "in_work_requests",
+            "Webhook requests whose body has arrived, being checked or published (capped by MAX_IN_FLIGHT)",
+            metrics.in_work.clone(),
+        );
+        registry.register(
             "admitted_over_limit",
-            "Requests of when_limited = \"accept\" sources let in over their rate limit",
+            "Requests of when_limited = \"accept\" sources let in over their rate limit or past MAX_IN_FLIGHT",
             metrics.admitted_over_limit.clone(),
         );
         metrics
@@ -104,16 +121,18 @@ struct Gate {
     unwarned: u64,
 }
 
-/// Every source's gate, for one handler process.
+/// Every source's gate and the cap on requests in work, for one handler process.
 #[derive(Debug)]
 pub struct Admission {
     gates: HashMap<String, Mutex<Gate>>,
+    max_in_flight: usize,
     metrics: AdmissionMetrics,
 }
 
 impl Admission {
-    /// A full bucket for every source with a rate limit.
-    pub fn new(sources: &Sources, metrics: AdmissionMetrics) -> Self {
+    /// A full bucket for every source with a rate limit; at most `max_in_flight` requests in
+    /// work.
+    pub fn new(sources: &Sources, max_in_flight: usize, metrics: AdmissionMetrics) -> Self {
         let now = Instant::now();
         let gates = sources
             .iter()
@@ -126,7 +145,11 @@ impl Admission {
                 (source.name.to_string(), Mutex::new(gate))
             })
             .collect();
-        Self { gates, metrics }
+        Self {
+            gates,
+            max_in_flight,
+            metrics,
+        }
     }
 
     /// Decides, before the body is read, whether `source`'s request goes on.
@@ -144,7 +167,19 @@ impl Admission {
                 self.let_in_over_limit(source, "rate_limited");
             }
         }
+        if self.metrics.in_work.get() >= i64::try_from(self.max_in_flight).unwrap_or(i64::MAX) {
+            if !accept {
+                return Err(Refused::Overloaded);
+            }
+            self.let_in_over_limit(source, "overloaded");
+        }
         Ok(())
+    }
+
+    /// Counts a request as in work until the guard is dropped.
+    pub fn in_work(&self) -> InWork<'_> {
+        self.metrics.in_work.inc();
+        InWork(&self.metrics.in_work)
     }
 
     /// Counts an `"accept"` source's request let in over a limit, and warns at most every
@@ -180,6 +215,16 @@ impl Admission {
         // matters: take the state as it is.
         let mut gate = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut gate)
+    }
+}
+
+/// A request in work; leaves the count when dropped.
+#[derive(Debug)]
+pub struct InWork<'a>(&'a Gauge);
+
+impl Drop for InWork<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

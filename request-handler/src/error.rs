@@ -9,7 +9,7 @@ use webhook_core::broker::PublishError;
 use webhook_core::payload::{NotForm, NotJson};
 use webhook_core::signature::Rejection;
 
-use crate::admission::Refused;
+use crate::admission::{Refused, SHED_RETRY_AFTER};
 use crate::identify::Unidentified;
 
 /// Why a webhook was not queued.
@@ -55,12 +55,16 @@ pub enum IngestError {
     /// The source is over its rate limit; try again after the duration.
     #[error("rate limit of this source exceeded")]
     RateLimited(Duration),
+    /// `MAX_IN_FLIGHT` requests are in work; try again after the duration.
+    #[error("too many requests in flight")]
+    Overloaded(Duration),
 }
 
 impl From<Refused> for IngestError {
     fn from(refused: Refused) -> Self {
         match refused {
             Refused::RateLimited(wait) => Self::RateLimited(wait),
+            Refused::Overloaded => Self::Overloaded(SHED_RETRY_AFTER),
         }
     }
 }
@@ -82,6 +86,7 @@ impl IngestError {
             Self::NotEnqueued(error) => error.label(),
             Self::Internal(_) => "internal_error",
             Self::RateLimited(_) => "rate_limited",
+            Self::Overloaded(_) => "overloaded",
         }
     }
 }
@@ -98,12 +103,13 @@ impl ResponseError for IngestError {
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::NotEnqueued(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::RateLimited(wait) = self {
+        if let Self::RateLimited(wait) | Self::Overloaded(wait) = self {
             // Whole seconds, rounded up: a client that waits that long finds a token.
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response.insert_header((RETRY_AFTER, seconds.max(1).to_string()));

@@ -83,7 +83,7 @@ pub struct Metrics {
     pub verified: Family<VerifiedLabels, Counter>,
     /// Rejection records that could not be kept (too many at once, or no broker).
     pub rejections_dropped: Counter,
-    /// Requests let in over a limit.
+    /// Requests in work, and those let in over a limit.
     pub admission: AdmissionMetrics,
 }
 

@@ -30,7 +30,13 @@ pub struct Settings {
     pub workers: usize,
     /// `PUBLISH_CHANNELS`, default 2: confirm-mode channels on the one broker connection.
     pub publish_channels: usize,
+    /// `MAX_IN_FLIGHT`: requests in work (body received, being checked or published) past
+    /// which a new request is answered 503 before its body is read.
+    pub max_in_flight: usize,
 }
+
+/// The default of `MAX_IN_FLIGHT`, sized from a measurement (README, Decisions).
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 
 impl Settings {
     /// Reads and validates every variable; the first bad one is the error.
@@ -65,6 +71,7 @@ impl Settings {
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             workers: vars.integer("HANDLER_WORKERS", workers, 1, 256, "worker threads")? as usize,
             publish_channels: vars.integer("PUBLISH_CHANNELS", 2, 1, 64, "channels")? as usize,
+            max_in_flight: vars.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1, 1_000_000, "requests")? as usize,
         })
     }
 }
@@ -181,6 +188,11 @@ mod tests {
                 "PUBLISH_CHANNELS",
                 "many",
                 "invalid configuration: PUBLISH_CHANNELS=\"many\": expected an integer number of channels from 1 to 64",
+            ),
+            (
+                "MAX_IN_FLIGHT",
+                "0",
+                "invalid configuration: MAX_IN_FLIGHT=\"0\": expected an integer number of requests from 1 to 1000000",
             ),
             (
                 "QUEUE_TYPE",

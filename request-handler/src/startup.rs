@@ -47,7 +47,7 @@ impl Application {
             .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut metrics = Metrics::new();
-        let admission = Admission::new(&settings.sources, metrics.admission.clone());
+        let admission = Admission::new(&settings.sources, settings.max_in_flight, metrics.admission.clone());
         metrics.register_publisher(publisher.counters());
         let metrics = Arc::new(metrics);
         let rejections = RejectionLog::new(

@@ -67,6 +67,11 @@ fn each_bad_variable_is_named_in_one_line_with_exit_code_2() {
             "SHUTDOWN_GRACE_MS=\"forever\": expected an integer number of milliseconds",
         ),
         (
+            "MAX_IN_FLIGHT",
+            "0",
+            "MAX_IN_FLIGHT=\"0\": expected an integer number of requests from 1 to 1000000",
+        ),
+        (
             "SOURCES_FILE",
             "/nonexistent/sources.toml",
             "SOURCES_FILE=\"/nonexistent/sources.toml\": expected a readable file",

@@ -1,10 +1,10 @@
 //! `POST /webhook` and `POST /webhooks/{source}`.
 //!
-//! The order of checks is the contract: unknown source (404), the source's rate limit before
-//! the body is read (429), size (413, before and while reading), body arrival (408), signature
-//! over the raw bytes (401), JSON or, for form sources, form encoding (400), delivery id and
-//! event type (400), then publish and wait for the broker's confirm (200, or 500 "not
-//! enqueued").
+//! The order of checks is the contract: unknown source (404), admission before the body is
+//! read (429 over the source's rate limit, 503 past `MAX_IN_FLIGHT`), size (413, before and
+//! while reading), body arrival (408), signature over the raw bytes (401), JSON or, for form
+//! sources, form encoding (400), delivery id and event type (400), then publish and wait for
+//! the broker's confirm (200, or 500 "not enqueued").
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -149,6 +149,7 @@ async fn accept(
         .await
         .map_err(|_| IngestError::BodyTimeout)??;
     state.metrics.body_bytes.observe(body.len() as f64);
+    let _in_work = state.admission.in_work();
 
     let now = Utc::now().timestamp();
     let checked = if body.len() < LARGE_BODY_BYTES {

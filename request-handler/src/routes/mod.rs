@@ -26,7 +26,7 @@ pub(crate) struct State {
     pub(crate) rejections: RejectionLog,
     /// Permits for checking large bodies off the HTTP workers, one per worker.
     pub(crate) large_checks: tokio::sync::Semaphore,
-    /// Rate limits.
+    /// Rate limits and the cap on requests in work.
     pub(crate) admission: Admission,
 }
 

@@ -1,9 +1,11 @@
 //! Admission through the HTTP endpoint: a source over its rate limit gets 429 with
-//! `Retry-After`, or, with `when_limited = "accept"`, is let in and counted.
+//! `Retry-After` (or, with `when_limited = "accept"`, is let in and counted), and a handler past
+//! `MAX_IN_FLIGHT` sheds with 503 before reading the body while health and metrics still
+//! answer.
 
 use std::time::Duration;
 
-use testkit::{TestBroker, eventually};
+use testkit::{TcpProxy, TestBroker, eventually};
 
 use crate::helpers::{TestApp, env, json};
 
@@ -116,4 +118,73 @@ async fn an_accept_source_over_its_rate_limit_is_still_queued_and_counted() {
             .await,
         3.0
     );
+}
+
+#[tokio::test]
+async fn past_max_in_flight_requests_are_shed_with_503_while_health_and_metrics_answer() {
+    // The broker behind a proxy that can go silent: publishes are written and never
+    // confirmed, so the requests that got in stay in work as long as the test wants.
+    let broker = TestBroker::new();
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let file =
+        testkit::SourcesFile::new(&(github_source("gh", "") + &github_source("hook", "when_limited = \"accept\"")));
+    let env = env(&broker)
+        .with("AMQP_URL", proxy.amqp_url())
+        .with("SOURCES_FILE", file.path())
+        .with("MAX_IN_FLIGHT", 2)
+        .with("ENQUEUE_TIMEOUT_MS", 120_000);
+    let app = std::sync::Arc::new(TestApp::spawn_with(broker, &env).await);
+    app.wait_ready().await;
+    proxy.stall();
+
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let app = std::sync::Arc::clone(&app);
+            tokio::spawn(async move { post_github(&app, "gh", "push").await.status() })
+        })
+        .collect();
+    eventually("both requests to be in work", Duration::from_secs(20), || async {
+        (app.metric("webhook_handler_in_work_requests").await == 2.0).then_some(())
+    })
+    .await;
+
+    for _ in 0..5 {
+        let shed = post_github(&app, "gh", "push").await;
+        assert_eq!(shed.status(), 503);
+        assert_eq!(retry_after(&shed), 1);
+        assert_eq!(
+            json(shed).await,
+            serde_json::json!({"error": "too many requests in flight"})
+        );
+    }
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/metrics").await.status(), 200);
+    assert_eq!(
+        app.metric("webhook_handler_requests_total{source=\"gh\",outcome=\"rejected\",reason=\"overloaded\"}")
+            .await,
+        5.0
+    );
+    // A source whose vendor never resends is let in past the cap, and counted.
+    let let_in = {
+        let app = std::sync::Arc::clone(&app);
+        tokio::spawn(async move { post_github(&app, "hook", "push").await.status() })
+    };
+    eventually(
+        "the accept source's request to be let in",
+        Duration::from_secs(20),
+        || async {
+            (app.metric("webhook_handler_admitted_over_limit_total{source=\"hook\",reason=\"overloaded\"}")
+                .await
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+
+    proxy.restore();
+    for request in held {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    assert_eq!(let_in.await.unwrap(), 200);
+    assert_eq!(app.broker.take_all(".events").await.len(), 3);
 }
