@@ -1,4 +1,5 @@
-//! Admission: what a request must pass before its body is read.
+//! Admission: what a request must pass before its body is read, and what happens to an event
+//! whose type its source does not keep.
 //!
 //! - **Rate limit**: a token bucket per source in this process (`rate_limit`). Over it, a
 //!   `when_limited = "429"` source's request is refused with 429 and `Retry-After` (when the
@@ -8,6 +9,8 @@
 //!   or published). Past it, a new request of a `"429"` source is refused with 503 before its
 //!   body is read; an `"accept"` source's is let in, counted and warned about. A request still
 //!   sending its body is not in work: a client that sends slowly holds a connection, not a place.
+//! - **Event-type filters** (`accept_types` / `drop_types`): checked once the request is
+//!   verified and its event type known; a filtered event is answered 200 and not published.
 //!
 //! The bucket is written by hand (a few lines under a mutex, tested with explicit instants)
 //! rather than taken from `governor`: fractional rates, the wait until the next token for
@@ -216,6 +219,12 @@ impl Admission {
         let mut gate = gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut gate)
     }
+}
+
+/// Whether `source` keeps events of `event_type`; if not, the key that dropped it.
+pub fn filtered_by(source: &Source, event_type: &str) -> Option<&'static str> {
+    let filter = source.admission.types.as_ref()?;
+    (!filter.keeps(event_type)).then(|| filter.key())
 }
 
 /// A request in work; leaves the count when dropped.

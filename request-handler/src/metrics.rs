@@ -21,9 +21,10 @@ pub const UNKNOWN_SOURCE_LABEL: &str = "(unknown)";
 pub struct RequestLabels {
     /// A configured source name, or [`UNKNOWN_SOURCE_LABEL`].
     pub source: String,
-    /// `queued`, `rejected` or `not_enqueued`.
+    /// `queued`, `filtered`, `rejected`, `not_enqueued` or `challenge_answered`.
     pub outcome: &'static str,
-    /// Why, for `rejected` and `not_enqueued`; empty for `queued`.
+    /// Why, for `rejected` and `not_enqueued`; the key that decided for `filtered`; empty for
+    /// `queued`.
     pub reason: &'static str,
 }
 

@@ -3,8 +3,9 @@
 //! The order of checks is the contract: unknown source (404), admission before the body is
 //! read (429 over the source's rate limit, 503 past `MAX_IN_FLIGHT`), size (413, before and
 //! while reading), body arrival (408), signature over the raw bytes (401), JSON or, for form
-//! sources, form encoding (400), delivery id and event type (400), then publish and wait for
-//! the broker's confirm (200, or 500 "not enqueued").
+//! sources, form encoding (400), delivery id and event type (400), the source's event-type
+//! filter (200 "filtered", not published), then publish and wait for the broker's confirm
+//! (200, or 500 "not enqueued").
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +23,7 @@ use webhook_core::rejection::bounded;
 use webhook_core::signature::{Headers, Verified};
 
 use super::State;
+use crate::admission::filtered_by;
 use crate::error::IngestError;
 use crate::identify::{DELIVERY_ID_HEADERS, Identified, identify};
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
@@ -50,6 +52,9 @@ enum Accepted {
     Queued(String),
     /// A vendor's URL handshake (Slack's `url_verification`); the challenge to echo.
     Challenge(String),
+    /// Verified, but of an event type the source does not keep: not published. The delivery
+    /// id and the key that dropped it.
+    Filtered(String, &'static str),
 }
 
 /// `POST /webhook`: the `default` source.
@@ -91,6 +96,13 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                 "queued request_id={request_id} source={source_label} delivery_id={delivery_id:?} latency_ms={elapsed_ms:.2}"
             );
             HttpResponse::Ok().json(serde_json::json!({ "status": "queued", "id": delivery_id }))
+        }
+        Ok(Accepted::Filtered(delivery_id, key)) => {
+            record(state, source_label, "filtered", key);
+            log::debug!(
+                "filtered request_id={request_id} source={source_label} delivery_id={delivery_id:?} by={key} latency_ms={elapsed_ms:.2}"
+            );
+            HttpResponse::Ok().json(serde_json::json!({ "status": "filtered", "id": delivery_id }))
         }
         Err(error) => {
             let reason = error.reason();
@@ -169,6 +181,9 @@ async fn accept(
         Checked::Challenge(challenge) => return Ok(Accepted::Challenge(challenge)),
         Checked::Event { verified, identity } => (verified, identity),
     };
+    if let Some(key) = filtered_by(source, &identity.event_type) {
+        return Ok(Accepted::Filtered(identity.delivery_id.into_string(), key));
+    }
 
     let envelope = Envelope::new(
         &source.name,

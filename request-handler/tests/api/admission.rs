@@ -1,11 +1,12 @@
 //! Admission through the HTTP endpoint: a source over its rate limit gets 429 with
-//! `Retry-After` (or, with `when_limited = "accept"`, is let in and counted), and a handler past
+//! `Retry-After` (or, with `when_limited = "accept"`, is let in and counted), a handler past
 //! `MAX_IN_FLIGHT` sheds with 503 before reading the body while health and metrics still
-//! answer.
+//! answer, and a filtered event type is answered 200 and never published.
 
 use std::time::Duration;
 
 use testkit::{TcpProxy, TestBroker, eventually};
+use webhook_core::envelope::Envelope;
 
 use crate::helpers::{TestApp, env, json};
 
@@ -187,4 +188,57 @@ async fn past_max_in_flight_requests_are_shed_with_503_while_health_and_metrics_
     }
     assert_eq!(let_in.await.unwrap(), 200);
     assert_eq!(app.broker.take_all(".events").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_filtered_event_type_is_verified_answered_200_and_never_published() {
+    let sources = github_source("drops", "drop_types = [\"ping\", \"*.updated\"]")
+        + &github_source("keeps", "accept_types = [\"orders/*\"]");
+    let (app, _file) = app_with(&sources, &[]).await;
+
+    for (source, event_type) in [("drops", "ping"), ("drops", "customer.updated"), ("keeps", "push")] {
+        let response = post_github(&app, source, event_type).await;
+        assert_eq!(response.status(), 200, "{source} {event_type}");
+        let answer = json(response).await;
+        assert_eq!(answer["status"], "filtered", "{source} {event_type}");
+        assert!(answer["id"].as_str().unwrap().starts_with("delivery-"));
+    }
+    // Verified first: an unsigned event of a dropped type is still refused.
+    let unsigned = app
+        .post(
+            "/webhooks/drops",
+            br#"{}"#,
+            &[("X-GitHub-Delivery", "d-1"), ("X-GitHub-Event", "ping")],
+        )
+        .await;
+    assert_eq!(unsigned.status(), 401);
+    for (source, event_type) in [("drops", "push"), ("keeps", "orders/paid")] {
+        let response = post_github(&app, source, event_type).await;
+        assert_eq!(json(response).await["status"], "queued", "{source} {event_type}");
+    }
+
+    let mut published: Vec<(String, String)> = app
+        .broker
+        .take_all(".events")
+        .await
+        .iter()
+        .map(|taken| {
+            let envelope = Envelope::from_properties(&taken.properties).unwrap();
+            (envelope.source.to_string(), envelope.event_type.to_string())
+        })
+        .collect();
+    published.sort();
+    let expected = [("drops", "push"), ("keeps", "orders/paid")]
+        .map(|(source, event_type)| (source.to_owned(), event_type.to_owned()));
+    assert_eq!(published, expected);
+    assert_eq!(
+        app.metric("webhook_handler_requests_total{source=\"drops\",outcome=\"filtered\",reason=\"drop_types\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        app.metric("webhook_handler_requests_total{source=\"keeps\",outcome=\"filtered\",reason=\"accept_types\"}")
+            .await,
+        1.0
+    );
 }
