@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod rejections;
 mod routes;
 pub mod settings;
+pub mod skew;
 pub mod sources;
 pub mod startup;
 

@@ -11,6 +11,8 @@ use prometheus_client::registry::{Registry, Unit};
 use webhook_core::broker::PublisherCounters;
 
 use crate::admission::AdmissionMetrics;
+use crate::skew::ClockSkew;
+use crate::sources::Sources;
 
 /// The `source` label for a request whose source is not configured; parentheses cannot
 /// appear in a source name, so it never clashes with one.
@@ -86,11 +88,19 @@ pub struct Metrics {
     pub rejections_dropped: Counter,
     /// Requests in work, and those let in over a limit.
     pub admission: AdmissionMetrics,
+    /// Signed timestamps against this handler's clock.
+    pub clock_skew: ClockSkew,
 }
 
 impl Metrics {
     /// Creates and registers every metric under the `webhook_handler` prefix.
     pub fn new() -> Self {
+        Self::for_sources(&Sources::default())
+    }
+
+    /// The same, with the per-source metrics that are set at start (each timestamped
+    /// source's tolerance).
+    pub fn for_sources(sources: &Sources) -> Self {
         let mut registry = Registry::with_prefix("webhook_handler");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -133,8 +143,10 @@ impl Metrics {
         );
         registry.register_collector(Box::new(RefusedHttpRequests));
         let admission = AdmissionMetrics::register(&mut registry);
+        let clock_skew = ClockSkew::register(&mut registry, sources);
         Self {
             admission,
+            clock_skew,
             rejections_dropped,
             verified,
             registry,

@@ -46,7 +46,7 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let mut metrics = Metrics::new();
+        let mut metrics = Metrics::for_sources(&settings.sources);
         let admission = Admission::new(&settings.sources, settings.max_in_flight, metrics.admission.clone());
         metrics.register_publisher(publisher.counters());
         let metrics = Arc::new(metrics);

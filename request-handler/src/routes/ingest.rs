@@ -177,6 +177,10 @@ async fn accept(
             .await
             .map_err(|error| IngestError::Internal(format!("checking the request failed: {error}")))??
     };
+    state
+        .metrics
+        .clock_skew
+        .observe(source, &RequestHeaders(request.headers()), now);
     let (verified, identity) = match checked {
         Checked::Challenge(challenge) => return Ok(Accepted::Challenge(challenge)),
         Checked::Event { verified, identity } => (verified, identity),

@@ -1,12 +1,14 @@
 //! Admission through the HTTP endpoint: a source over its rate limit gets 429 with
 //! `Retry-After` (or, with `when_limited = "accept"`, is let in and counted), a handler past
 //! `MAX_IN_FLIGHT` sheds with 503 before reading the body while health and metrics still
-//! answer, and a filtered event type is answered 200 and never published.
+//! answer, a filtered event type is answered 200 and never published, and signed timestamps
+//! land in the clock-skew histogram.
 
 use std::time::Duration;
 
 use testkit::{TcpProxy, TestBroker, eventually};
 use webhook_core::envelope::Envelope;
+use webhook_core::signature::sign_stripe;
 
 use crate::helpers::{TestApp, env, json};
 
@@ -240,5 +242,56 @@ async fn a_filtered_event_type_is_verified_answered_200_and_never_published() {
         app.metric("webhook_handler_requests_total{source=\"keeps\",outcome=\"filtered\",reason=\"accept_types\"}")
             .await,
         1.0
+    );
+}
+
+#[tokio::test]
+async fn signed_timestamps_behind_and_ahead_land_in_the_clock_skew_histogram() {
+    let sources = "[[source]]\nname = \"stripe\"\nscheme = \"stripe\"\nsecrets = [\"whsec_skew\"]\n".to_owned()
+        + &github_source("gh", "");
+    let (app, _file) = app_with(&sources, &[]).await;
+    let now = chrono::Utc::now().timestamp();
+    for (n, offset) in [(1, -100), (2, 50)] {
+        let body = format!(r#"{{"id":"evt_{n}","type":"charge.succeeded"}}"#);
+        let signature = sign_stripe(b"whsec_skew", now + offset, body.as_bytes());
+        let response = app
+            .post("/webhooks/stripe", body.as_bytes(), &[("Stripe-Signature", &signature)])
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    // A source without a signed timestamp has no skew to report.
+    assert_eq!(post_github(&app, "gh", "push").await.status(), 200);
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let value = |series: &str| crate::helpers::metric_value(&metrics, series);
+    assert_eq!(
+        value("webhook_handler_clock_skew_seconds_count{source=\"stripe\"}"),
+        2.0,
+        "{metrics}"
+    );
+    // 100 s behind (now − t = +100, give or take the second the requests took) and 50 s ahead.
+    assert_eq!(
+        value("webhook_handler_clock_skew_seconds_bucket{le=\"-30.0\",source=\"stripe\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("webhook_handler_clock_skew_seconds_bucket{le=\"60.0\",source=\"stripe\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("webhook_handler_clock_skew_seconds_bucket{le=\"120.0\",source=\"stripe\"}"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("webhook_handler_timestamp_tolerance_seconds{source=\"stripe\"}"),
+        300.0,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("clock_skew_seconds_count{source=\"gh\"}"),
+        "{metrics}"
     );
 }
