@@ -7,6 +7,10 @@
 //! until every accepted id is in MySQL and reports end-to-end throughput and ingest-to-store
 //! latency from the rows' own `received_at` and `stored_at`.
 //!
+//! `--source-rate NAME=RATE`, repeated, drives several sources of the handler at once, each at
+//! its own rate and reported on its own (see [`streams`]): a flood on one, steady traffic on
+//! another.
+//!
 //! `--demo` instead sends a year of signed sales and refunds for the vendors of a sources file
 //! (see [`demo`]), so the dashboard has something to show.
 
@@ -14,6 +18,7 @@
 
 mod dataset;
 mod demo;
+mod streams;
 mod vendors;
 
 use std::collections::BTreeMap;
@@ -91,13 +96,18 @@ struct Args {
     /// Print the summary as one JSON object (for scripts).
     #[arg(long)]
     json: bool,
+    /// Drive the source NAME at RATE requests/s, posting to {handler-url}/webhooks/NAME signed
+    /// with --secret (GitHub scheme); repeat for several sources at once, each reported on its
+    /// own. --concurrency is then per source; --duration applies.
+    #[arg(long = "source-rate", value_name = "NAME=RATE", conflicts_with_all = ["demo", "rate", "requests", "drain"])]
+    source_rates: Vec<String>,
     /// Send a year of demo sales and refunds for the vendors of --sources (see below).
     #[arg(long)]
     demo: bool,
     /// The sources file the handler and the consumer run with (--demo signs with its secrets).
     #[arg(long, env = "SOURCES_FILE", value_name = "FILE")]
     sources: Option<PathBuf>,
-    /// The request handler (--demo posts to {handler}/webhooks/{source}).
+    /// The request handler (--demo and --source-rate post to {handler}/webhooks/{source}).
     #[arg(long, env = "LOADGEN_HANDLER_URL", default_value = "http://127.0.0.1:3000")]
     handler_url: String,
     /// The dashboard (--demo checks its /api/sales).
@@ -153,6 +163,30 @@ async fn main() -> anyhow::Result<()> {
         .secret
         .clone()
         .context("--secret (or WEBHOOK_SECRET) is required")?;
+    if !args.source_rates.is_empty() {
+        let streams = args
+            .source_rates
+            .iter()
+            .map(|text| streams::SourceRate::parse(text))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let clean = streams::run(
+            streams,
+            streams::Options {
+                handler_url: args.handler_url.clone(),
+                secret,
+                duration: Duration::from_secs_f64(args.duration),
+                concurrency,
+                body_bytes: args.body_bytes,
+                event_type: args.event_type.clone(),
+                json: args.json,
+            },
+        )
+        .await?;
+        if !clean {
+            std::process::exit(3);
+        }
+        return Ok(());
+    }
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
