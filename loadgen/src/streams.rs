@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
-use crate::{body, format_percentiles, percentiles};
+use crate::{body, format_percentiles, percentiles, send_signed};
 
 /// One source and the rate it is sent at.
 #[derive(Debug, Clone)]
@@ -167,26 +167,9 @@ async fn drive(
         };
         let id = format!("{run}-{}-{n}", stream.source);
         let body = body(&id, &options.event_type, n, options.body_bytes);
-        let signature = webhook_core::signature::sign_github(options.secret.as_bytes(), body.as_bytes());
-        let request = client
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .header("X-Hub-Signature-256", signature)
-            .header("X-GitHub-Delivery", &id)
-            .body(body);
-        let tally = Arc::clone(&tally);
+        let (client, url, options, tally) = (client.clone(), url.clone(), Arc::clone(&options), Arc::clone(&tally));
         requests.spawn(async move {
-            let result = request.send().await;
-            let status = match result {
-                Ok(response) => {
-                    let status = response.status().as_u16().to_string();
-                    // Drain the body so the connection is reused.
-                    let _ = response.bytes().await;
-                    status
-                }
-                Err(error) if error.is_timeout() => "timeout".to_owned(),
-                Err(_) => "connection error".to_owned(),
-            };
+            let status = send_signed(&client, &url, &options.secret, &id, body).await;
             let latency = scheduled.elapsed();
             drop(permit);
             let mut tally = tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
