@@ -386,15 +386,16 @@ fn truncate_chars(text: &str, max: usize) -> &str {
     }
 }
 
-/// Inserts rejection records (see [`crate::rejections`]) in one statement, each value cut to
-/// its column. A record whose time cannot be read is stored with the time it is stored at.
+/// Inserts rejection records (see [`crate::rejections`], which decides their `source`) in one
+/// statement, each value cut to its column. A record whose time cannot be read is stored with
+/// the time it is stored at.
 pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
-    // Eight values per row: far below the placeholder limit for a batch of 500.
+    // Nine values per row: far below the placeholder limit for a batch of 500.
     let mut builder = QueryBuilder::<MySql>::new(
-        "INSERT INTO rejections (received_at, source, reason, status, request_id, delivery_id, remote_addr, content_length) ",
+        "INSERT INTO rejections (received_at, source, claimed_source, reason, status, request_id, delivery_id, remote_addr, content_length) ",
     );
     builder.push_values(records, |mut row, record| {
         let at = DateTime::parse_from_rfc3339(&record.at)
@@ -402,6 +403,12 @@ pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionReco
             .unwrap_or_else(|_| Utc::now().naive_utc());
         row.push_bind(at)
             .push_bind(bounded(&record.source, MAX_SOURCE_BYTES))
+            .push_bind(
+                record
+                    .claimed_source
+                    .as_deref()
+                    .map(|claimed| bounded(claimed, MAX_SOURCE_BYTES)),
+            )
             .push_bind(bounded(&record.reason, 64))
             .push_bind(record.status)
             .push_bind(bounded(&record.request_id, 64))
@@ -595,6 +602,7 @@ mod tests {
         let record = |at: &str, request_id: &str| RejectionRecord {
             at: at.to_owned(),
             source: "shop".to_owned(),
+            claimed_source: None,
             reason: "signature_mismatch".to_owned(),
             status: 401,
             request_id: request_id.to_owned(),

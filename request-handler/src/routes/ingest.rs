@@ -125,7 +125,12 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                     .map(|id| bounded(id, MAX_DELIVERY_ID_BYTES));
                 state.rejections.record(&RejectionRecord {
                     at: format_time(received_at),
-                    source: shown_source.clone(),
+                    // Unknown sources share one bucket; the name a stranger chose is kept
+                    // aside, escaped, where nothing groups by it.
+                    source: source_label.to_owned(),
+                    claimed_source: source
+                        .is_none()
+                        .then(|| webhook_core::rejection::escaped(source_name, MAX_SOURCE_BYTES)),
                     reason: reason.to_owned(),
                     status: error.status_code().as_u16(),
                     request_id: request_id.clone(),
