@@ -388,7 +388,7 @@ fn truncate_chars(text: &str, max: usize) -> &str {
 
 /// Inserts rejection records (see [`crate::rejections`], which decides their `source`) in one
 /// statement, each value cut to its column. A record whose time cannot be read is stored with
-/// the time it is stored at.
+/// the time it is stored at. The per-day count in `daily_counts` is kept by a trigger.
 pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
@@ -623,6 +623,13 @@ mod tests {
             .unwrap();
         assert_eq!(left, ["new-3", "new-4", "new-5"]);
         assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 0);
+        // The per-day counts are of what was stored: pruning the rows does not lower them.
+        let counted: i64 =
+            sqlx::query_scalar("SELECT CAST(SUM(rejected) AS SIGNED) FROM vendor_health WHERE source = 'shop'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(counted, 6);
     }
 
     #[tokio::test]

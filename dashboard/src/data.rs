@@ -1,7 +1,16 @@
 //! What the dashboard shows, read from the SQL views; SQL lives here and nowhere else.
+//!
+//! The views sum per-day and per-month counts that the database keeps as rows are written
+//! (`daily_counts`, `sales_months`), so every query here reads a number of rows that grows with
+//! vendors and days, never with events, orders or rejections.
 
 use serde::Serialize;
 use sqlx::{FromRow, MySqlPool};
+
+/// At most this many days of vendor health are shown: every vendor of each day shown, the
+/// newest days first. Rejections of unknown sources are one bucket, so a day has at most one
+/// row per configured vendor and one more: no stranger can push a vendor out.
+pub const MAX_HEALTH_DAYS: u32 = 400;
 
 /// One row of `sales_per_month`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
@@ -92,18 +101,35 @@ pub async fn sales(pool: &MySqlPool, filter: &Filter) -> sqlx::Result<Vec<MonthS
     .await
 }
 
-/// Vendor health per day within the filter's months, newest first.
+/// Vendor health per day within the filter's months, newest first: every row of the newest
+/// [`MAX_HEALTH_DAYS`] days that have any.
 pub async fn health(pool: &MySqlPool, filter: &Filter) -> sqlx::Result<Vec<DayHealth>> {
+    let (first, last) = (format!("{}-01", filter.from), format!("{}-01", filter.to));
+    // The oldest day shown, when the range holds more days than are shown.
+    let oldest: Option<String> = sqlx::query_scalar(
+        "SELECT DATE_FORMAT(day, '%Y-%m-%d') FROM vendor_health \
+         WHERE day BETWEEN ? AND LAST_DAY(?) AND (? IS NULL OR source = ?) \
+         GROUP BY day ORDER BY day DESC LIMIT 1 OFFSET ?",
+    )
+    .bind(&first)
+    .bind(&last)
+    .bind(&filter.vendor)
+    .bind(&filter.vendor)
+    .bind(MAX_HEALTH_DAYS - 1)
+    .fetch_optional(pool)
+    .await?;
+    // `YYYY-MM-DD` text compares as the days do.
+    let since = oldest.filter(|oldest| *oldest > first).unwrap_or(first);
     sqlx::query_as(
         "SELECT source, DATE_FORMAT(day, '%Y-%m-%d') AS day, CAST(events AS SIGNED) AS events, \
          CAST(duplicates AS SIGNED) AS duplicates, CAST(retried AS SIGNED) AS retried, \
          CAST(dead_lettered AS SIGNED) AS dead_lettered, CAST(rejected AS SIGNED) AS rejected, \
          CAST(latency_avg_ms AS DOUBLE) AS latency_avg_ms, CAST(latency_max_ms AS DOUBLE) AS latency_max_ms \
-         FROM vendor_health WHERE DATE_FORMAT(day, '%Y-%m') BETWEEN ? AND ? AND (? IS NULL OR source = ?) \
-         ORDER BY day DESC, source LIMIT 400",
+         FROM vendor_health WHERE day BETWEEN ? AND LAST_DAY(?) \
+         AND (? IS NULL OR source = ?) ORDER BY day DESC, source",
     )
-    .bind(&filter.from)
-    .bind(&filter.to)
+    .bind(&since)
+    .bind(&last)
     .bind(&filter.vendor)
     .bind(&filter.vendor)
     .fetch_all(pool)
@@ -127,7 +153,7 @@ pub async fn dead_letters(pool: &MySqlPool, vendor: Option<&str>, limit: u32) ->
 /// Every vendor that has events or sales, for the filter.
 pub async fn vendors(pool: &MySqlPool) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT source FROM events GROUP BY source UNION SELECT source FROM sales GROUP BY source ORDER BY 1",
+        "SELECT source FROM vendor_health WHERE events > 0 UNION SELECT source FROM sales_per_month ORDER BY 1",
     )
     .fetch_all(pool)
     .await

@@ -1,5 +1,6 @@
 //! Strangers on the public URL, through the real handler, consumer and dashboard: requests to
-//! made-up sources never hide a real vendor from the dashboard.
+//! made-up sources never hide a real vendor from the dashboard, and however many of them there
+//! are, the dashboard's queries read the same few rows.
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,6 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation};
+use sqlx::mysql::MySqlPoolOptions;
+use sqlx::{Connection, MySqlConnection, MySqlPool};
 use testkit::{Env, SourcesFile, TestBroker, TestDatabase, eventually};
 use tokio_util::sync::CancellationToken;
 use webhook_core::config::Vars;
@@ -199,4 +204,137 @@ async fn five_hundred_requests_to_made_up_sources_never_hide_a_real_vendor() {
     .unwrap();
     assert_eq!((bucketed, claimed), (500, 500));
     assert_eq!(stack.broker.depth(".rejected").await, Some(0), "every record was taken");
+}
+
+/// Rows the server read for this session so far (every `Handler_read_%` counter).
+async fn rows_read(pool: &MySqlPool) -> i64 {
+    let counters: Vec<(String, String)> = sqlx::query_as("SHOW SESSION STATUS LIKE 'Handler_read%'")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    counters.iter().map(|(_, value)| value.parse::<i64>().unwrap()).sum()
+}
+
+/// Rows the dashboard's queries for the page (default filter) read, on a pool of one
+/// connection so that the session's counters are theirs.
+async fn rows_read_by_the_page(pool: &MySqlPool) -> i64 {
+    let filter = dashboard::FilterQuery::default().resolve().unwrap();
+    let before = rows_read(pool).await;
+    let again = rows_read(pool).await;
+    let own = again - before; // what reading the counters itself costs
+    dashboard::data::vendors(pool).await.unwrap();
+    dashboard::data::sales(pool, &filter).await.unwrap();
+    dashboard::data::health(pool, &filter).await.unwrap();
+    dashboard::data::dead_letters(pool, None, 20).await.unwrap();
+    rows_read(pool).await - again - own
+}
+
+/// Publishes `count` rejection records of made-up sources straight to `{P}.rejected`, as the
+/// handler would for requests to them, and waits until the consumer has stored them.
+async fn flood(stack: &Stack, from: usize, count: usize) {
+    let connection = stack.broker.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let queue = format!("{}.rejected", stack.broker.prefix());
+    let at = webhook_core::envelope::format_time(chrono::Utc::now());
+    // The queue keeps at most 10,000: send in steps the consumer can keep up with.
+    for step in (from..from + count).collect::<Vec<_>>().chunks(2_000) {
+        let mut confirms = Vec::new();
+        for n in step {
+            let record = serde_json::json!({
+                "at": at, "source": format!("0fake-{n:06}"), "reason": "unknown_source",
+                "status": 404, "request_id": format!("r-{n}"),
+            });
+            confirms.push(
+                channel
+                    .basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        record.to_string().as_bytes(),
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+        for confirm in confirms {
+            assert!(matches!(confirm.await.unwrap(), Confirmation::Ack(None)));
+        }
+        let stored = i64::try_from(step[step.len() - 1] + 1).unwrap();
+        eventually(&format!("{stored} rejections stored"), SOON, || async {
+            (stack.count("rejections").await == stored).then_some(())
+        })
+        .await;
+    }
+    let _ = connection.close(200, "OK".into()).await;
+}
+
+/// Inserts `count` events of `shop` and as many orders, spread over the last 30 days, in
+/// statements of 1,000 rows (as the consumer stores them, minus the bodies' size).
+async fn seed_events_and_orders(connection: &mut MySqlConnection, from: usize, count: usize) {
+    for start in (from..from + count).step_by(1_000) {
+        let rows: Vec<String> = (start..start + 1_000)
+            .map(|n| {
+                format!(
+                    "('shop', 'e-{n}', 'sale.completed', '{{}}', REPEAT('0', 64), \
+                     UTC_TIMESTAMP(6) - INTERVAL {} DAY, UTC_TIMESTAMP(6) - INTERVAL {} DAY + INTERVAL 1 SECOND, 'processed')",
+                    n % 30,
+                    n % 30
+                )
+            })
+            .collect();
+        let statement = format!(
+            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, received_at, stored_at, status) VALUES {}",
+            rows.join(", ")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        let orders: Vec<String> = (start..start + 1_000)
+            .map(|n| {
+                format!(
+                    "('shop', 'o-{n}', 'EUR', 1000, UTC_TIMESTAMP(6) - INTERVAL {} DAY, UTC_TIMESTAMP(6))",
+                    n % 30
+                )
+            })
+            .collect();
+        let statement = format!(
+            "INSERT INTO sales (source, order_id, currency, amount_minor, sold_at, updated_at) VALUES {}",
+            orders.join(", ")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reads_a_few_rows_however_many_rejections_events_and_orders_there_are() {
+    let stack = Stack::start().await;
+    let mut seeding = stack.database.connect().await;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&stack.database.url())
+        .await
+        .unwrap();
+
+    flood(&stack, 0, 10_000).await;
+    seed_events_and_orders(&mut seeding, 0, 10_000).await;
+    let first = rows_read_by_the_page(&pool).await;
+    // 10,000 rejections, events and orders each: reading them would be 30,000 rows and more.
+    assert!(first < 2_000, "the page's queries read {first} rows");
+
+    flood(&stack, 10_000, 10_000).await;
+    seed_events_and_orders(&mut seeding, 10_000, 10_000).await;
+    let second = rows_read_by_the_page(&pool).await;
+    assert!(
+        second < first + 200,
+        "twice the rows, and the page's queries read {second} rows instead of {first}"
+    );
+    eprintln!("the page's queries read {first} rows, then {second} with twice as many rows stored");
+    seeding.close().await.unwrap();
+    pool.close().await;
 }
