@@ -7,16 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
-use webhook_core::broker::{self, BrokerSettings, Outgoing, Publisher};
+use lapin::{BasicProperties, Channel};
+use webhook_core::broker::{self, BrokerConnection, BrokerSettings, Outgoing, Publisher};
+use webhook_core::consume::close;
 use webhook_core::envelope::{Envelope, header, header_text};
 
 /// How long a replay publish may wait for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the replay publisher may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long closing may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Headers the broker adds when it dead-letters a message itself (e.g. past the delivery limit).
 const BROKER_DEATH_HEADERS: [&str; 7] = [
     "x-death",
@@ -150,7 +149,7 @@ pub async fn replay(broker: &BrokerSettings, selection: &Selection) -> anyhow::R
         publisher.close().await;
         anyhow::bail!(
             "cannot connect to the broker at {} within {CONNECT_TIMEOUT:?}",
-            broker.url.redacted()
+            broker.addresses.redacted()
         );
     }
     let opened = open(broker, "replay").await;
@@ -330,27 +329,17 @@ fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(Connection, Channel)> {
+async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(BrokerConnection, Channel)> {
     let name = format!("consumer-dlq-{what}-{}", std::process::id());
-    let connection = broker::connect(&broker.url, &name)
+    let connection = broker::connect(&broker.addresses, &name)
         .await
-        .with_context(|| format!("cannot connect to the broker at {}", broker.url.redacted()))?;
+        .with_context(|| format!("cannot connect to the broker at {}", broker.addresses.redacted()))?;
     match connection.create_channel().await {
         Ok(channel) => Ok((connection, channel)),
         Err(error) => {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            connection.close().await;
             Err(error).context("opening a channel")
         }
-    }
-}
-
-/// Closes the channel (unacked letters go back to the queue) and the connection.
-async fn close(connection: &Connection, channel: &Channel) {
-    if channel.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
-    }
-    if connection.status().connected() {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
     }
 }
 

@@ -11,9 +11,13 @@
 //! - [`settings`]: configuration, one line per bad value.
 //! - [`startup`]: [`Application`] wires the database, the broker, the worker and the HTTP
 //!   server (`/healthz`, `/readyz`, `/metrics`).
-//! - `worker`: batches, commits, acks, the retry ladder and dead letters; rides out outages.
-//! - `store`: every SQL statement, and the classification of database errors.
+//! - `worker`: reads each batch, plans it and settles it; rides out outages.
+//! - `plan`: pure: what becomes of each delivery of a batch (rows, sales, retries, dead letters).
+//! - `settle`: carries a plan out behind two small traits (store, broker): commits, the retry
+//!   ladder, dead letters, the ack.
+//! - [`store`]: every SQL statement, and the classification of database errors.
 //! - `retry`, `message`: pure rules for failed messages and for reading a delivery.
+//! - `untrusted`: text from outside escaped and bounded before it goes into an error.
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
 //! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
@@ -23,12 +27,15 @@ pub mod dlq;
 mod health;
 mod message;
 pub mod metrics;
+mod plan;
 mod processors;
 mod rejections;
 mod retry;
 pub mod settings;
+mod settle;
 pub mod startup;
-mod store;
+pub mod store;
+mod untrusted;
 mod worker;
 
 pub use settings::Settings;

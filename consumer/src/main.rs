@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        None => run(settings).await.map(|()| ExitCode::SUCCESS),
+        None => run(settings.clone()).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Migrate) => consumer::migrate(&settings).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Dlq(DlqCommand::List { limit })) => dlq::list(&settings.broker, limit).await.map(|letters| {
             print_table(&letters);
@@ -86,9 +86,30 @@ async fn main() -> ExitCode {
         }
     };
     outcome.unwrap_or_else(|error| {
-        eprintln!("consumer: {error:#}");
+        eprintln!("consumer: {}", error_line(&error, &settings));
         ExitCode::FAILURE
     })
+}
+
+/// `error` as one line, its contexts first; a database error is told in terms of
+/// `DATABASE_URL` (wrong password, untrusted or expired certificate, …) instead of the
+/// driver's words alone, and the URL is said once.
+fn error_line(error: &anyhow::Error, settings: &Settings) -> String {
+    let redacted = settings.database_url.redacted();
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        if let Some(database) = cause.downcast_ref::<sqlx::Error>() {
+            for part in &mut parts {
+                *part = std::mem::take(part)
+                    .replace(&format!(" at {redacted}"), "")
+                    .replace(&format!(" {redacted}"), "");
+            }
+            parts.push(webhook_core::database::explain(database, &settings.database_url));
+            break;
+        }
+        parts.push(cause.to_string());
+    }
+    parts.join(": ").replace('\n', " ")
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

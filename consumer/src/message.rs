@@ -1,7 +1,4 @@
-//! Reading a delivery as an event (or recognising it as poison), and finding the events of a
-//! batch that share a (source, delivery id). Pure: no I/O.
-
-use std::collections::HashMap;
+//! Reading a delivery as an event (or recognising it as poison). Pure: no I/O.
 
 use lapin::BasicProperties;
 use serde::de::IgnoredAny;
@@ -162,44 +159,6 @@ fn readable_retry_count(properties: &BasicProperties) -> u32 {
         .unwrap_or(0)
 }
 
-/// The events of a batch with one entry per (source, delivery id): the first message carrying
-/// it, and the later ones (duplicates within the batch). Sorted by (source, delivery id), so
-/// concurrent consumers lock index entries in the same order.
-pub(crate) fn unique_events(messages: &[Message]) -> Vec<UniqueEvent> {
-    let mut unique: Vec<UniqueEvent> = Vec::new();
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
-    for (index, message) in messages.iter().enumerate() {
-        let Some(event) = message.event() else { continue };
-        let key = (event.envelope.source.as_str(), event.envelope.delivery_id.as_str());
-        match seen.get(&key) {
-            Some(&position) => unique[position].copies.push(index),
-            None => {
-                seen.insert(key, unique.len());
-                unique.push(UniqueEvent {
-                    index,
-                    copies: Vec::new(),
-                });
-            }
-        }
-    }
-    let key = |unique: &UniqueEvent| {
-        messages[unique.index]
-            .event()
-            .map(|event| (event.envelope.source.as_str(), event.envelope.delivery_id.as_str()))
-    };
-    unique.sort_by(|a, b| key(a).cmp(&key(b)));
-    unique
-}
-
-/// One (source, delivery id) of a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UniqueEvent {
-    /// The message that is inserted.
-    pub(crate) index: usize,
-    /// Later messages of the batch with the same key: counted as duplicates.
-    pub(crate) copies: Vec<usize>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,40 +271,5 @@ mod tests {
             let message = Message::read("k".to_owned(), envelope("s", "1").properties(), body.into());
             assert!(message.event().is_some(), "{body}");
         }
-    }
-
-    #[test]
-    fn events_sharing_a_source_and_delivery_id_are_one_entry_with_copies() {
-        let messages = vec![
-            event("b", "2"),
-            event("a", "1"),
-            event("b", "2"),
-            Message::read("k".to_owned(), BasicProperties::default(), b"x".to_vec()),
-            event("a", "2"),
-            event("b", "2"),
-            event("c", "1"),
-        ];
-        let unique = unique_events(&messages);
-        assert_eq!(
-            unique,
-            vec![
-                UniqueEvent {
-                    index: 1,
-                    copies: vec![]
-                },
-                UniqueEvent {
-                    index: 4,
-                    copies: vec![]
-                },
-                UniqueEvent {
-                    index: 0,
-                    copies: vec![2, 5]
-                },
-                UniqueEvent {
-                    index: 6,
-                    copies: vec![]
-                },
-            ]
-        );
     }
 }

@@ -28,7 +28,7 @@ pub struct AttemptLabels {
 /// Labels of `webhook_consumer_dead_lettered_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `poison` or `retries_exhausted`.
+    /// `poison`, `retries_exhausted` or `too_large`.
     pub reason: &'static str,
 }
 
@@ -49,6 +49,8 @@ pub struct Metrics {
     /// Deliveries whose (source, delivery id) was already stored or appeared earlier in the
     /// same batch.
     pub duplicates: Counter,
+    /// Of those, deliveries with another body than the stored one (which is kept).
+    pub conflicting_duplicates: Counter,
     /// Messages sent down the retry ladder, by attempt.
     pub retried: Family<AttemptLabels, Counter>,
     /// Messages published to the dead-letter exchange, by reason.
@@ -57,8 +59,9 @@ pub struct Metrics {
     /// is safe in `{P}.dead`).
     pub dead_letter_records_failed: Counter,
     /// Events run through their processor, by outcome. `processed` and `ignored` count
-    /// committed events (a redelivery of a stored event runs again, changing nothing);
-    /// `failed` counts each failed attempt.
+    /// committed events (a redelivery of a stored event runs again, changing nothing; one
+    /// whose stored body differs does not count, as nothing of it is applied); `failed`
+    /// counts each failed attempt.
     pub processed: Family<OutcomeLabels, Counter>,
     /// Rejection records stored in `rejections`.
     pub rejections_stored: Counter,
@@ -76,6 +79,9 @@ pub struct Metrics {
     pub broker_connected: Gauge,
     /// 1 while the last database operation succeeded.
     pub database_up: Gauge,
+    /// The database's `max_allowed_packet`, read on every new connection: a larger event can
+    /// never be stored.
+    pub database_max_allowed_packet: Gauge,
 }
 
 impl Metrics {
@@ -93,6 +99,12 @@ impl Metrics {
             "duplicates",
             "Deliveries of an event that was already stored (or twice in one batch)",
             duplicates.clone(),
+        );
+        let conflicting_duplicates = Counter::default();
+        registry.register(
+            "conflicting_duplicates",
+            "Deliveries with the source and delivery id of a stored event but another body (the first stored is kept)",
+            conflicting_duplicates.clone(),
         );
         let retried = Family::<AttemptLabels, Counter>::default();
         registry.register(
@@ -165,10 +177,18 @@ impl Metrics {
             "1 while the last database operation succeeded",
             database_up.clone(),
         );
+        let database_max_allowed_packet = Gauge::default();
+        registry.register_with_unit(
+            "database_max_allowed_packet",
+            "The database's max_allowed_packet: an event whose row is larger is dead-lettered as too_large",
+            Unit::Bytes,
+            database_max_allowed_packet.clone(),
+        );
         Self {
             registry,
             events_stored,
             duplicates,
+            conflicting_duplicates,
             retried,
             dead_lettered,
             dead_letter_records_failed,
@@ -181,6 +201,7 @@ impl Metrics {
             lag_messages,
             broker_connected,
             database_up,
+            database_max_allowed_packet,
         }
     }
 
@@ -225,6 +246,7 @@ mod tests {
         for name in [
             "webhook_consumer_events_stored_total{source=\"stripe\"} 1",
             "webhook_consumer_duplicates_total 0",
+            "webhook_consumer_conflicting_duplicates_total 0",
             "webhook_consumer_retried_total{attempt=\"1\"} 1",
             "webhook_consumer_dead_lettered_total{reason=\"poison\"} 1",
             "webhook_consumer_dead_letter_records_failed_total 0",
@@ -239,6 +261,7 @@ mod tests {
             "webhook_consumer_lag_messages 0",
             "webhook_consumer_broker_connected 0",
             "webhook_consumer_database_up 0",
+            "webhook_consumer_database_max_allowed_packet_bytes 0",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

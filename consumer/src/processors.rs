@@ -44,14 +44,13 @@
 //! seconds.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
-use serde::Deserialize;
 use serde_json::Value;
-use webhook_core::config::ConfigError;
 use webhook_core::money::{self, DecimalError};
-use webhook_core::payload::BodyFormat;
+use webhook_core::payload::{self, NotJson};
+use webhook_core::sources::SourcesFile;
+pub(crate) use webhook_core::sources::{AmountUnit, Preset, SalesMapping as Mapping};
 
 /// Longest order id, in characters (the `sales.order_id` column).
 pub(crate) const MAX_ORDER_ID_CHARS: usize = 200;
@@ -70,23 +69,25 @@ pub(crate) enum Outcome {
 
 /// A sale, or the refunded total of an order, as of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SaleChange {
+pub struct SaleChange {
     /// The vendor's order id (1 to 200 characters).
-    pub(crate) order_id: String,
+    pub order_id: String,
     /// ISO 4217 code, three capital letters.
-    pub(crate) currency: String,
+    pub currency: String,
     /// Sold amount (a sale) or total refunded so far (a refund), in minor units, never negative.
-    pub(crate) amount_minor: i64,
+    pub amount_minor: i64,
     /// When the vendor says it happened (UTC, microseconds).
-    pub(crate) at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
     /// Sale or refund.
-    pub(crate) kind: Kind,
+    pub kind: Kind,
 }
 
 /// Which half of an order's row an event updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// A sale: `amount_minor` is what was sold.
     Sale,
+    /// A refund: `amount_minor` is the order's total refunded so far.
     Refund,
 }
 
@@ -95,132 +96,6 @@ pub(crate) enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct ProcessError(String);
-
-/// A ready-made mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Preset {
-    Canonical,
-    Stripe,
-    Shopify,
-}
-
-impl Preset {
-    const NAMES: &'static str = "canonical, stripe or shopify";
-
-    fn parse(name: &str) -> Option<Self> {
-        match name {
-            "canonical" => Some(Self::Canonical),
-            "stripe" => Some(Self::Stripe),
-            "shopify" => Some(Self::Shopify),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Canonical => "canonical",
-            Self::Stripe => "stripe",
-            Self::Shopify => "shopify",
-        }
-    }
-}
-
-/// Whether amounts are in minor units (cents) or major units (euros).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AmountUnit {
-    Minor,
-    Major,
-}
-
-/// Where one kind's values are: each a list of JSON pointers, the first one set wins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Fields {
-    pub(crate) order_id: Vec<String>,
-    pub(crate) amount: Vec<String>,
-    pub(crate) currency: Vec<String>,
-    pub(crate) occurred_at: Vec<String>,
-}
-
-/// How one source's events become sales and refunds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Mapping {
-    /// The preset it started from (for the log).
-    pub(crate) preset: Preset,
-    /// Event types that are sales.
-    pub(crate) sale_types: Vec<String>,
-    /// Event types that are refunds.
-    pub(crate) refund_types: Vec<String>,
-    /// Where a sale's values are.
-    pub(crate) sale: Fields,
-    /// Where a refund's values are.
-    pub(crate) refund: Fields,
-    /// The unit of both amounts.
-    pub(crate) amount_unit: AmountUnit,
-}
-
-fn pointers(list: &[&str]) -> Vec<String> {
-    list.iter().map(|pointer| (*pointer).to_owned()).collect()
-}
-
-impl Mapping {
-    /// The mapping of a preset.
-    pub(crate) fn preset(preset: Preset) -> Self {
-        match preset {
-            Preset::Canonical => {
-                let fields = Fields {
-                    order_id: pointers(&["/data/order_id"]),
-                    amount: pointers(&["/data/amount"]),
-                    currency: pointers(&["/data/currency"]),
-                    occurred_at: pointers(&["/occurred_at"]),
-                };
-                Self {
-                    preset,
-                    sale_types: pointers(&["sale.completed"]),
-                    refund_types: pointers(&["sale.refunded"]),
-                    refund: fields.clone(),
-                    sale: fields,
-                    amount_unit: AmountUnit::Minor,
-                }
-            }
-            Preset::Stripe => Self {
-                preset,
-                sale_types: pointers(&["charge.succeeded"]),
-                refund_types: pointers(&["charge.refunded"]),
-                sale: Fields {
-                    order_id: pointers(&["/data/object/id"]),
-                    amount: pointers(&["/data/object/amount"]),
-                    currency: pointers(&["/data/object/currency"]),
-                    occurred_at: pointers(&["/created"]),
-                },
-                refund: Fields {
-                    order_id: pointers(&["/data/object/id"]),
-                    amount: pointers(&["/data/object/amount_refunded"]),
-                    currency: pointers(&["/data/object/currency"]),
-                    occurred_at: pointers(&["/created"]),
-                },
-                amount_unit: AmountUnit::Minor,
-            },
-            Preset::Shopify => Self {
-                preset,
-                sale_types: pointers(&["orders/paid"]),
-                refund_types: pointers(&["refunds/create"]),
-                sale: Fields {
-                    order_id: pointers(&["/id"]),
-                    amount: pointers(&["/total_price"]),
-                    currency: pointers(&["/currency"]),
-                    occurred_at: pointers(&["/processed_at", "/created_at"]),
-                },
-                refund: Fields {
-                    order_id: pointers(&["/order_id"]),
-                    amount: pointers(&["/transactions/0/amount"]),
-                    currency: pointers(&["/transactions/0/currency"]),
-                    occurred_at: pointers(&["/created_at"]),
-                },
-                amount_unit: AmountUnit::Major,
-            },
-        }
-    }
-}
 
 /// Runs `mapping` over an event of type `event_type` with `body` (UTF-8 JSON).
 pub(crate) fn process(mapping: &Mapping, event_type: &str, body: &str) -> Result<Outcome, ProcessError> {
@@ -232,7 +107,14 @@ pub(crate) fn process(mapping: &Mapping, event_type: &str, body: &str) -> Result
         return Ok(Outcome::Ignored);
     };
     let fail = |why: String| ProcessError(format!("{event_type}: {why}"));
-    let document: Value = serde_json::from_str(body).map_err(|error| fail(format!("the body is not JSON: {error}")))?;
+    // The handler's definition of JSON (webhook_core::payload), so what it answered 200 for is
+    // read here.
+    let document: Value = payload::parse_json(body).map_err(|error| {
+        fail(match error {
+            NotJson::Syntax(error) => format!("the body is not JSON: {error}"),
+            other => other.to_string(),
+        })
+    })?;
     let order_id = read(&document, &fields.order_id, order_id).map_err(fail)?;
     let currency = read(&document, &fields.currency, currency).map_err(fail)?;
     let amount_minor = read(&document, &fields.amount, |value| {
@@ -403,195 +285,16 @@ impl Mappings {
         }
     }
 
-    /// Reads the `[source.sales]` tables of `SOURCES_FILE`.
-    pub(crate) fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError::invalid("SOURCES_FILE", Some(&shown), format!("a readable file ({error})"))
-        })?;
-        Self::from_toml(&text)
-            .map_err(|why| ConfigError::invalid("SOURCES_FILE", Some(&shown), format!("a valid sources file: {why}")))
-    }
-
-    /// Parses the text of a sources file, reading only `name`, `body_format` and `sales` of
-    /// each `[[source]]` (the request handler checks the rest); the error names the source and
-    /// the field.
-    pub(crate) fn from_toml(text: &str) -> Result<Self, String> {
-        let file: File = toml::from_str(text).map_err(|error| {
-            webhook_core::config::error_at_line(text, error.span().map(|span| span.start), error.message())
-        })?;
+    /// The mapping of every source of a sources file that has a `[source.sales]` table.
+    pub(crate) fn from_sources(file: &SourcesFile) -> Self {
         let mut mappings = Self::default();
-        for entry in file.source {
-            let Some(sales) = entry.sales else { continue };
-            let name = entry.name;
-            if entry
-                .body_format
-                .as_deref()
-                .is_some_and(|format| format != BodyFormat::Json.name())
-            {
-                return Err(format!(
-                    "source {name:?}: field `sales`: sales are read from JSON bodies, not body_format = {:?}",
-                    entry.body_format.unwrap_or_default()
-                ));
-            }
-            let mapping = SalesEntry::read(sales).map_err(|why| format!("source {name:?}: {why}"))?;
-            if mappings.by_source.insert(name.clone(), mapping).is_some() {
-                return Err(format!("source {name:?}: field `name`: defined twice"));
+        for source in file.sources() {
+            if let Some(sales) = &source.sales {
+                mappings.by_source.insert(source.name.to_string(), sales.clone());
             }
         }
-        Ok(mappings)
+        mappings
     }
-}
-
-/// A sources file as the consumer reads it: the handler's keys are not its business.
-#[derive(Deserialize)]
-struct File {
-    #[serde(default)]
-    source: Vec<FileEntry>,
-}
-
-#[derive(Deserialize)]
-struct FileEntry {
-    name: String,
-    #[serde(default)]
-    body_format: Option<String>,
-    #[serde(default)]
-    sales: Option<toml::Value>,
-}
-
-/// `[source.sales]`: every key is read by hand, so an error names it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SalesEntry {
-    preset: Option<toml::Value>,
-    sale_types: Option<toml::Value>,
-    refund_types: Option<toml::Value>,
-    order_id: Option<toml::Value>,
-    amount: Option<toml::Value>,
-    currency: Option<toml::Value>,
-    occurred_at: Option<toml::Value>,
-    refund_order_id: Option<toml::Value>,
-    refund_amount: Option<toml::Value>,
-    refund_currency: Option<toml::Value>,
-    refund_occurred_at: Option<toml::Value>,
-    amount_unit: Option<toml::Value>,
-}
-
-impl SalesEntry {
-    fn read(value: toml::Value) -> Result<Mapping, String> {
-        if !value.is_table() {
-            return Err("field `sales`: expected a table ([source.sales])".to_owned());
-        }
-        let entry: Self = value
-            .try_into()
-            .map_err(|error: toml::de::Error| format!("field `sales`: {}", error.message().replace('\n', " ")))?;
-        let preset = match entry.preset {
-            None => Preset::Canonical,
-            Some(value) => {
-                let name = text("preset", &value)?;
-                Preset::parse(name).ok_or_else(|| format!("field `sales.preset`: {name:?} is not {}", Preset::NAMES))?
-            }
-        };
-        let mut mapping = Mapping::preset(preset);
-        if let Some(value) = entry.amount_unit {
-            mapping.amount_unit = match text("amount_unit", &value)? {
-                "minor" => AmountUnit::Minor,
-                "major" => AmountUnit::Major,
-                other => return Err(format!("field `sales.amount_unit`: {other:?} is not minor or major")),
-            };
-        }
-        if let Some(value) = entry.sale_types {
-            mapping.sale_types = types("sale_types", &value)?;
-        }
-        if let Some(value) = entry.refund_types {
-            mapping.refund_types = types("refund_types", &value)?;
-        }
-        if let Some(both) = mapping
-            .refund_types
-            .iter()
-            .find(|refund| mapping.sale_types.contains(refund))
-        {
-            return Err(format!("field `sales.refund_types`: {both:?} is also a sale type"));
-        }
-        let overrides = [
-            ("order_id", entry.order_id, "refund_order_id", entry.refund_order_id),
-            ("amount", entry.amount, "refund_amount", entry.refund_amount),
-            ("currency", entry.currency, "refund_currency", entry.refund_currency),
-            (
-                "occurred_at",
-                entry.occurred_at,
-                "refund_occurred_at",
-                entry.refund_occurred_at,
-            ),
-        ];
-        for (sale_key, sale_value, refund_key, refund_value) in overrides {
-            let sale = sale_value.map(|value| pointer_list(sale_key, &value)).transpose()?;
-            let refund = refund_value.map(|value| pointer_list(refund_key, &value)).transpose()?;
-            // A refund's pointer: its own key, else the sale's override, else the preset's.
-            if let Some(refund) = refund.clone().or_else(|| sale.clone()) {
-                *mapping.refund.field(sale_key) = refund;
-            }
-            if let Some(sale) = sale {
-                *mapping.sale.field(sale_key) = sale;
-            }
-        }
-        Ok(mapping)
-    }
-}
-
-impl Fields {
-    fn field(&mut self, key: &str) -> &mut Vec<String> {
-        match key {
-            "order_id" => &mut self.order_id,
-            "amount" => &mut self.amount,
-            "currency" => &mut self.currency,
-            _ => &mut self.occurred_at,
-        }
-    }
-}
-
-fn text<'v>(key: &str, value: &'v toml::Value) -> Result<&'v str, String> {
-    value
-        .as_str()
-        .ok_or_else(|| format!("field `sales.{key}`: expected a string"))
-}
-
-fn strings<'v>(key: &str, value: &'v toml::Value, what: &str) -> Result<Vec<&'v str>, String> {
-    match value {
-        toml::Value::String(one) => Ok(vec![one.as_str()]),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|item| item.as_str())
-            .collect::<Option<Vec<&str>>>()
-            .ok_or_else(|| format!("field `sales.{key}`: expected {what}")),
-        _ => Err(format!("field `sales.{key}`: expected {what}")),
-    }
-}
-
-fn types(key: &str, value: &toml::Value) -> Result<Vec<String>, String> {
-    let types = strings(key, value, "a list of event types")?;
-    if let Some(bad) = types
-        .iter()
-        .find(|t| webhook_core::envelope::check_event_type(t).is_err())
-    {
-        return Err(format!(
-            "field `sales.{key}`: {bad:?} is not an event type (1 to 128 bytes, no control characters)"
-        ));
-    }
-    Ok(types.into_iter().map(str::to_owned).collect())
-}
-
-fn pointer_list(key: &str, value: &toml::Value) -> Result<Vec<String>, String> {
-    let list = strings(key, value, "a JSON pointer or a list of them")?;
-    if list.is_empty() {
-        return Err(format!("field `sales.{key}`: expected at least one JSON pointer"));
-    }
-    if let Some(bad) = list.iter().find(|pointer| !pointer.starts_with('/')) {
-        return Err(format!(
-            "field `sales.{key}`: {bad:?} is not a JSON pointer (it must start with '/', e.g. \"/data/amount\")"
-        ));
-    }
-    Ok(list.into_iter().map(str::to_owned).collect())
 }
 
 #[cfg(test)]
@@ -904,6 +607,26 @@ mod tests {
     }
 
     #[test]
+    fn bodies_past_the_handlers_json_limits_are_refused_by_the_same_definition() {
+        let mapping = Mapping::preset(Preset::Canonical);
+        let deep = format!(
+            r#"{{"type":"sale.completed","data":{{"order_id":"o","amount":1,"currency":"EUR","x":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(
+            process(&mapping, "sale.completed", &deep).unwrap_err().to_string(),
+            "sale.completed: body is not accepted as JSON: nested deeper than 64 levels"
+        );
+        let long = format!(r#"{{"data":{{"amount":1{}}}}}"#, "0".repeat(100_000));
+        assert_eq!(
+            process(&mapping, "sale.completed", &long).unwrap_err().to_string(),
+            "sale.completed: body is not accepted as JSON: a number longer than 100 characters"
+        );
+        assert!(webhook_core::payload::read_json(deep.as_bytes(), &[]).is_err());
+    }
+
+    #[test]
     fn lowercase_currencies_are_accepted_in_capitals() {
         let mapping = Mapping::preset(Preset::Canonical);
         let body = canonical(
@@ -916,20 +639,21 @@ mod tests {
         ));
     }
 
-    fn mappings(text: &str) -> Result<Mappings, String> {
-        Mappings::from_toml(text)
+    fn mappings(text: &str) -> Mappings {
+        Mappings::from_sources(&SourcesFile::parse(text).unwrap())
     }
 
-    const HANDLER_KEYS: &str = "scheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\n";
+    const HANDLER_KEYS: &str =
+        "scheme = \"hmac\"\nsecrets = [\"s\"]\nheader = \"X-Sig\"\ndelivery_id = \"body_hash\"\n";
 
     #[test]
     fn a_sources_file_gives_each_source_its_preset_and_the_rest_the_canonical_format() {
         let text = format!(
             "[[source]]\nname = \"pay\"\nscheme = \"stripe\"\nsecrets = [\"s\"]\n[source.sales]\npreset = \"stripe\"\n\n\
-             [[source]]\nname = \"shop\"\n{HANDLER_KEYS}delivery_id = {{ json = \"/id\" }}\n[source.sales]\npreset = \"shopify\"\n\n\
+             [[source]]\nname = \"shop\"\n{HANDLER_KEYS}[source.sales]\npreset = \"shopify\"\n\n\
              [[source]]\nname = \"plain\"\nscheme = \"github\"\nsecrets = [\"s\"]\n"
         );
-        let mappings = mappings(&text).unwrap();
+        let mappings = mappings(&text);
         assert_eq!(mappings.get("pay"), &Mapping::preset(Preset::Stripe));
         assert_eq!(mappings.get("shop"), &Mapping::preset(Preset::Shopify));
         assert_eq!(mappings.get("plain"), &Mapping::preset(Preset::Canonical));
@@ -939,23 +663,14 @@ mod tests {
     }
 
     #[test]
-    fn overrides_replace_the_presets_pointers_and_refunds_follow_the_sale_keys() {
-        let text = "[[source]]\nname = \"acme\"\n[source.sales]\n\
-                    sale_types = [\"order.paid\", \"order.completed\"]\nrefund_types = \"order.refunded\"\n\
-                    order_id = \"/order/ref\"\namount = \"/order/total\"\ncurrency = [\"/order/currency\", \"/currency\"]\n\
-                    occurred_at = \"/at\"\nrefund_amount = \"/order/refunded_total\"\namount_unit = \"major\"\n";
-        let mapping = mappings(text).unwrap().get("acme").clone();
-        assert_eq!(mapping.preset, Preset::Canonical);
-        assert_eq!(mapping.sale_types, ["order.paid", "order.completed"]);
-        assert_eq!(mapping.refund_types, ["order.refunded"]);
-        assert_eq!(mapping.amount_unit, AmountUnit::Major);
-        assert_eq!(mapping.sale.order_id, ["/order/ref"]);
-        assert_eq!(mapping.refund.order_id, ["/order/ref"]);
-        assert_eq!(mapping.sale.amount, ["/order/total"]);
-        assert_eq!(mapping.refund.amount, ["/order/refunded_total"]);
-        assert_eq!(mapping.refund.currency, ["/order/currency", "/currency"]);
-        assert_eq!(mapping.refund.occurred_at, ["/at"]);
-
+    fn a_sources_files_overrides_decide_what_an_event_becomes() {
+        let text = format!(
+            "[[source]]\nname = \"acme\"\n{HANDLER_KEYS}[source.sales]\n\
+             sale_types = [\"order.paid\", \"order.completed\"]\nrefund_types = \"order.refunded\"\n\
+             order_id = \"/order/ref\"\namount = \"/order/total\"\ncurrency = [\"/order/currency\", \"/currency\"]\n\
+             occurred_at = \"/at\"\nrefund_amount = \"/order/refunded_total\"\namount_unit = \"major\"\n"
+        );
+        let mapping = mappings(&text).get("acme").clone();
         let body = json!({"order": {"ref": "A-7", "total": "10.50", "refunded_total": "2.5", "currency": "chf"},
                           "at": "2026-05-01T00:00:00Z"});
         assert_eq!(
@@ -967,107 +682,5 @@ mod tests {
             Ok(sale("A-7", "CHF", 250, "2026-05-01T00:00:00Z", Kind::Refund))
         );
         assert_eq!(run(&mapping, "sale.completed", &body), Ok(Outcome::Ignored));
-    }
-
-    #[test]
-    fn a_preset_keeps_its_refund_pointers_unless_overridden() {
-        let text = "[[source]]\nname = \"pay\"\n[source.sales]\npreset = \"stripe\"\ncurrency = \"/data/object/presentment_currency\"\namount_unit = \"minor\"\n";
-        let mapping = mappings(text).unwrap().get("pay").clone();
-        assert_eq!(mapping.refund.amount, ["/data/object/amount_refunded"]);
-        assert_eq!(mapping.refund.currency, ["/data/object/presentment_currency"]);
-        assert_eq!(mapping.sale.occurred_at, ["/created"]);
-    }
-
-    #[test]
-    fn bad_mappings_name_the_source_and_the_field_in_one_line() {
-        let source = |sales: &str| format!("[[source]]\nname = \"shop\"\n{HANDLER_KEYS}[source.sales]\n{sales}\n");
-        let cases = [
-            (
-                "preset = \"paypal\"",
-                "source \"shop\": field `sales.preset`: \"paypal\" is not canonical, stripe or shopify",
-            ),
-            ("preset = 1", "source \"shop\": field `sales.preset`: expected a string"),
-            (
-                "amount_unit = \"cents\"",
-                "source \"shop\": field `sales.amount_unit`: \"cents\" is not minor or major",
-            ),
-            (
-                "amount = \"data/amount\"",
-                "source \"shop\": field `sales.amount`: \"data/amount\" is not a JSON pointer",
-            ),
-            (
-                "refund_occurred_at = []",
-                "source \"shop\": field `sales.refund_occurred_at`: expected at least one JSON pointer",
-            ),
-            (
-                "order_id = 5",
-                "source \"shop\": field `sales.order_id`: expected a JSON pointer or a list of them",
-            ),
-            (
-                "sale_types = [1]",
-                "source \"shop\": field `sales.sale_types`: expected a list of event types",
-            ),
-            (
-                "sale_types = [\"\"]",
-                "source \"shop\": field `sales.sale_types`: \"\" is not an event type",
-            ),
-            (
-                "sale_types = [\"x\"]\nrefund_types = [\"x\"]",
-                "source \"shop\": field `sales.refund_types`: \"x\" is also a sale type",
-            ),
-            (
-                "amout = \"/a\"",
-                "source \"shop\": field `sales`: unknown field `amout`",
-            ),
-        ];
-        for (sales, expected) in cases {
-            let error = mappings(&source(sales)).unwrap_err();
-            assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
-            assert!(!error.contains('\n'), "{error:?}");
-        }
-        let error = mappings(&format!(
-            "[[source]]\nname = \"shop\"\n{HANDLER_KEYS}sales = \"stripe\"\n"
-        ))
-        .unwrap_err();
-        assert_eq!(
-            error,
-            "source \"shop\": field `sales`: expected a table ([source.sales])"
-        );
-        let twice = format!("{}{}", source("preset = \"stripe\""), source("preset = \"shopify\""));
-        assert_eq!(
-            mappings(&twice).unwrap_err(),
-            "source \"shop\": field `name`: defined twice"
-        );
-        let form = format!("[[source]]\nname = \"slash\"\n{HANDLER_KEYS}body_format = \"form\"\n[source.sales]\n");
-        assert_eq!(
-            mappings(&form).unwrap_err(),
-            "source \"slash\": field `sales`: sales are read from JSON bodies, not body_format = \"form\""
-        );
-        let error = mappings("[[source]]\nscheme = \"github\"\n[source.sales]\n").unwrap_err();
-        assert!(error.contains("name"), "{error}");
-        assert!(mappings("not toml [").unwrap_err().starts_with("line 1: "));
-    }
-
-    #[test]
-    fn a_bad_sources_file_is_one_config_error_line_naming_sources_file() {
-        let dir = std::env::temp_dir().join(format!("consumer-processors-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("sources.toml");
-        std::fs::write(
-            &path,
-            "[[source]]\nname = \"shop\"\n[source.sales]\npreset = \"nope\"\n",
-        )
-        .unwrap();
-        let error = Mappings::from_file(&path).unwrap_err().to_string();
-        assert_eq!(
-            error,
-            format!(
-                "invalid configuration: SOURCES_FILE={:?}: expected a valid sources file: source \"shop\": field `sales.preset`: \"nope\" is not canonical, stripe or shopify",
-                path.display().to_string()
-            )
-        );
-        let error = Mappings::from_file(&dir.join("missing.toml")).unwrap_err().to_string();
-        assert!(error.contains("expected a readable file"), "{error}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

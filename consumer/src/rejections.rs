@@ -13,25 +13,21 @@
 //! the handler.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
-use serde::Deserialize;
 use sqlx::mysql::MySqlPool;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::{self, Backoff, BrokerSettings};
-use webhook_core::config::ConfigError;
+use webhook_core::broker::{Backoff, BrokerSettings};
+use webhook_core::consume::{Batch, BatchConsumer, BatchHandler, Unsettled};
 use webhook_core::envelope::MAX_SOURCE_BYTES;
 use webhook_core::rejection::{REASON_UNKNOWN_SOURCE, RejectionRecord, UNKNOWN_SOURCE, escaped};
+use webhook_core::sources::SourcesFile;
 
 use crate::metrics::Metrics;
 use crate::store;
+use crate::untrusted::{self, MAX_ERROR_CHARS};
 
 /// How long rejection records are kept.
 pub(crate) const RETENTION_DAYS: u32 = 30;
@@ -60,33 +56,11 @@ impl Default for KnownSources {
 }
 
 impl KnownSources {
-    /// `default` and the source names of `SOURCES_FILE`.
-    pub(crate) fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError::invalid("SOURCES_FILE", Some(&shown), format!("a readable file ({error})"))
-        })?;
-        Self::from_toml(&text)
-            .map_err(|why| ConfigError::invalid("SOURCES_FILE", Some(&shown), format!("a valid sources file: {why}")))
-    }
-
-    /// `default` and the `name` of every `[[source]]` (the other keys are not read here).
-    pub(crate) fn from_toml(text: &str) -> Result<Self, String> {
-        #[derive(Deserialize)]
-        struct Names {
-            #[serde(default)]
-            source: Vec<Named>,
-        }
-        #[derive(Deserialize)]
-        struct Named {
-            name: String,
-        }
-        let names: Names = toml::from_str(text).map_err(|error| {
-            webhook_core::config::error_at_line(text, error.span().map(|span| span.start), error.message())
-        })?;
+    /// `default` and the name of every source of `file`.
+    pub(crate) fn from_sources(file: &SourcesFile) -> Self {
         let mut known = Self::default();
-        known.0.extend(names.source.into_iter().map(|named| named.name));
-        Ok(known)
+        known.0.extend(file.sources().iter().map(|source| source.name.to_string()));
+        known
     }
 
     /// Whether `name` is one of them.
@@ -125,119 +99,89 @@ pub(crate) struct RejectionReader {
 impl RejectionReader {
     /// Consumes, reconnecting with backoff, until the shutdown token is cancelled.
     pub(crate) async fn run(self) {
-        let name = format!("consumer-rejections-{}", std::process::id());
+        let consumer = BatchConsumer {
+            broker: self.broker.clone(),
+            queue: self.broker.topology.rejected_queue(),
+            name: format!("consumer-rejections-{}", std::process::id()),
+            prefetch: BATCH,
+            batch_size: usize::from(BATCH),
+            batch_wait: BATCH_WAIT,
+            backoff: (Duration::from_millis(200), Duration::from_secs(10)),
+            // The event workers report broker outages; this reader only follows them.
+            quiet: true,
+        };
+        let shutdown = self.shutdown.clone();
+        let mut storing = Storing {
+            reader: self,
+            last_prune: None,
+        };
+        consumer.run(&mut storing, &shutdown).await;
+    }
+}
+
+/// The batch handler: stores each batch, acks it, and prunes now and then.
+struct Storing {
+    reader: RejectionReader,
+    last_prune: Option<Instant>,
+}
+
+impl BatchHandler for Storing {
+    async fn handle(&mut self, batch: Batch) -> Result<(), Unsettled> {
+        let reader = &self.reader;
+        let records: Vec<RejectionRecord> = batch
+            .deliveries
+            .iter()
+            .filter_map(
+                |delivery| match serde_json::from_slice::<RejectionRecord>(&delivery.data) {
+                    Ok(record) => Some(filed(record, &reader.sources)),
+                    Err(error) => {
+                        reader.metrics.rejections_unreadable.inc();
+                        // serde's messages quote what they could not read.
+                        log::debug!(
+                            "rejection log: unreadable record dropped: error={:?}",
+                            untrusted::escaped(&error.to_string(), MAX_ERROR_CHARS)
+                        );
+                        None
+                    }
+                },
+            )
+            .collect();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        let mut last_prune: Option<Instant> = None;
-        while !self.shutdown.is_cancelled() {
-            let opened = tokio::select! {
-                opened = self.open(&name) => opened,
-                () = self.shutdown.cancelled() => break,
-            };
-            let (connection, channel, consumer) = match opened {
-                Ok(opened) => opened,
+        loop {
+            match store::insert_rejections(&reader.pool, &records).await {
+                Ok(()) => break,
                 Err(error) => {
                     let delay = backoff.next_delay();
                     log::debug!(
-                        "rejection log: broker not available: error=\"{error:#}\" retry_in_ms={}",
+                        "rejection log: database unavailable: error={:?} retry_in_ms={}",
+                        error.to_string(),
                         delay.as_millis()
                     );
                     tokio::select! {
-                        () = tokio::time::sleep(delay) => continue,
-                        () = self.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                        () = reader.shutdown.cancelled() => {
+                            return Err(Unsettled("stopping while the database is unavailable".to_owned()));
+                        }
                     }
-                }
-            };
-            backoff.reset();
-            self.consume(&channel, consumer, &mut last_prune).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), connection.close(200, "OK".into())).await;
-        }
-    }
-
-    async fn open(&self, name: &str) -> anyhow::Result<(Connection, Channel, Consumer)> {
-        let connection = broker::connect(&self.broker.url, name).await?;
-        let channel = connection.create_channel().await?;
-        self.broker.topology.declare(&channel).await?;
-        channel.basic_qos(BATCH, BasicQosOptions::default()).await?;
-        let consumer = channel
-            .basic_consume(
-                self.broker.topology.rejected_queue().as_str().into(),
-                name.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok((connection, channel, consumer))
-    }
-
-    async fn consume(&self, channel: &Channel, mut consumer: Consumer, last_prune: &mut Option<Instant>) {
-        loop {
-            let first = tokio::select! {
-                () = self.shutdown.cancelled() => return,
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    _ => return,
-                },
-            };
-            let mut batch = vec![first];
-            let deadline = Instant::now() + BATCH_WAIT;
-            while batch.len() < usize::from(BATCH) {
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => break,
-                    next = consumer.next() => match next {
-                        Some(Ok(delivery)) => batch.push(delivery),
-                        _ => return,
-                    },
-                }
-            }
-            let records: Vec<RejectionRecord> = batch
-                .iter()
-                .filter_map(
-                    |delivery| match serde_json::from_slice::<RejectionRecord>(&delivery.data) {
-                        Ok(record) => Some(filed(record, &self.sources)),
-                        Err(error) => {
-                            self.metrics.rejections_unreadable.inc();
-                            log::debug!("rejection log: unreadable record dropped: {error}");
-                            None
-                        }
-                    },
-                )
-                .collect();
-            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-            loop {
-                match store::insert_rejections(&self.pool, &records).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        let delay = backoff.next_delay();
-                        log::debug!(
-                            "rejection log: database unavailable: error=\"{error}\" retry_in_ms={}",
-                            delay.as_millis()
-                        );
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = self.shutdown.cancelled() => return,
-                        }
-                        if !channel.status().connected() {
-                            return;
-                        }
+                    if !batch.ack.channel_open() {
+                        return Err(Unsettled("the channel closed while the batch was held".to_owned()));
                     }
                 }
             }
-            self.metrics.rejections_stored.inc_by(records.len() as u64);
-            let Some(last) = batch.last() else { continue };
-            if !matches!(last.acker.ack(BasicAckOptions { multiple: true }).await, Ok(true)) {
-                return;
-            }
-            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-                *last_prune = Some(Instant::now());
-                match store::prune_rejections(&self.pool, RETENTION_DAYS, RETENTION_ROWS).await {
-                    Ok(0) => {}
-                    Ok(deleted) => log::info!(
-                        "rejection log: pruned {deleted} records (older than {RETENTION_DAYS} days or beyond the newest {RETENTION_ROWS})"
-                    ),
-                    Err(error) => log::debug!("rejection log: pruning failed: {error}"),
-                }
+        }
+        reader.metrics.rejections_stored.inc_by(records.len() as u64);
+        batch.ack.ack().await.map_err(|error| Unsettled(error.to_string()))?;
+        if self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            self.last_prune = Some(Instant::now());
+            match store::prune_rejections(&reader.pool, RETENTION_DAYS, RETENTION_ROWS).await {
+                Ok(0) => {}
+                Ok(deleted) => log::info!(
+                    "rejection log: pruned {deleted} records (older than {RETENTION_DAYS} days or beyond the newest {RETENTION_ROWS})"
+                ),
+                Err(error) => log::debug!("rejection log: pruning failed: {error}"),
             }
         }
+        Ok(())
     }
 }
 
@@ -264,9 +208,13 @@ mod tests {
         (filed.source, filed.claimed_source)
     }
 
+    fn known(toml: &str) -> KnownSources {
+        KnownSources::from_sources(&SourcesFile::parse(toml).unwrap())
+    }
+
     #[test]
     fn only_a_known_source_keeps_its_name_and_every_stranger_shares_one_bucket() {
-        let known = KnownSources::from_toml("[[source]]\nname = \"shop\"\nscheme = \"github\"\n").unwrap();
+        let known = known("[[source]]\nname = \"shop\"\nscheme = \"github\"\nsecrets = [\"s\"]\n");
         let kept = |source: &str| (source.to_owned(), None);
         let bucket = |claimed: Option<&str>| (UNKNOWN_SOURCE.to_owned(), claimed.map(str::to_owned));
         assert_eq!(
@@ -313,10 +261,10 @@ mod tests {
 
     #[test]
     fn without_a_sources_file_only_default_is_known() {
-        let known = KnownSources::default();
-        assert!(known.contains("default"));
-        assert!(!known.contains("shop"));
-        assert!(KnownSources::from_toml("[[source]]\nscheme = \"github\"\n").is_err());
-        assert_eq!(KnownSources::from_toml("").unwrap(), known);
+        let default = KnownSources::default();
+        assert!(default.contains("default"));
+        assert!(!default.contains("shop"));
+        let file = known("[[source]]\nname = \"shop\"\nscheme = \"github\"\nsecrets = [\"s\"]\n");
+        assert!(file.contains("default") && file.contains("shop"));
     }
 }

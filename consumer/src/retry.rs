@@ -3,6 +3,12 @@
 //! A message the database refuses goes down the retry ladder (`{P}.retry.{n}`, its
 //! `retry-count` one higher) until it has used `MAX_RETRIES` retries; then, like poison at
 //! once, it goes to the dead-letter exchange with an `error` header.
+//!
+//! What a decision says comes from outside (a header value, a fragment of the body, the
+//! database quoting a value): it is escaped and bounded here ([`crate::untrusted`]), once, for
+//! every dead-letter error and log line.
+
+use crate::untrusted::{self, MAX_ERROR_CHARS};
 
 /// Why a message is dead-lettered; the `reason` label of `webhook_consumer_dead_lettered_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +17,9 @@ pub(crate) enum DeadReason {
     Poison,
     /// Refused on every attempt.
     RetriesExhausted,
+    /// Larger than the database takes in one packet (`max_allowed_packet`): it could never be
+    /// stored as the server is configured.
+    TooLarge,
 }
 
 impl DeadReason {
@@ -18,6 +27,7 @@ impl DeadReason {
         match self {
             Self::Poison => "poison",
             Self::RetriesExhausted => "retries_exhausted",
+            Self::TooLarge => "too_large",
         }
     }
 }
@@ -25,14 +35,16 @@ impl DeadReason {
 /// What to do with a message that will not be stored now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Republish to the retry queue for this attempt (1-based) with `retry-count` = attempt.
-    Retry { attempt: u32 },
+    /// Republish to the retry queue for this attempt (1-based) with `retry-count` = attempt;
+    /// `error` says why (for the log).
+    Retry { attempt: u32, error: String },
     /// Publish to the dead-letter exchange with this `error` header.
     DeadLetter { reason: DeadReason, error: String },
 }
 
 /// A message the database refused with `error`, after `retry_count` retries.
 pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> Decision {
+    let error = untrusted::escaped(error, MAX_ERROR_CHARS);
     if retry_count >= max_retries {
         Decision::DeadLetter {
             reason: DeadReason::RetriesExhausted,
@@ -41,7 +53,20 @@ pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> 
     } else {
         Decision::Retry {
             attempt: retry_count + 1,
+            error,
         }
+    }
+}
+
+/// A message too large for the database, as `why` explains: dead-lettered at once, whatever
+/// its retries (a retry could only be refused again).
+pub(crate) fn too_large(why: &str) -> Decision {
+    Decision::DeadLetter {
+        reason: DeadReason::TooLarge,
+        error: format!(
+            "too large for the database: {}",
+            untrusted::escaped(why, MAX_ERROR_CHARS)
+        ),
     }
 }
 
@@ -49,7 +74,7 @@ pub(crate) fn after_refusal(retry_count: u32, max_retries: u32, error: &str) -> 
 pub(crate) fn poison(why: &str) -> Decision {
     Decision::DeadLetter {
         reason: DeadReason::Poison,
-        error: format!("poison: {why}"),
+        error: format!("poison: {}", untrusted::escaped(why, MAX_ERROR_CHARS)),
     }
 }
 
@@ -59,8 +84,12 @@ mod tests {
 
     #[test]
     fn a_refused_message_is_retried_with_the_next_attempt() {
-        assert_eq!(after_refusal(0, 5, "x"), Decision::Retry { attempt: 1 });
-        assert_eq!(after_refusal(4, 5, "x"), Decision::Retry { attempt: 5 });
+        let retry = |attempt| Decision::Retry {
+            attempt,
+            error: "x".to_owned(),
+        };
+        assert_eq!(after_refusal(0, 5, "x"), retry(1));
+        assert_eq!(after_refusal(4, 5, "x"), retry(5));
     }
 
     #[test]
@@ -92,6 +121,28 @@ mod tests {
     }
 
     #[test]
+    fn what_a_decision_quotes_from_outside_is_escaped_and_bounded() {
+        let header = format!("invalid header event-type: x\n\u{202e}{}", "y".repeat(5000));
+        let Decision::DeadLetter { error, .. } = poison(&header) else {
+            panic!("poison is dead-lettered")
+        };
+        assert!(
+            error.starts_with("poison: invalid header event-type: x\\n\\u{202e}yyy"),
+            "{error}"
+        );
+        assert!(!error.chars().any(char::is_control));
+        assert_eq!(
+            error.chars().count(),
+            "poison: ".len() + MAX_ERROR_CHARS + 1,
+            "cut, with …"
+        );
+        let Decision::Retry { error, .. } = after_refusal(0, 1, "bad \u{1b}[2J value") else {
+            panic!("retried")
+        };
+        assert_eq!(error, "bad \\u{1b}[2J value");
+    }
+
+    #[test]
     fn poison_is_dead_lettered_at_once_and_says_why() {
         assert_eq!(
             poison("missing headers"),
@@ -102,5 +153,17 @@ mod tests {
         );
         assert_eq!(DeadReason::Poison.label(), "poison");
         assert_eq!(DeadReason::RetriesExhausted.label(), "retries_exhausted");
+        assert_eq!(DeadReason::TooLarge.label(), "too_large");
+    }
+
+    #[test]
+    fn a_message_too_large_for_the_database_is_dead_lettered_at_once() {
+        assert_eq!(
+            too_large("max_allowed_packet is 16 bytes"),
+            Decision::DeadLetter {
+                reason: DeadReason::TooLarge,
+                error: "too large for the database: max_allowed_packet is 16 bytes".to_owned()
+            }
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::mysql::MySqlConnectOptions;
 use webhook_core::broker::BrokerSettings;
 use webhook_core::config::{ConfigError, Url, Vars};
+use webhook_core::sources::SourcesFile;
 
 use crate::processors::Mappings;
 use crate::rejections::KnownSources;
@@ -71,7 +72,10 @@ impl Settings {
         }
         let sources_file = vars.get("SOURCES_FILE").map(PathBuf::from);
         let (sales, sources) = match &sources_file {
-            Some(path) => (Mappings::from_file(path)?, KnownSources::from_file(path)?),
+            Some(path) => {
+                let file = SourcesFile::read(path)?;
+                (Mappings::from_sources(&file), KnownSources::from_sources(&file))
+            }
             None => (Mappings::default(), KnownSources::default()),
         };
         Ok(Self {
@@ -97,21 +101,14 @@ impl Settings {
     }
 }
 
-/// `DATABASE_URL`: scheme `mysql`, parseable, and naming a database that can be created by name.
+/// `DATABASE_URL`: read as every service reads it (its TLS files checked), and naming a
+/// database that can be created by name.
 fn database_url(vars: &Vars<'_>) -> Result<Url, ConfigError> {
-    const NAME: &str = "DATABASE_URL";
-    let url = vars.url(NAME, DEFAULT_DATABASE_URL, &["mysql"])?;
-    let options = MySqlConnectOptions::from_str(url.expose()).map_err(|why| {
-        ConfigError::invalid(
-            NAME,
-            Some(&url.redacted()),
-            format!("a MySQL URL such as {DEFAULT_DATABASE_URL} ({why})"),
-        )
-    })?;
+    let (url, options) = webhook_core::database::from_vars(vars, DEFAULT_DATABASE_URL)?;
     let named = options.get_database().filter(|name| is_valid_database_name(name));
     if named.is_none() {
         return Err(ConfigError::invalid(
-            NAME,
+            webhook_core::database::VARIABLE,
             Some(&url.redacted()),
             format!(
                 "a MySQL URL that names the database, such as {DEFAULT_DATABASE_URL} (1 to 64 characters from a-z, A-Z, 0-9, '_', '$' and '-')"

@@ -8,7 +8,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use sqlx::mysql::MySqlPool;
 use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
 
@@ -16,7 +15,8 @@ use crate::health::{self, Health, State};
 use crate::metrics::Metrics;
 use crate::rejections::RejectionReader;
 use crate::settings::Settings;
-use crate::store;
+use crate::settle::Store;
+use crate::store::{self, Database};
 use crate::worker::Worker;
 
 /// How long a retry or dead-letter publish may wait for the broker's confirm.
@@ -29,7 +29,7 @@ pub struct Application {
     addr: SocketAddr,
     server: Server,
     settings: Settings,
-    pool: MySqlPool,
+    database: Database,
     publisher: Publisher,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -52,10 +52,19 @@ impl Application {
     /// Once built, the consumer rides out database and broker outages without stopping.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         store::migrate(&settings).await?;
-        let pool = store::pool(&settings)?;
+        let metrics = Arc::new(Metrics::new());
+        let database = Database::new(&settings, metrics.database_max_allowed_packet.clone())?;
+        database
+            .probe()
+            .await
+            .context("reading the database's max_allowed_packet")?;
+        if let Some(limit) = database.max_allowed_packet() {
+            log::info!(
+                "database max_allowed_packet={limit}: a larger event can never be stored and is dead-lettered as too_large"
+            );
+        }
         let name = format!("consumer-publisher-{}", std::process::id());
         let publisher = Publisher::start(settings.broker.clone(), &name, 1, CONFIRM_TIMEOUT);
-        let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::new(Arc::clone(&metrics), true, settings.workers));
 
         let listener = std::net::TcpListener::bind(settings.addr)
@@ -74,7 +83,7 @@ impl Application {
             .run();
         log::info!(
             "consumer listening on http://{addr} broker={} prefix={} database={}",
-            settings.broker.url.redacted(),
+            settings.broker.addresses.redacted(),
             settings.broker.topology.prefix(),
             settings.database_url.redacted()
         );
@@ -82,7 +91,7 @@ impl Application {
             addr,
             server,
             settings,
-            pool,
+            database,
             publisher,
             metrics,
             health,
@@ -120,7 +129,7 @@ impl Application {
         let rejections = tokio::spawn(
             RejectionReader {
                 broker: self.settings.broker.clone(),
-                pool: self.pool.clone(),
+                pool: self.database.pool.clone(),
                 sources: Arc::clone(&self.settings.sources),
                 metrics: Arc::clone(&self.metrics),
                 shutdown: self.shutdown.clone(),
@@ -133,12 +142,13 @@ impl Application {
                     Worker {
                         index,
                         settings: self.settings.clone(),
-                        pool: self.pool.clone(),
+                        store: self.database.clone(),
                         publisher: self.publisher.clone(),
                         metrics: Arc::clone(&self.metrics),
                         health: Arc::clone(&self.health),
                         shutdown: self.shutdown.clone(),
                         grace_over: grace_over.clone(),
+                        lag: None,
                     }
                     .run(),
                 )
@@ -170,7 +180,10 @@ impl Application {
             log::debug!("the rejection log reader did not stop within {CLOSE_TIMEOUT:?}");
         }
         self.publisher.close().await;
-        if tokio::time::timeout(CLOSE_TIMEOUT, self.pool.close()).await.is_err() {
+        if tokio::time::timeout(CLOSE_TIMEOUT, self.database.pool.close())
+            .await
+            .is_err()
+        {
             log::debug!("closing the database pool: no answer within {CLOSE_TIMEOUT:?}");
         }
         log::info!("consumer stopped");

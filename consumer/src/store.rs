@@ -1,34 +1,42 @@
 //! The database: creating it, migrating it, inserting a batch of events with what they
 //! trigger (sales and refunds) in one transaction, and recording dead letters. SQL lives here
 //! and nowhere else.
+//!
+//! Public so that its statements are tested against a real server from `tests/` (the unit
+//! tests here need no server).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::gauge::Gauge;
+use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
-use sqlx::{MySql, QueryBuilder};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::{Connection, MySql, QueryBuilder};
 
 use webhook_core::envelope::{MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES};
 use webhook_core::rejection::{RejectionRecord, bounded};
 
-use crate::processors::{Kind, SaleChange};
+use crate::message::Event;
+pub use crate::processors::{Kind, SaleChange};
 use crate::settings::Settings;
 
 /// The migrations in `migrations/`, embedded at compile time.
-pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// How long taking a connection from the pool may take (including connecting).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most bytes of bound values per statement. Well under `max_allowed_packet` (MySQL 8: 64 MiB,
-/// MariaDB: 16 MiB), so a batch of large bodies is several statements, not a refused packet.
-/// A single row larger than this is a statement of its own.
+/// Most bytes of bound values per statement (and at most half the server's
+/// `max_allowed_packet`: MySQL 8's default is 64 MiB, MariaDB's 16 MiB), so a batch of large
+/// bodies is several statements, not a refused packet. A single row larger than this is a
+/// statement of its own.
 const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Bound values per row of the insert.
-const BINDS_PER_ROW: usize = 9;
+const BINDS_PER_ROW: usize = 10;
 
 /// Rows per statement: MySQL allows at most 65,535 placeholders in one statement.
 const MAX_ROWS_PER_STATEMENT: usize = 65_535 / BINDS_PER_ROW;
@@ -39,9 +47,20 @@ const SALE_BINDS_PER_ROW: usize = 9;
 const MAX_SALES_PER_STATEMENT: usize = 1000;
 const _: () = assert!(MAX_SALES_PER_STATEMENT * SALE_BINDS_PER_ROW <= 65_535);
 
+/// How long one `GET_LOCK` waits for the migration lock before it is asked again.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a consumer waits in all for another process's migrations.
+const MIGRATION_LOCK_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Creates the database named in `DATABASE_URL` if it does not exist, then applies every
 /// pending migration. Safe to run from several processes at once: a lost race to create the
-/// database is fine, and the migrator holds a lock while it works.
+/// database is fine, and the migrations are applied under a lock that excludes the others.
+///
+/// The lock is our own: sqlx's MySQL migrator locks with `GET_LOCK(name, -1)` and ignores the
+/// result, and MariaDB answers a negative timeout with NULL at once, so nobody held it and two
+/// consumers started together each applied the same migration. Here `GET_LOCK` gets a positive
+/// timeout on a connection of its own, its answer is checked, and the migrator runs on that
+/// connection with its own locking off.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let url = settings.database_url.expose();
     let redacted = settings.database_url.redacted();
@@ -58,17 +77,34 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
             log::info!("database created: url={redacted}");
         }
     }
-    let pool = MySqlPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(settings.database_options()?)
-        .await
-        .with_context(|| format!("cannot connect to the database {redacted}"))?;
-    let migrated = MIGRATOR
-        .run(&pool)
-        .await
-        .with_context(|| format!("cannot apply the migrations to {redacted}"));
-    pool.close().await;
+    let options = settings.database_options()?;
+    let lock = migration_lock_name(options.get_database().unwrap_or_default());
+    let mut connection = match tokio::time::timeout(ACQUIRE_TIMEOUT, MySqlConnection::connect_with(&options)).await {
+        Ok(connected) => connected.with_context(|| format!("cannot connect to the database {redacted}"))?,
+        Err(_) => anyhow::bail!("cannot connect to the database {redacted}: no answer within {ACQUIRE_TIMEOUT:?}"),
+    };
+    let migrated = async {
+        take_migration_lock(&mut connection, &lock).await?;
+        let mut migrator = Migrator::with_migrations(MIGRATOR.iter().cloned().collect());
+        migrator.set_locking(false);
+        let applied = migrator
+            .run(&mut connection)
+            .await
+            .with_context(|| format!("cannot apply the migrations to {redacted}"));
+        // Closing the connection would release it too; an explicit release says so at once.
+        if let Err(error) = sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(&lock)
+            .execute(&mut connection)
+            .await
+        {
+            log::debug!("releasing the migration lock {lock:?}: {error}");
+        }
+        applied
+    }
+    .await;
+    if let Err(error) = connection.close().await {
+        log::debug!("closing the migration connection: {error}");
+    }
     migrated?;
     log::info!(
         "database migrated: url={redacted} migrations={}",
@@ -77,47 +113,188 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A lazily connecting pool: the consumer starts (and keeps running) while the database is
-/// down, and each operation reports the outage instead.
-pub(crate) fn pool(settings: &Settings) -> anyhow::Result<MySqlPool> {
-    Ok(MySqlPoolOptions::new()
-        .max_connections(settings.db_pool_size)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_lazy_with(settings.database_options()?))
+/// The name of the migration lock of `database`. `GET_LOCK` names are server-wide (so the
+/// database is part of it) and at most 64 characters (so it is hashed).
+fn migration_lock_name(database: &str) -> String {
+    let digest = hex::encode(Sha256::digest(database.as_bytes()));
+    format!("webhook-inbox-migrate-{}", &digest[..32])
+}
+
+/// Takes the migration lock on `connection`, waiting while another process holds it (it is
+/// migrating), at most [`MIGRATION_LOCK_DEADLINE`].
+async fn take_migration_lock(connection: &mut MySqlConnection, lock: &str) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let held: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+            .bind(lock)
+            .bind(MIGRATION_LOCK_WAIT.as_secs())
+            .fetch_one(&mut *connection)
+            .await
+            .with_context(|| format!("cannot take the migration lock {lock:?}"))?;
+        match held {
+            Some(1) => return Ok(()),
+            Some(0) if started.elapsed() < MIGRATION_LOCK_DEADLINE => {
+                log::info!("waiting for another process to finish the migrations: lock={lock:?}");
+            }
+            Some(0) => anyhow::bail!(
+                "another process has held the migration lock {lock:?} for more than {MIGRATION_LOCK_DEADLINE:?}: is a migration stuck?"
+            ),
+            other => anyhow::bail!(
+                "cannot take the migration lock {lock:?}: GET_LOCK answered {other:?} (an error on the server)"
+            ),
+        }
+    }
+}
+
+/// How long the probe (a new connection and one trivial query) may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes of an insert's packet beside its values: the command, the statement id, the
+/// parameter types and the length of each value (measured on MariaDB 10.11: a body 300 bytes
+/// under `max_allowed_packet` with short other values is stored, one at the limit is not).
+const PACKET_OVERHEAD: u64 = 1024;
+
+/// The consumer's database, as the batch executor ([`crate::settle`]) sees it: a lazily
+/// connecting pool (the consumer starts, and keeps running, while the database is down; each
+/// operation reports the outage instead), the server's `max_allowed_packet`, and a probe.
+#[derive(Debug, Clone)]
+pub(crate) struct Database {
+    pub(crate) pool: MySqlPool,
+    options: MySqlConnectOptions,
+    /// `@@max_allowed_packet`, read on every new connection and by every probe (0 until one
+    /// has been made). It is the metric itself: `webhook_consumer_database_max_allowed_packet_bytes`.
+    max_allowed_packet: Gauge,
+}
+
+impl Database {
+    /// The pool for `DATABASE_URL`; `max_allowed_packet` is kept up to date in the gauge.
+    pub(crate) fn new(settings: &Settings, max_allowed_packet: Gauge) -> anyhow::Result<Self> {
+        let options = settings.database_options()?;
+        let gauge = max_allowed_packet.clone();
+        let pool = MySqlPoolOptions::new()
+            .max_connections(settings.db_pool_size)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |connection, _| {
+                let gauge = gauge.clone();
+                Box::pin(async move {
+                    gauge.set(read_max_allowed_packet(connection).await?);
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options.clone());
+        Ok(Self {
+            pool,
+            options,
+            max_allowed_packet,
+        })
+    }
+
+    /// The server's `max_allowed_packet` as last read, if it has been.
+    pub(crate) fn max_allowed_packet(&self) -> Option<u64> {
+        u64::try_from(self.max_allowed_packet.get())
+            .ok()
+            .filter(|limit| *limit > 0)
+    }
+}
+
+/// `@@max_allowed_packet`, as a gauge value.
+async fn read_max_allowed_packet(connection: &mut MySqlConnection) -> Result<i64, sqlx::Error> {
+    let limit: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
+        .fetch_one(connection)
+        .await?;
+    Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+}
+
+impl crate::settle::Store for Database {
+    async fn insert<'a>(&self, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
+        // Half the packet at most, so a batch is never refused as a whole for its size.
+        let budget = self.max_allowed_packet().map_or(MAX_STATEMENT_BYTES, |limit| {
+            MAX_STATEMENT_BYTES.min(usize::try_from(limit / 2).unwrap_or(usize::MAX))
+        });
+        insert_events_within(&self.pool, rows, budget).await
+    }
+
+    /// A new connection (not one of the pool's) and `SELECT @@max_allowed_packet`, which also
+    /// refreshes the limit.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let probed = async {
+            let mut connection = MySqlConnection::connect_with(&self.options).await?;
+            let limit = read_max_allowed_packet(&mut connection).await?;
+            self.max_allowed_packet.set(limit);
+            connection.close().await
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, probed).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(StoreError::Unavailable(error)),
+            Err(_) => Err(StoreError::Timeout(PROBE_TIMEOUT)),
+        }
+    }
+
+    async fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
+        insert_dead_letters(&self.pool, rows).await
+    }
 }
 
 /// One row of `events` to insert.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EventRow<'a> {
-    pub(crate) source: &'a str,
-    pub(crate) delivery_id: &'a str,
-    pub(crate) event_type: &'a str,
-    pub(crate) body: &'a str,
-    pub(crate) body_sha256: &'a str,
+pub struct EventRow<'a> {
+    pub source: &'a str,
+    pub delivery_id: &'a str,
+    pub event_type: &'a str,
+    pub body: &'a str,
+    pub body_sha256: &'a str,
     /// `application/json`, or `application/x-www-form-urlencoded` for form sources.
-    pub(crate) content_type: &'static str,
-    pub(crate) received_at: DateTime<Utc>,
-    pub(crate) retry_count: u32,
-    /// Further copies of this event in the same batch: stored as its `duplicates`.
-    pub(crate) copies: u32,
+    pub content_type: &'static str,
+    pub received_at: DateTime<Utc>,
+    pub retry_count: u32,
+    /// Further deliveries of this source and delivery id in the same batch (with this body or
+    /// another): stored as its `duplicates`.
+    pub copies: u32,
+    /// The bodies (hex SHA-256) of those of them with another body: they count as conflicts.
+    pub conflicts: &'a [&'a str],
     /// What its processor made of it: a sale or refund to apply (status `processed`), or
     /// nothing (status `ignored`).
-    pub(crate) sale: Option<&'a SaleChange>,
+    pub sale: Option<&'a SaleChange>,
 }
 
 /// `events.status` of an event stored with a sale or refund applied.
-pub(crate) const STATUS_PROCESSED: &str = "processed";
+pub const STATUS_PROCESSED: &str = "processed";
 /// `events.status` of an event no processor matched.
-pub(crate) const STATUS_IGNORED: &str = "ignored";
+pub const STATUS_IGNORED: &str = "ignored";
 
-impl EventRow<'_> {
+impl<'a> EventRow<'a> {
+    /// The row of `event`, without copies or a sale.
+    pub(crate) fn of(event: &'a Event) -> Self {
+        Self {
+            source: &event.envelope.source,
+            delivery_id: &event.envelope.delivery_id,
+            event_type: &event.envelope.event_type,
+            body: &event.body,
+            body_sha256: &event.sha256,
+            content_type: event.envelope.body_format.content_type(),
+            received_at: event.envelope.received_at,
+            retry_count: event.envelope.retry_count,
+            copies: 0,
+            conflicts: &[],
+            sale: None,
+        }
+    }
+
     /// Its `events.status`.
-    pub(crate) fn status(&self) -> &'static str {
+    pub fn status(&self) -> &'static str {
         if self.sale.is_some() {
             STATUS_PROCESSED
         } else {
             STATUS_IGNORED
         }
+    }
+
+    /// The size of the packet that inserts this row alone, as the server counts it against
+    /// `max_allowed_packet`.
+    pub fn packet_bytes(&self) -> u64 {
+        u64::try_from(self.bound_bytes())
+            .unwrap_or(u64::MAX)
+            .saturating_add(PACKET_OVERHEAD)
     }
 
     fn bound_bytes(&self) -> usize {
@@ -133,34 +310,85 @@ impl EventRow<'_> {
 
 /// What a committed insert did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Inserted<'a> {
+pub struct Inserted<'a> {
     /// New rows per source.
-    pub(crate) new_by_source: Vec<(&'a str, u64)>,
+    pub new_by_source: Vec<(&'a str, u64)>,
     /// Rows that were already stored (their `duplicates` went up).
-    pub(crate) already_stored: u64,
+    pub already_stored: u64,
+    /// Rows that were already stored with another body, which they keep (the first stored
+    /// wins): their sales were not applied.
+    pub another_body: Vec<AnotherBody>,
 }
 
-/// How a database operation failed, which decides what happens to the batch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum StoreError {
+/// A row already stored with another body than the one inserted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnotherBody {
+    /// Its position in the rows given to [`insert_events`].
+    pub row: usize,
+    /// The stored body's hex SHA-256.
+    pub stored_sha256: String,
+    /// How many of the batch's deliveries of it have a body other than the stored one (its
+    /// `conflicts` went up by as many).
+    pub conflicts: u32,
+}
+
+/// How a database operation failed, which decides what happens to the batch. Each variant
+/// keeps the driver's error (its [`source`](std::error::Error::source)), so callers can look
+/// at the server's error number and message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
     /// The database refused the data of (at least) one row: split the batch to find it.
     #[error("{0}")]
-    Refused(String),
+    Refused(#[source] sqlx::Error),
     /// A deadlock or lock wait timeout: the same batch again, shortly.
     #[error("{0}")]
-    Conflict(String),
-    /// The database cannot be reached or is not working: hold the batch and try again.
+    Conflict(#[source] sqlx::Error),
+    /// The database cannot be reached or says it is not working: hold the batch and try again.
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(#[source] sqlx::Error),
+    /// The connection failed while the rows were on it (reset, closed, garbled). The server may
+    /// be down, or may have dropped the connection over one of the rows (MariaDB does that for
+    /// a packet far above `max_allowed_packet`): a probe tells which.
+    #[error("{0}")]
+    Lost(#[source] sqlx::Error),
+    /// No answer within the deadline: as unavailable.
+    #[error("no answer from the database within {0:?}")]
+    Timeout(Duration),
+}
+
+impl StoreError {
+    /// The driver's error, unless the database did not answer in time.
+    pub fn sqlx(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Refused(error) | Self::Conflict(error) | Self::Unavailable(error) | Self::Lost(error) => Some(error),
+            Self::Timeout(_) => None,
+        }
+    }
+
+    /// Whether the database itself reported the failure (an error number), rather than the
+    /// connection or the pool failing to reach it.
+    pub fn said_by_the_database(&self) -> bool {
+        matches!(self.sqlx(), Some(sqlx::Error::Database(_)))
+    }
+
+    /// Whether the server refused a packet larger than `max_allowed_packet`
+    /// (ER_NET_PACKET_TOO_LARGE): a row that can never be stored as the server is configured.
+    pub fn is_packet_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused(sqlx::Error::Database(database))
+                if database.try_downcast_ref::<MySqlDatabaseError>().is_some_and(|mysql| mysql.number() == 1153)
+        )
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        let text = error.to_string();
         match classify(&error) {
-            Class::Refused => Self::Refused(text),
-            Class::Conflict => Self::Conflict(text),
-            Class::Unavailable => Self::Unavailable(text),
+            Class::Refused => Self::Refused(error),
+            Class::Conflict => Self::Conflict(error),
+            Class::Unavailable => Self::Unavailable(error),
+            Class::Lost => Self::Lost(error),
         }
     }
 }
@@ -171,9 +399,11 @@ pub(crate) enum Class {
     Refused,
     Conflict,
     Unavailable,
+    Lost,
 }
 
-/// Sorts an error into refused data, a lock conflict, or unavailability (everything unknown).
+/// Sorts an error into refused data, a lock conflict, a lost connection, or unavailability
+/// (what the database says about itself, and everything unknown).
 pub(crate) fn classify(error: &sqlx::Error) -> Class {
     match error {
         sqlx::Error::Database(database) => match database.try_downcast_ref::<MySqlDatabaseError>() {
@@ -182,6 +412,7 @@ pub(crate) fn classify(error: &sqlx::Error) -> Class {
         },
         // A value that cannot be encoded is a property of the row, not of the connection.
         sqlx::Error::Encode(_) => Class::Refused,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => Class::Lost,
         _ => Class::Unavailable,
     }
 }
@@ -213,14 +444,28 @@ pub(crate) fn classify_code(number: u16, sqlstate: Option<&str>) -> Class {
 /// goes up by one plus its `copies`; its sale or refund is applied again, which changes nothing
 /// (see [`upsert_sales`]).
 ///
-/// `rows` must be sorted by source (as [`crate::message::unique_events`] sorts them): each
+/// `rows` must be sorted by source (as [`crate::plan::plan`] sorts them): each
 /// statement holds one source, so the new rows per source are exact.
-pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
+pub async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -> Result<Inserted<'a>, StoreError> {
+    insert_events_within(pool, rows, MAX_STATEMENT_BYTES).await
+}
+
+/// [`insert_events`] with at most `statement_bytes` of values per statement (unless one row
+/// alone is bigger).
+async fn insert_events_within<'a>(
+    pool: &MySqlPool,
+    rows: &[EventRow<'a>],
+    statement_bytes: usize,
+) -> Result<Inserted<'a>, StoreError> {
     let mut inserted = Inserted::default();
-    let mut transaction = pool.begin().await?;
-    for statement in statements(rows) {
+    // No row was sent yet: whatever fails here is about the database, never about the rows.
+    let mut transaction = pool.begin().await.map_err(StoreError::Unavailable)?;
+    // The rows of the statements that found rows already stored.
+    let mut found = Vec::new();
+    let mut offset = 0;
+    for statement in statements(rows, statement_bytes) {
         let mut builder = QueryBuilder::<MySql>::new(
-            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, retry_count, duplicates, status, processed_at) ",
+            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, retry_count, duplicates, conflicts, status, processed_at) ",
         );
         builder.push_values(statement, |mut values, row| {
             values
@@ -234,11 +479,17 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
                 .push("UTC_TIMESTAMP(6)")
                 .push_bind(row.retry_count)
                 .push_bind(row.copies)
+                .push_bind(u32::try_from(row.conflicts.len()).unwrap_or(u32::MAX))
                 .push_bind(row.status())
                 .push("UTC_TIMESTAMP(6)");
         });
-        // VALUES(col) rather than MySQL 8's row alias: MariaDB has no row alias.
-        builder.push(" ON DUPLICATE KEY UPDATE duplicates = duplicates + VALUES(duplicates) + 1");
+        // VALUES(col) rather than MySQL 8's row alias: MariaDB has no row alias. A stored row
+        // keeps its body; the batch's own conflicts count only if it is the same body, and
+        // otherwise are counted exactly below.
+        builder.push(
+            " ON DUPLICATE KEY UPDATE duplicates = duplicates + VALUES(duplicates) + 1, \
+             conflicts = conflicts + IF(body_sha256 = VALUES(body_sha256), VALUES(conflicts), 0)",
+        );
         let affected = builder.build().execute(&mut *transaction).await?.rows_affected();
         let (new, already_stored) = split_affected(statement.len() as u64, affected);
         inserted.already_stored += already_stored;
@@ -247,10 +498,22 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
             Some((last, count)) if *last == source => *count += new,
             _ => inserted.new_by_source.push((source, new)),
         }
+        if already_stored > 0 {
+            found.push(offset..offset + statement.len());
+        }
+        offset += statement.len();
     }
+    for range in found {
+        inserted
+            .another_body
+            .extend(count_conflicts(&mut transaction, rows, range).await?);
+    }
+    let kept = |position: usize| inserted.another_body.iter().all(|another| another.row != position);
     let mut sales: Vec<SaleRow<'_>> = rows
         .iter()
-        .filter_map(|row| {
+        .enumerate()
+        .filter(|(position, _)| kept(*position))
+        .filter_map(|(_, row)| {
             row.sale.map(|change| SaleRow {
                 source: row.source,
                 event_id: row.delivery_id,
@@ -265,6 +528,54 @@ pub(crate) async fn insert_events<'a>(pool: &MySqlPool, rows: &[EventRow<'a>]) -
     }
     transaction.commit().await?;
     Ok(inserted)
+}
+
+/// Of the rows at `range` (one statement: one source), finds those already stored with another
+/// body, and counts every delivery of the batch whose body differs from the stored one in the
+/// row's `conflicts`. The rows are locked by the insert that found them, so what is read here
+/// stays true until the commit.
+async fn count_conflicts(
+    transaction: &mut sqlx::Transaction<'_, MySql>,
+    rows: &[EventRow<'_>],
+    range: std::ops::Range<usize>,
+) -> Result<Vec<AnotherBody>, StoreError> {
+    let statement = &rows[range.clone()];
+    let mut builder = QueryBuilder::<MySql>::new("SELECT delivery_id, body_sha256 FROM events WHERE source = ");
+    builder.push_bind(statement[0].source);
+    builder.push(" AND delivery_id IN (");
+    let mut ids = builder.separated(", ");
+    for row in statement {
+        ids.push_bind(row.delivery_id);
+    }
+    ids.push_unseparated(") FOR UPDATE");
+    let stored: HashMap<String, String> = builder
+        .build_query_as::<(String, String)>()
+        .fetch_all(&mut **transaction)
+        .await?
+        .into_iter()
+        .collect();
+    let mut another_body = Vec::new();
+    for (position, row) in range.zip(statement) {
+        let Some(stored_sha256) = stored.get(row.delivery_id).filter(|sha| *sha != row.body_sha256) else {
+            continue;
+        };
+        // The row itself, its copies with the same body, and its conflicts with yet another.
+        let same_as_row = 1 + (row.copies as usize).saturating_sub(row.conflicts.len());
+        let others = row.conflicts.iter().filter(|sha| **sha != stored_sha256).count();
+        let conflicts = u32::try_from(same_as_row + others).unwrap_or(u32::MAX);
+        sqlx::query("UPDATE events SET conflicts = conflicts + ? WHERE source = ? AND delivery_id = ?")
+            .bind(conflicts)
+            .bind(row.source)
+            .bind(row.delivery_id)
+            .execute(&mut **transaction)
+            .await?;
+        another_body.push(AnotherBody {
+            row: position,
+            stored_sha256: stored_sha256.clone(),
+            conflicts,
+        });
+    }
+    Ok(another_body)
 }
 
 /// A sale or refund with the event it came from.
@@ -337,26 +648,26 @@ async fn upsert_sales(transaction: &mut sqlx::Transaction<'_, MySql>, rows: &[Sa
 
 /// A record of one message sent to the dead-letter exchange.
 #[derive(Debug, Clone)]
-pub(crate) struct DeadLetterRow<'a> {
+pub struct DeadLetterRow<'a> {
     /// Its source, or `(unknown)` when poison lacks one.
-    pub(crate) source: String,
+    pub source: String,
     /// Its delivery id, or empty.
-    pub(crate) delivery_id: String,
+    pub delivery_id: String,
     /// Its event type, or `(unknown)`.
-    pub(crate) event_type: String,
-    /// `poison` or `retries_exhausted`.
-    pub(crate) reason: &'static str,
+    pub event_type: String,
+    /// `poison`, `retries_exhausted` or `too_large`.
+    pub reason: &'static str,
     /// The `error` header it was dead-lettered with.
-    pub(crate) error: &'a str,
-    pub(crate) retry_count: u32,
+    pub error: &'a str,
+    pub retry_count: u32,
 }
 
 /// Longest `dead_letters.error` kept, in characters (the column is TEXT: 65,535 bytes).
-const MAX_DEAD_LETTER_ERROR_CHARS: usize = 4000;
+pub const MAX_DEAD_LETTER_ERROR_CHARS: usize = 4000;
 
 /// Records dead letters in `dead_letters`, each value cut to its column's size (poison can
 /// carry anything in its headers).
-pub(crate) async fn insert_dead_letters(pool: &MySqlPool, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
+pub async fn insert_dead_letters(pool: &MySqlPool, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -389,7 +700,7 @@ fn truncate_chars(text: &str, max: usize) -> &str {
 /// Inserts rejection records (see [`crate::rejections`], which decides their `source`) in one
 /// statement, each value cut to its column. A record whose time cannot be read is stored with
 /// the time it is stored at. The per-day count in `daily_counts` is kept by a trigger.
-pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
+pub async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -427,7 +738,7 @@ pub(crate) async fn insert_rejections(pool: &MySqlPool, records: &[RejectionReco
 
 /// Deletes rejection records older than `days` days, then the oldest beyond the newest
 /// `max_rows`, at most 100,000 of each per call; returns how many it deleted.
-pub(crate) async fn prune_rejections(pool: &MySqlPool, days: u32, max_rows: u64) -> Result<u64, StoreError> {
+pub async fn prune_rejections(pool: &MySqlPool, days: u32, max_rows: u64) -> Result<u64, StoreError> {
     let mut deleted = sqlx::query(
         "DELETE FROM rejections WHERE received_at < UTC_TIMESTAMP(6) - INTERVAL ? DAY ORDER BY received_at LIMIT 100000",
     )
@@ -459,8 +770,8 @@ pub(crate) fn split_affected(rows: u64, affected: u64) -> (u64, u64) {
 }
 
 /// Splits sorted rows into statements: one source per statement, at most
-/// [`MAX_ROWS_PER_STATEMENT`] rows and (unless one row alone is bigger) [`MAX_STATEMENT_BYTES`].
-fn statements<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
+/// [`MAX_ROWS_PER_STATEMENT`] rows and (unless one row alone is bigger) `max_bytes` of values.
+fn statements<'r, 'a>(rows: &'r [EventRow<'a>], max_bytes: usize) -> Vec<&'r [EventRow<'a>]> {
     let mut statements = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -469,7 +780,7 @@ fn statements<'r, 'a>(rows: &'r [EventRow<'a>]) -> Vec<&'r [EventRow<'a>]> {
         let full = index > start
             && (row.source != rows[start].source
                 || index - start >= MAX_ROWS_PER_STATEMENT
-                || bytes + size > MAX_STATEMENT_BYTES);
+                || bytes + size > max_bytes);
         if full {
             statements.push(&rows[start..index]);
             start = index;
@@ -498,6 +809,7 @@ mod tests {
             received_at: Utc::now(),
             retry_count: 0,
             copies: 0,
+            conflicts: &[],
             sale: None,
         }
     }
@@ -521,9 +833,9 @@ mod tests {
             row("c", "{}"),
             row("c", "{}"),
         ];
-        let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
+        let lengths: Vec<usize> = statements(&rows, MAX_STATEMENT_BYTES).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![2, 1, 2]);
-        assert!(statements(&[]).is_empty());
+        assert!(statements(&[], MAX_STATEMENT_BYTES).is_empty());
     }
 
     #[test]
@@ -537,16 +849,43 @@ mod tests {
             row("a", &huge),
             row("a", "{}"),
         ];
-        let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
+        let lengths: Vec<usize> = statements(&rows, MAX_STATEMENT_BYTES).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![2, 1, 1, 1]);
     }
 
     #[test]
     fn placeholders_stay_under_the_protocol_limit() {
         let rows = vec![row("a", "{}"); MAX_ROWS_PER_STATEMENT + 1];
-        let lengths: Vec<usize> = statements(&rows).iter().map(|s| s.len()).collect();
+        let lengths: Vec<usize> = statements(&rows, MAX_STATEMENT_BYTES).iter().map(|s| s.len()).collect();
         assert_eq!(lengths, vec![MAX_ROWS_PER_STATEMENT, 1]);
         const { assert!(MAX_ROWS_PER_STATEMENT * BINDS_PER_ROW <= 65_535) };
+    }
+
+    #[test]
+    fn the_migration_lock_is_named_per_database_within_64_characters() {
+        let name = migration_lock_name(&"d".repeat(64));
+        assert!(name.len() <= 64, "{name}");
+        assert_ne!(migration_lock_name("a"), migration_lock_name("b"));
+        assert_eq!(migration_lock_name("a"), migration_lock_name("a"));
+    }
+
+    #[test]
+    fn values_are_cut_to_a_number_of_characters() {
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hé", 5), "hé");
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_drivers_error() {
+        let error = StoreError::from(sqlx::Error::Encode("not encodable".into()));
+        assert!(matches!(error, StoreError::Refused(_)), "{error:?}");
+        let source = std::error::Error::source(&error).unwrap();
+        assert_eq!(
+            source.to_string(),
+            "error occurred while encoding a value: not encodable"
+        );
+        assert!(matches!(error.sqlx(), Some(sqlx::Error::Encode(_))));
+        assert!(StoreError::Timeout(Duration::from_secs(1)).sqlx().is_none());
     }
 
     #[test]
@@ -574,439 +913,15 @@ mod tests {
         assert_eq!(classify_code(1040, Some("08004")), Class::Unavailable); // too many connections
         assert_eq!(classify_code(1290, Some("HY000")), Class::Unavailable); // read-only
         assert_eq!(classify(&sqlx::Error::PoolTimedOut), Class::Unavailable);
+    }
+
+    #[test]
+    fn a_connection_failing_under_the_rows_is_lost_for_a_probe_to_explain() {
         assert_eq!(
-            classify(&sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
-            Class::Unavailable
+            classify(&sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            Class::Lost
         );
-    }
-
-    async fn migrated_pool() -> (testkit::TestDatabase, MySqlPool) {
-        let database = testkit::TestDatabase::new();
-        database.create().await;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&database.url())
-            .await
-            .unwrap();
-        MIGRATOR.run(&pool).await.unwrap();
-        (database, pool)
-    }
-
-    /// The server's side of `split_affected`, checked on the real server (MariaDB here, and
-    /// sqlx always sets CLIENT_FOUND_ROWS): a new row counts 1, an updated existing row 2, an
-    /// existing row left as it was 1 (found, not changed) — which is why the update must
-    /// always change `duplicates`.
-    #[tokio::test]
-    async fn rejections_are_pruned_by_age_and_to_the_newest_rows() {
-        let (_database, pool) = migrated_pool().await;
-        let record = |at: &str, request_id: &str| RejectionRecord {
-            at: at.to_owned(),
-            source: "shop".to_owned(),
-            claimed_source: None,
-            reason: "signature_mismatch".to_owned(),
-            status: 401,
-            request_id: request_id.to_owned(),
-            delivery_id: None,
-            remote_addr: None,
-            content_length: None,
-        };
-        let now = webhook_core::envelope::format_time(Utc::now());
-        let old = webhook_core::envelope::format_time(Utc::now() - chrono::Duration::days(31));
-        let records: Vec<RejectionRecord> = std::iter::once(record(&old, "old"))
-            .chain((1..=5).map(|n| record(&now, &format!("new-{n}"))))
-            .collect();
-        insert_rejections(&pool, &records).await.unwrap();
-        assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 3);
-        let left: Vec<String> = sqlx::query_scalar("SELECT request_id FROM rejections ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        assert_eq!(left, ["new-3", "new-4", "new-5"]);
-        assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 0);
-        // The per-day counts are of what was stored: pruning the rows does not lower them.
-        let counted: i64 =
-            sqlx::query_scalar("SELECT CAST(SUM(rejected) AS SIGNED) FROM vendor_health WHERE source = 'shop'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(counted, 6);
-    }
-
-    #[tokio::test]
-    async fn the_server_counts_new_rows_once_and_updated_rows_twice() {
-        let (_database, pool) = migrated_pool().await;
-        let insert = |ids: &'static str, update: &'static str| {
-            let pool = pool.clone();
-            async move {
-                let mut builder = QueryBuilder::<MySql>::new(
-                    "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, received_at, stored_at) ",
-                );
-                builder.push_values(ids.split(','), |mut values, id| {
-                    values
-                        .push_bind("s")
-                        .push_bind(id)
-                        .push_bind("t")
-                        .push_bind("{}")
-                        .push_bind("")
-                        .push("UTC_TIMESTAMP(6)")
-                        .push("UTC_TIMESTAMP(6)");
-                });
-                builder.push(update);
-                builder.build().execute(&pool).await.unwrap().rows_affected()
-            }
-        };
-        let changes = " ON DUPLICATE KEY UPDATE duplicates = duplicates + 1";
-        assert_eq!(insert("a,b", changes).await, 2);
-        assert_eq!(insert("a,b,c", changes).await, 1 + 2 * 2);
-        assert_eq!(
-            insert("a,d", " ON DUPLICATE KEY UPDATE duplicates = duplicates").await,
-            1 + 1
-        );
-    }
-
-    #[tokio::test]
-    async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
-        let (_database, pool) = migrated_pool().await;
-        let body = "{\"x\":1}";
-        let row = |source: &'static str, delivery_id: &'static str, copies: u32| EventRow {
-            source,
-            delivery_id,
-            event_type: "t",
-            body,
-            body_sha256: "sha",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies,
-            sale: None,
-        };
-        let first = [row("a", "1", 0), row("a", "2", 0), row("b", "1", 2)];
-        let inserted = insert_events(&pool, &first).await.unwrap();
-        assert_eq!(
-            inserted,
-            Inserted {
-                new_by_source: vec![("a", 2), ("b", 1)],
-                already_stored: 0
-            }
-        );
-        let second = [row("a", "2", 0), row("a", "3", 0), row("b", "1", 1), row("c", "1", 0)];
-        let inserted = insert_events(&pool, &second).await.unwrap();
-        assert_eq!(
-            inserted,
-            Inserted {
-                new_by_source: vec![("a", 1), ("b", 0), ("c", 1)],
-                already_stored: 2
-            }
-        );
-        let duplicates: Vec<(String, String, u32)> =
-            sqlx::query_as("SELECT source, delivery_id, duplicates FROM events ORDER BY source, delivery_id")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let expected = [
-            ("a", "1", 0),
-            ("a", "2", 1),
-            ("a", "3", 0),
-            ("b", "1", 2 + 1 + 1),
-            ("c", "1", 0),
-        ];
-        let expected: Vec<(String, String, u32)> = expected
-            .iter()
-            .map(|(s, d, n)| ((*s).to_owned(), (*d).to_owned(), *n))
-            .collect();
-        assert_eq!(duplicates, expected);
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_refusal_by_the_database_is_classified_as_refused() {
-        let (_database, pool) = migrated_pool().await;
-        sqlx::query("ALTER TABLE events ADD CONSTRAINT no_x CHECK (event_type <> 'x')")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let row = EventRow {
-            source: "s",
-            delivery_id: "1",
-            event_type: "x",
-            body: "{}",
-            body_sha256: "",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies: 0,
-            sale: None,
-        };
-        let error = insert_events(&pool, &[row]).await.unwrap_err();
-        assert!(
-            matches!(&error, StoreError::Refused(text) if text.contains("no_x")),
-            "{error:?}"
-        );
-        pool.close().await;
-    }
-
-    fn change(order_id: &str, kind: Kind, amount_minor: i64, at: &str) -> SaleChange {
-        SaleChange {
-            order_id: order_id.to_owned(),
-            currency: "EUR".to_owned(),
-            amount_minor,
-            at: DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc),
-            kind,
-        }
-    }
-
-    fn event_row<'a>(delivery_id: &'a str, sale: Option<&'a SaleChange>) -> EventRow<'a> {
-        EventRow {
-            source: "shop",
-            delivery_id,
-            event_type: "t",
-            body: "{}",
-            body_sha256: "",
-            content_type: "application/json",
-            received_at: Utc::now(),
-            retry_count: 0,
-            copies: 0,
-            sale,
-        }
-    }
-
-    /// (amount_minor, sold_at, sale_event_id, refunded_minor, refunded_at, refund_event_id, currency)
-    type SaleState = (
-        i64,
-        Option<String>,
-        Option<String>,
-        i64,
-        Option<String>,
-        Option<String>,
-        String,
-    );
-
-    async fn sale_state(pool: &MySqlPool, order_id: &str) -> Option<SaleState> {
-        sqlx::query_as(
-            "SELECT amount_minor, DATE_FORMAT(sold_at, '%Y-%m-%d %H:%i:%s.%f'), sale_event_id, refunded_minor, \
-             DATE_FORMAT(refunded_at, '%Y-%m-%d %H:%i:%s.%f'), refund_event_id, currency \
-             FROM sales WHERE source = 'shop' AND order_id = ?",
-        )
-        .bind(order_id)
-        .fetch_optional(pool)
-        .await
-        .unwrap()
-    }
-
-    fn state(sale: Option<(i64, &str, &str)>, refund: Option<(i64, &str, &str)>) -> SaleState {
-        let (amount, sold_at, sale_id) = match sale {
-            Some((amount, at, id)) => (amount, Some(at.to_owned()), Some(id.to_owned())),
-            None => (0, None, None),
-        };
-        let (refunded, refunded_at, refund_id) = match refund {
-            Some((amount, at, id)) => (amount, Some(at.to_owned()), Some(id.to_owned())),
-            None => (0, None, None),
-        };
-        (
-            amount,
-            sold_at,
-            sale_id,
-            refunded,
-            refunded_at,
-            refund_id,
-            "EUR".to_owned(),
-        )
-    }
-
-    /// Every order of arrival of two sales, two refunds and a refund tied in time with a
-    /// smaller total, one transaction each, ends in the same row: the newest sale and the
-    /// newest (then largest) refunded total. (Assigning a time column before the columns
-    /// compared after it fails this test.)
-    #[tokio::test]
-    async fn sales_keep_the_newest_state_whatever_order_the_events_arrive_in() {
-        let (_database, pool) = migrated_pool().await;
-        let events = [
-            ("sale-old", Kind::Sale, 1000, "2026-01-10T10:00:00Z"),
-            // Newer but smaller: the time decides, not the amount.
-            ("sale-new", Kind::Sale, 900, "2026-01-10T11:00:00.000001Z"),
-            ("refund-old", Kind::Refund, 300, "2026-02-01T00:00:00Z"),
-            ("refund-new", Kind::Refund, 500, "2026-03-01T00:00:00Z"),
-            ("refund-tie", Kind::Refund, 400, "2026-03-01T00:00:00Z"),
-        ];
-        let mut orders = Vec::new();
-        permutations(&mut (0..events.len()).collect(), 0, &mut orders);
-        assert_eq!(orders.len(), 120);
-        for (n, order) in orders.iter().enumerate() {
-            let order_id = format!("o-{n}");
-            for &index in order {
-                let (id, kind, amount, at) = events[index];
-                let sale = change(&order_id, kind, amount, at);
-                let delivery_id = format!("{order_id}-{id}");
-                insert_events(&pool, &[event_row(&delivery_id, Some(&sale))])
-                    .await
-                    .unwrap();
-            }
-        }
-        for (n, order) in orders.iter().enumerate() {
-            let order_id = format!("o-{n}");
-            let expected = state(
-                Some((900, "2026-01-10 11:00:00.000001", &format!("{order_id}-sale-new"))),
-                Some((500, "2026-03-01 00:00:00.000000", &format!("{order_id}-refund-new"))),
-            );
-            assert_eq!(
-                sale_state(&pool, &order_id).await,
-                Some(expected),
-                "arrival order {order:?}"
-            );
-        }
-        pool.close().await;
-    }
-
-    fn permutations(items: &mut Vec<usize>, from: usize, out: &mut Vec<Vec<usize>>) {
-        if from == items.len() {
-            out.push(items.clone());
-            return;
-        }
-        for index in from..items.len() {
-            items.swap(from, index);
-            permutations(items, from + 1, out);
-            items.swap(from, index);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_refund_before_the_sale_creates_the_row_with_amount_zero_and_the_sale_fills_it_in() {
-        let (_database, pool) = migrated_pool().await;
-        let refund = change("o", Kind::Refund, 250, "2026-05-02T00:00:00Z");
-        insert_events(&pool, &[event_row("r", Some(&refund))]).await.unwrap();
-        assert_eq!(
-            sale_state(&pool, "o").await,
-            Some(state(None, Some((250, "2026-05-02 00:00:00.000000", "r"))))
-        );
-        // The sale, and a copy of the refund delivered again: harmless.
-        let sale = change("o", Kind::Sale, 1000, "2026-05-01T00:00:00Z");
-        insert_events(&pool, &[event_row("r", Some(&refund)), event_row("s", Some(&sale))])
-            .await
-            .unwrap();
-        assert_eq!(
-            sale_state(&pool, "o").await,
-            Some(state(
-                Some((1000, "2026-05-01 00:00:00.000000", "s")),
-                Some((250, "2026-05-02 00:00:00.000000", "r"))
-            ))
-        );
-        // The currency is the first event's.
-        let mut other = change("o", Kind::Sale, 1000, "2026-05-03T00:00:00Z");
-        other.currency = "USD".to_owned();
-        insert_events(&pool, &[event_row("s2", Some(&other))]).await.unwrap();
-        assert_eq!(sale_state(&pool, "o").await.unwrap().6, "EUR");
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn events_are_stored_processed_or_ignored_at_once() {
-        let (_database, pool) = migrated_pool().await;
-        let sale = change("o", Kind::Sale, 1, "2026-05-01T00:00:00Z");
-        insert_events(&pool, &[event_row("a", Some(&sale)), event_row("b", None)])
-            .await
-            .unwrap();
-        let rows: Vec<(String, String, bool, Option<String>)> = sqlx::query_as(
-            "SELECT delivery_id, status, processed_at IS NOT NULL AND processed_at <= UTC_TIMESTAMP(6), error \
-             FROM events ORDER BY delivery_id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                ("a".to_owned(), "processed".to_owned(), true, None),
-                ("b".to_owned(), "ignored".to_owned(), true, None)
-            ]
-        );
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn the_event_and_its_sale_commit_together_or_not_at_all() {
-        let (_database, pool) = migrated_pool().await;
-        sqlx::query("ALTER TABLE sales ADD CONSTRAINT no_xxx CHECK (currency <> 'XXX')")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let mut sale = change("o", Kind::Sale, 1, "2026-05-01T00:00:00Z");
-        sale.currency = "XXX".to_owned();
-        let error = insert_events(&pool, &[event_row("a", None), event_row("b", Some(&sale))])
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, StoreError::Refused(text) if text.contains("no_xxx")),
-            "{error:?}"
-        );
-        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let sales: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sales")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!((events, sales), (0, 0));
-        pool.close().await;
-    }
-
-    #[tokio::test]
-    async fn dead_letters_are_recorded_cut_to_their_columns() {
-        let (_database, pool) = migrated_pool().await;
-        let long_source = "s".repeat(100);
-        let long_error = "é".repeat(MAX_DEAD_LETTER_ERROR_CHARS + 10);
-        let rows = [
-            DeadLetterRow {
-                source: "shop".to_owned(),
-                delivery_id: "d-1".to_owned(),
-                event_type: "orders/paid".to_owned(),
-                reason: "retries_exhausted",
-                error: "retries exhausted after 5: orders/paid: /total_price is missing",
-                retry_count: 5,
-            },
-            DeadLetterRow {
-                source: long_source,
-                delivery_id: String::new(),
-                event_type: "(unknown)".to_owned(),
-                reason: "poison",
-                error: &long_error,
-                retry_count: 0,
-            },
-        ];
-        insert_dead_letters(&pool, &rows).await.unwrap();
-        insert_dead_letters(&pool, &[]).await.unwrap();
-        let stored: Vec<(String, String, String, String, u32, i64, bool)> = sqlx::query_as(
-            "SELECT source, delivery_id, event_type, reason, retry_count, CAST(CHAR_LENGTH(error) AS SIGNED), \
-             dead_lettered_at <= UTC_TIMESTAMP(6) FROM dead_letters ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            stored,
-            vec![
-                (
-                    "shop".into(),
-                    "d-1".into(),
-                    "orders/paid".into(),
-                    "retries_exhausted".into(),
-                    5,
-                    63,
-                    true
-                ),
-                (
-                    "s".repeat(64),
-                    String::new(),
-                    "(unknown)".into(),
-                    "poison".into(),
-                    0,
-                    4000,
-                    true
-                ),
-            ]
-        );
-        assert_eq!(truncate_chars("héllo", 2), "hé");
-        assert_eq!(truncate_chars("hé", 5), "hé");
-        pool.close().await;
+        assert_eq!(classify(&sqlx::Error::Protocol("garbled".to_owned())), Class::Lost);
+        assert_eq!(classify(&sqlx::Error::WorkerCrashed), Class::Lost);
     }
 }

@@ -103,6 +103,33 @@ fn a_password_in_the_database_url_is_not_shown() {
 }
 
 #[test]
+fn tls_files_are_checked_at_start() {
+    let amqps = ("AMQP_URL", "amqps://guest:guest@broker:5671/%2f");
+    let refused = run_misconfigured(BINARY, &[], &[amqps, ("AMQP_CA_FILE", "/nonexistent/ca.pem")]);
+    assert_config_error(
+        &refused,
+        "AMQP_CA_FILE",
+        "AMQP_CA_FILE=\"/nonexistent/ca.pem\": expected a readable PEM file of certificates",
+    );
+    let refused = run_misconfigured(BINARY, &[], &[("AMQP_CA_FILE", "/etc/hostname")]);
+    assert_config_error(&refused, "AMQP_CA_FILE", "expected a PEM file with at least one");
+    let refused = run_misconfigured(
+        BINARY,
+        &["migrate"],
+        &[(
+            "DATABASE_URL",
+            "mysql://app:hunter2@db/webhooks?ssl-mode=verify_identity&ssl-ca=/nonexistent/ca.pem",
+        )],
+    );
+    assert_config_error(
+        &refused,
+        "DATABASE_URL",
+        "expected ssl-ca=/nonexistent/ca.pem to be a readable PEM file of certificates",
+    );
+    assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
+}
+
+#[test]
 fn a_bad_sales_mapping_names_the_source_and_field() {
     let file = testkit::SourcesFile::new(
         "[[source]]\nname = \"shop\"\nscheme = \"github\"\nsecrets = [\"x\"]\n[source.sales]\npreset = \"paypal\"\n",

@@ -11,7 +11,6 @@ pub mod data;
 pub mod page;
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -21,7 +20,7 @@ use anyhow::Context;
 use chrono::{Datelike, Months, Utc};
 use serde::Deserialize;
 use sqlx::MySqlPool;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::mysql::MySqlPoolOptions;
 use tokio_util::sync::CancellationToken;
 use webhook_core::config::{ConfigError, Url, Vars};
 use webhook_core::envelope::is_valid_source_name;
@@ -47,21 +46,14 @@ impl Settings {
     }
 }
 
-/// `DATABASE_URL`: a `mysql://` URL that the driver accepts and that names the database.
+/// `DATABASE_URL`: read as every service reads it (its TLS files checked), and naming the
+/// database.
 fn database_url(vars: &Vars<'_>) -> Result<Url, ConfigError> {
-    const NAME: &str = "DATABASE_URL";
     const DEFAULT: &str = "mysql://root@127.0.0.1:3306/webhooks";
-    let url = vars.url(NAME, DEFAULT, &["mysql"])?;
-    let options = MySqlConnectOptions::from_str(url.expose()).map_err(|why| {
-        ConfigError::invalid(
-            NAME,
-            Some(&url.redacted()),
-            format!("a MySQL URL such as {DEFAULT} ({why})"),
-        )
-    })?;
+    let (url, options) = webhook_core::database::from_vars(vars, DEFAULT)?;
     if options.get_database().is_none_or(str::is_empty) {
         return Err(ConfigError::invalid(
-            NAME,
+            webhook_core::database::VARIABLE,
             Some(&url.redacted()),
             format!("a MySQL URL that names the database, such as {DEFAULT}"),
         ));
@@ -140,13 +132,28 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Binds `DASHBOARD_ADDR`; connects to the database lazily, so it starts even while the
-    /// database is down (and says so on the page).
+    /// database is down (and says so on the page). One connection is tried at once in the
+    /// background, so that a wrong password or certificate is logged at start, in one line
+    /// naming `DATABASE_URL`.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy(settings.database_url.expose())
             .context("DATABASE_URL")?;
+        let url = settings.database_url.clone();
+        tokio::spawn(async move {
+            match <sqlx::MySqlConnection as sqlx::Connection>::connect(url.expose()).await {
+                Ok(connection) => {
+                    let _ = sqlx::Connection::close(connection).await;
+                    log::info!("dashboard database reachable: url={}", url.redacted());
+                }
+                Err(error) => log::warn!(
+                    "dashboard database check failed: {}",
+                    webhook_core::database::explain(&error, &url)
+                ),
+            }
+        });
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on DASHBOARD_ADDR={}", settings.addr))?;
         let addr = listener.local_addr()?;

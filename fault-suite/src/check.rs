@@ -1,6 +1,7 @@
 //! The invariant, as a pure function of what was sent, what was answered, what is in `events`
 //! and what is in `{P}.dead`: every delivery id answered 200 is stored once or dead-lettered,
-//! nothing is stored twice, and the dead-letter queue holds exactly what should be there.
+//! nothing is stored twice, and the dead-letter queue holds exactly what should be there, each
+//! with the reason it should have.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,12 +24,26 @@ pub(crate) struct Row {
 pub(crate) struct Observed {
     /// Every request sent through the handler, with its answer.
     pub(crate) sent: Vec<Sent>,
-    /// Delivery ids of poison published straight to the exchange (confirmed by the broker).
+    /// Delivery ids of messages published straight to the exchange (confirmed by the broker)
+    /// that must end in the dead-letter queue: poison, and events too large for the database.
     pub(crate) poison: Vec<String>,
+    /// For some of those, what their `error` header must start with.
+    pub(crate) reasons: HashMap<String, &'static str>,
     /// Every row of `events`.
     pub(crate) rows: Vec<Row>,
     /// The `message_id` of every dead letter (empty when it has none).
     pub(crate) dead: Vec<String>,
+    /// The `error` header of each dead letter, by `message_id`.
+    pub(crate) dead_errors: HashMap<String, String>,
+}
+
+/// What the `error` header of a dead letter of `kind` starts with.
+fn reason_of(kind: Kind) -> Option<&'static str> {
+    match kind {
+        Kind::OverlongOrderId | Kind::RefusedByDatabase => Some("retries exhausted after "),
+        Kind::Oversized => Some("too large for the database: "),
+        Kind::Event | Kind::Sale | Kind::OverlongDeliveryId | Kind::OverlongEventType => None,
+    }
 }
 
 /// The numbers of one scenario and what failed.
@@ -126,7 +141,7 @@ pub(crate) fn verdict(observed: &Observed) -> Verdict {
                     good_dead.push(id);
                 }
             }
-            Kind::OverlongOrderId | Kind::RefusedByDatabase => {
+            Kind::OverlongOrderId | Kind::RefusedByDatabase | Kind::Oversized => {
                 if rows.is_some() {
                     bad_stored.push(id);
                 }
@@ -227,9 +242,7 @@ pub(crate) fn verdict(observed: &Observed) -> Verdict {
         .copied()
         .filter(|id| {
             !poison.contains(id)
-                && !sent
-                    .get(id)
-                    .is_some_and(|one| matches!(one.kind, Kind::OverlongOrderId | Kind::RefusedByDatabase))
+                && sent.get(id).is_none_or(|one| reason_of(one.kind).is_none())
                 && !good_dead.contains(id)
         })
         .collect();
@@ -252,6 +265,26 @@ pub(crate) fn verdict(observed: &Observed) -> Verdict {
             listed(&dead_twice)
         ));
     }
+    let wrong_reason: Vec<&str> = observed
+        .dead_errors
+        .iter()
+        .filter(|(id, error)| {
+            let expected = observed
+                .reasons
+                .get(id.as_str())
+                .copied()
+                .or_else(|| sent.get(id.as_str()).and_then(|one| reason_of(one.kind)));
+            expected.is_some_and(|prefix| !error.starts_with(prefix))
+        })
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !wrong_reason.is_empty() {
+        problems.push(format!(
+            "{} dead letter(s) without the reason they should have: {}",
+            wrong_reason.len(),
+            listed(&wrong_reason)
+        ));
+    }
     verdict.problems = problems;
     verdict
 }
@@ -266,6 +299,8 @@ mod tests {
             kind,
             sha256: format!("sha-{id}"),
             answer,
+            sent_at: tokio::time::Instant::now(),
+            answered_at: tokio::time::Instant::now(),
         }
     }
 
@@ -289,6 +324,11 @@ mod tests {
             poison: vec!["p".to_owned()],
             rows: vec![row("a"), row("b")],
             dead: vec!["d".to_owned(), "p".to_owned()],
+            reasons: HashMap::from([("p".to_owned(), "poison: ")]),
+            dead_errors: HashMap::from([
+                ("d".to_owned(), "retries exhausted after 2: too long".to_owned()),
+                ("p".to_owned(), "poison: missing headers".to_owned()),
+            ]),
         }
     }
 
@@ -364,6 +404,34 @@ mod tests {
         let mut observed = good_run();
         observed.rows[0].body_sha256 = "other".to_owned();
         assert!(!verdict(&observed).passed());
+    }
+
+    #[test]
+    fn every_dead_letter_must_carry_the_reason_it_should_have() {
+        let mut observed = good_run();
+        observed
+            .dead_errors
+            .insert("p".to_owned(), "retries exhausted after 2: x".to_owned());
+        let result = verdict(&observed);
+        assert!(
+            result.problems[0].contains("without the reason"),
+            "{:?}",
+            result.problems
+        );
+
+        let mut observed = good_run();
+        observed.sent.push(sent("big", Kind::Oversized, Answer::Ok));
+        observed.dead.push("big".to_owned());
+        observed.dead_errors.insert(
+            "big".to_owned(),
+            "retries exhausted after 2: connection reset".to_owned(),
+        );
+        assert!(!verdict(&observed).passed());
+        observed.dead_errors.insert(
+            "big".to_owned(),
+            "too large for the database: its row needs …".to_owned(),
+        );
+        assert!(verdict(&observed).passed(), "{:?}", verdict(&observed).problems);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 /// How long one request may take before it counts as "other" (a timeout).
@@ -32,6 +32,9 @@ pub(crate) enum Kind {
     /// An event of [`REFUSED_EVENT_TYPE`], which a CHECK constraint makes the database refuse:
     /// down the retry ladder to the dead-letter queue.
     RefusedByDatabase,
+    /// An event larger than the database's `max_allowed_packet` (sent on its own, never by
+    /// the load): dead-lettered as too large, never retried.
+    Oversized,
     /// A delivery id over 200 bytes: answered 400, never enqueued.
     OverlongDeliveryId,
     /// An event type over 128 bytes: answered 400, never enqueued.
@@ -57,6 +60,9 @@ pub(crate) struct Sent {
     /// Hex SHA-256 of the body, to compare with the stored row.
     pub(crate) sha256: String,
     pub(crate) answer: Answer,
+    /// When it was sent and when its answer came.
+    pub(crate) sent_at: Instant,
+    pub(crate) answered_at: Instant,
 }
 
 /// Which kind the `n`-th request is.
@@ -198,7 +204,7 @@ impl Sender {
         let mut id = format!("{}-{n:06}", self.target.tag);
         let mut event_type_header = None;
         let body = match kind {
-            Kind::Event | Kind::OverlongDeliveryId | Kind::OverlongEventType => serde_json::json!({
+            Kind::Event | Kind::OverlongDeliveryId | Kind::OverlongEventType | Kind::Oversized => serde_json::json!({
                 "id": id,
                 "type": "order.note",
                 "note": format!("event {n}"),
@@ -216,44 +222,68 @@ impl Sender {
             _ => {}
         }
         let body = body.to_string();
-        let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
-        let mut request = self
-            .client
-            .post(&self.target.url)
-            .header("Content-Type", "application/json")
-            .header(
-                "X-Hub-Signature-256",
-                testkit::sign(&self.target.secret, body.as_bytes()),
-            )
-            .header("X-GitHub-Delivery", &id);
-        if let Some(event_type) = event_type_header {
-            request = request.header("X-GitHub-Event", event_type);
+        let sent = post(&self.client, &self.target, id, kind, body, event_type_header).await;
+        if sent.answer == Answer::Ok {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
         }
-        let answer = match request.body(body).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                // Read the body so that the connection is reused.
-                let _ = response.bytes().await;
-                match status {
-                    200 => {
-                        self.accepted.fetch_add(1, Ordering::Relaxed);
-                        Answer::Ok
-                    }
-                    500 => Answer::ServerError,
-                    other => Answer::Other(other.to_string()),
-                }
-            }
-            Err(error) if error.is_timeout() => Answer::Other("timeout".to_owned()),
-            Err(_) => Answer::Other("connection error".to_owned()),
-        };
         self.answered.fetch_add(1, Ordering::Relaxed);
-        Sent {
-            id,
-            kind,
-            sha256,
-            answer,
-        }
+        sent
     }
+}
+
+/// Signs `body` and posts it with delivery id `id` (and the event type, when given).
+async fn post(
+    client: &reqwest::Client,
+    target: &Target,
+    id: String,
+    kind: Kind,
+    body: String,
+    event_type: Option<String>,
+) -> Sent {
+    let sha256 = hex::encode(Sha256::digest(body.as_bytes()));
+    let sent_at = Instant::now();
+    let mut request = client
+        .post(&target.url)
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", testkit::sign(&target.secret, body.as_bytes()))
+        .header("X-GitHub-Delivery", &id);
+    if let Some(event_type) = event_type {
+        request = request.header("X-GitHub-Event", event_type);
+    }
+    let answer = match request.body(body).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            // Read the body so that the connection is reused.
+            let _ = response.bytes().await;
+            match status {
+                200 => Answer::Ok,
+                500 => Answer::ServerError,
+                other => Answer::Other(other.to_string()),
+            }
+        }
+        Err(error) if error.is_timeout() => Answer::Other("timeout".to_owned()),
+        Err(_) => Answer::Other("connection error".to_owned()),
+    };
+    Sent {
+        id,
+        kind,
+        sha256,
+        answer,
+        sent_at,
+        answered_at: Instant::now(),
+    }
+}
+
+/// Sends one signed event of about `bytes` bytes through the handler, with its own delivery id
+/// `{tag}-oversized-{n}`.
+pub(crate) async fn send_oversized(target: &Target, n: usize, bytes: usize) -> anyhow::Result<Sent> {
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let id = format!("{}-oversized-{n}", target.tag);
+    let body = serde_json::json!({"id": id, "type": "order.note", "pad": "x".repeat(bytes)}).to_string();
+    Ok(post(&client, target, id, Kind::Oversized, body, None).await)
 }
 
 fn sale(id: &str, order_id: &str, n: u64) -> serde_json::Value {

@@ -13,6 +13,8 @@
 #![allow(clippy::print_stdout)] // a command-line tool: the report is its output
 
 mod check;
+mod cluster;
+mod cluster_scenarios;
 mod load;
 mod process;
 mod scenarios;
@@ -27,7 +29,7 @@ use clap::Parser;
 use tokio::time::Instant;
 
 use crate::check::Verdict;
-use crate::scenarios::{Scenario, Settings};
+use crate::scenarios::{Scenario, Settings, SharedCluster};
 use crate::stage::Paths;
 
 /// Runs the fault scenarios against the real services and checks that every event answered
@@ -101,6 +103,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         paths: paths()?,
         rate: args.rate,
         senders: usize::try_from(args.senders).unwrap_or(8),
+        cluster: SharedCluster::default(),
     });
     println!(
         "fault-suite: {} scenario(s) x {} round(s), {} requests/s from {} senders; logs in {}",

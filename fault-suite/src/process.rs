@@ -95,6 +95,11 @@ impl Service {
         &self.name
     }
 
+    /// Its process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Polls `GET /readyz` until it answers 200; fails if the process exits or `deadline`
     /// passes first.
     pub(crate) async fn wait_ready(&mut self, client: &reqwest::Client, deadline: Duration) -> anyhow::Result<()> {
@@ -124,6 +129,11 @@ impl Service {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The URL of its `GET /readyz`.
+    pub(crate) fn readyz_url(&self) -> String {
+        format!("http://{}/readyz", self.addr)
     }
 
     /// Whether `GET /readyz` answers 200 right now (`None`: no answer at all).

@@ -1,14 +1,17 @@
-//! The six scenarios. Each runs the real services on a [`Stage`] of its own, drives signed
+//! The seven scenarios. Each runs the real services on a [`Stage`] of its own, drives signed
 //! traffic through the handler, makes its fault, lets it pass, drains, and hands back what it
 //! observed for the invariant check, plus any promise of its own that it saw broken (a
 //! service that did not recover by itself, a graceful stop that was not).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::time::Instant;
 
 use crate::check::Observed;
+use crate::cluster::Cluster;
+use crate::cluster_scenarios;
 use crate::load::{self, Answer, Kind, Load, Mix, Sent};
 use crate::process::Service;
 use crate::stage::{ConsumerTuning, Paths, READY_DEADLINE, SHUTDOWN_GRACE, Stage};
@@ -30,7 +33,12 @@ pub(crate) enum Scenario {
     ConsumerKill,
     TwoConsumers,
     Poison,
+    Oversized,
     Sigterm,
+    ClusterKillLeader,
+    ClusterStopLeader,
+    ClusterMajority,
+    ClusterSpread,
 }
 
 /// How hard to push.
@@ -40,6 +48,31 @@ pub(crate) struct Settings {
     /// Requests per second, all senders together.
     pub(crate) rate: f64,
     pub(crate) senders: usize,
+    /// The cluster of the cluster scenarios, started by the first of them.
+    pub(crate) cluster: SharedCluster,
+}
+
+/// A RabbitMQ cluster started once, when a cluster scenario first needs it, and shared by the
+/// others; stopped and removed when the last copy of the settings goes.
+#[derive(Clone, Default)]
+pub(crate) struct SharedCluster(std::sync::Arc<tokio::sync::OnceCell<Cluster>>);
+
+impl std::fmt::Debug for SharedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.initialized() {
+            "SharedCluster(up)"
+        } else {
+            "SharedCluster(not started)"
+        })
+    }
+}
+
+impl SharedCluster {
+    async fn get(&self, paths: &Paths) -> anyhow::Result<&Cluster> {
+        self.0
+            .get_or_try_init(|| Cluster::up(paths.logs.join("rabbitmq-cluster")))
+            .await
+    }
 }
 
 /// What a scenario hands back.
@@ -54,14 +87,27 @@ pub(crate) struct Report {
 }
 
 impl Scenario {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::BrokerCut,
         Self::DatabaseCut,
         Self::ConsumerKill,
         Self::TwoConsumers,
         Self::Poison,
+        Self::Oversized,
         Self::Sigterm,
+        Self::ClusterKillLeader,
+        Self::ClusterStopLeader,
+        Self::ClusterMajority,
+        Self::ClusterSpread,
     ];
+
+    /// Whether it runs on a RabbitMQ cluster of the suite's own.
+    pub(crate) fn needs_cluster(self) -> bool {
+        matches!(
+            self,
+            Self::ClusterKillLeader | Self::ClusterStopLeader | Self::ClusterMajority | Self::ClusterSpread
+        )
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -70,7 +116,12 @@ impl Scenario {
             Self::ConsumerKill => "consumer-kill",
             Self::TwoConsumers => "two-consumers",
             Self::Poison => "poison",
+            Self::Oversized => "oversized",
             Self::Sigterm => "sigterm",
+            Self::ClusterKillLeader => "cluster-kill",
+            Self::ClusterStopLeader => "cluster-leader",
+            Self::ClusterMajority => "cluster-majority",
+            Self::ClusterSpread => "cluster-spread",
         }
     }
 
@@ -81,7 +132,16 @@ impl Scenario {
             Self::ConsumerKill => "the consumer SIGKILLed mid-batch and started again, twice",
             Self::TwoConsumers => "two consumers on one queue, one SIGKILLed mid-run",
             Self::Poison => "poison, over-long fields and refused rows mixed into good traffic",
+            Self::Oversized => "oversized and refused messages mixed with good traffic",
             Self::Sigterm => "SIGTERM to both services under load, then the consumer restarted to drain",
+            Self::ClusterKillLeader => {
+                "3-node cluster: the node with the handler's connection and the queue's leader SIGKILLed under load"
+            }
+            Self::ClusterStopLeader => "3-node cluster: a node holding only the queue's leader stopped under load",
+            Self::ClusterMajority => "3-node cluster: two nodes stopped under load, then started again",
+            Self::ClusterSpread => {
+                "3-node cluster: two handlers and two consumers started at once, one consumer's node stopped"
+            }
         }
     }
 
@@ -95,14 +155,18 @@ impl Scenario {
     /// Sets up the scenario's stage and runs it; everything is torn down when this returns,
     /// however it returns.
     pub(crate) async fn run(self, settings: &Settings, round: u32) -> anyhow::Result<(Stage, Report)> {
-        let stage = Stage::new(self.name(), round, &settings.paths, self.tuning()).await?;
-        let report = match self {
-            Self::BrokerCut => broker_cut(&stage, settings).await,
-            Self::DatabaseCut => database_cut(&stage, settings).await,
-            Self::ConsumerKill => consumer_kill(&stage, settings).await,
-            Self::TwoConsumers => two_consumers(&stage, settings).await,
-            Self::Poison => poison(&stage, settings).await,
-            Self::Sigterm => sigterm(&stage, settings).await,
+        let cluster = if self.needs_cluster() {
+            Some(settings.cluster.get(&settings.paths).await?)
+        } else {
+            None
+        };
+        let stage = Stage::new(self.name(), round, &settings.paths, self.tuning(), cluster).await?;
+        let report = match (self, cluster) {
+            (Self::ClusterKillLeader, Some(cluster)) => cluster_scenarios::kill_leader(&stage, cluster, settings).await,
+            (Self::ClusterStopLeader, Some(cluster)) => cluster_scenarios::stop_leader(&stage, cluster, settings).await,
+            (Self::ClusterMajority, Some(cluster)) => cluster_scenarios::lose_majority(&stage, cluster, settings).await,
+            (Self::ClusterSpread, Some(cluster)) => cluster_scenarios::spread(&stage, cluster, settings).await,
+            (scenario, _) => scenario.run_on(&stage, settings).await,
         };
         match report {
             Ok(report) => Ok((stage, report)),
@@ -112,9 +176,22 @@ impl Scenario {
             }
         }
     }
+
+    async fn run_on(self, stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+        match self {
+            Self::BrokerCut => broker_cut(stage, settings).await,
+            Self::DatabaseCut => database_cut(stage, settings).await,
+            Self::ConsumerKill => consumer_kill(stage, settings).await,
+            Self::TwoConsumers => two_consumers(stage, settings).await,
+            Self::Poison => poison(stage, settings).await,
+            Self::Oversized => oversized(stage, settings).await,
+            Self::Sigterm => sigterm(stage, settings).await,
+            cluster => anyhow::bail!("{} needs a cluster", cluster.name()),
+        }
+    }
 }
 
-fn start_load(stage: &Stage, settings: &Settings, target: &load::Target, mix: Mix) -> anyhow::Result<Load> {
+pub(crate) fn start_load(stage: &Stage, settings: &Settings, target: &load::Target, mix: Mix) -> anyhow::Result<Load> {
     stage.log.note(&format!(
         "load: {} requests/s from {} senders",
         settings.rate, settings.senders
@@ -168,17 +245,32 @@ async fn expect_not_ready(stage: &Stage, service: &Service, within: Duration, pr
     ));
 }
 
-/// Stops the load, drains, and reads back rows and dead letters.
-async fn finish(stage: &Stage, load: Load, poison: Vec<String>, problems: Vec<String>) -> anyhow::Result<Report> {
-    let sent = load.stop().await?;
-    stage.log.note(&format!("load stopped: {} requests", sent.len()));
-    finish_sent(stage, sent, poison, problems).await
+/// Messages a scenario published straight to `{P}` that must end in the dead-letter queue,
+/// and what their `error` header must start with.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    ids: Vec<String>,
+    reasons: HashMap<String, &'static str>,
 }
 
-async fn finish_sent(
+impl Published {
+    fn add(&mut self, ids: Vec<String>, reason: &'static str) {
+        self.reasons.extend(ids.iter().map(|id| (id.clone(), reason)));
+        self.ids.extend(ids);
+    }
+}
+
+/// Stops the load, drains, and reads back rows and dead letters.
+async fn finish(stage: &Stage, load: Load, published: Published, problems: Vec<String>) -> anyhow::Result<Report> {
+    let sent = load.stop().await?;
+    stage.log.note(&format!("load stopped: {} requests", sent.len()));
+    finish_sent(stage, sent, published, problems).await
+}
+
+pub(crate) async fn finish_sent(
     stage: &Stage,
     sent: Vec<Sent>,
-    poison: Vec<String>,
+    published: Published,
     problems: Vec<String>,
 ) -> anyhow::Result<Report> {
     let accepted = |kinds: &[Kind]| {
@@ -187,13 +279,16 @@ async fn finish_sent(
             .count()
     };
     let rows = accepted(&[Kind::Event, Kind::Sale]);
-    let dead = poison.len() + accepted(&[Kind::OverlongOrderId, Kind::RefusedByDatabase]);
+    let dead = published.ids.len() + accepted(&[Kind::OverlongOrderId, Kind::RefusedByDatabase, Kind::Oversized]);
     let drain = stage.drain(rows, dead).await?;
+    let dead_letters = stage.dead_letters().await;
     let observed = Observed {
         rows: stage.rows().await?,
-        dead: stage.dead_letters().await,
+        dead: dead_letters.iter().map(|(id, _)| id.clone()).collect(),
+        dead_errors: dead_letters.into_iter().collect(),
         sent,
-        poison,
+        poison: published.ids,
+        reasons: published.reasons,
     };
     Ok(Report {
         observed,
@@ -241,7 +336,7 @@ async fn broker_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report
         .context("the consumer after the broker came back")?;
     wait_accepting(stage, &load, 50).await?;
     run_for(COOL_DOWN).await;
-    finish(stage, load, Vec::new(), problems).await
+    finish(stage, load, Published::default(), problems).await
 }
 
 async fn database_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
@@ -264,7 +359,7 @@ async fn database_cut(stage: &Stage, settings: &Settings) -> anyhow::Result<Repo
         .await
         .context("the consumer after the database came back")?;
     run_for(COOL_DOWN).await;
-    finish(stage, load, Vec::new(), problems).await
+    finish(stage, load, Published::default(), problems).await
 }
 
 async fn consumer_kill(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
@@ -280,7 +375,7 @@ async fn consumer_kill(stage: &Stage, settings: &Settings) -> anyhow::Result<Rep
         consumer = stage.start_consumer(&format!("consumer-{restart}")).await?;
         run_for(Duration::from_secs(4)).await;
     }
-    let mut report = finish(stage, load, Vec::new(), Vec::new()).await?;
+    let mut report = finish(stage, load, Published::default(), Vec::new()).await?;
     report.notes = notes;
     Ok(report)
 }
@@ -297,7 +392,7 @@ async fn two_consumers(stage: &Stage, settings: &Settings) -> anyhow::Result<Rep
     if survivor.is_ready(&stage.client).await != Some(true) {
         problems.push(format!("{} is not ready after its peer was killed", survivor.name()));
     }
-    let mut report = finish(stage, load, Vec::new(), problems).await?;
+    let mut report = finish(stage, load, Published::default(), problems).await?;
     report.notes.push(note);
     survivor
         .wait_ready(&stage.client, READY_DEADLINE)
@@ -312,11 +407,137 @@ async fn poison(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
     let (_handler, target) = stage.start_handler().await?;
     let load = start_load(stage, settings, &target, load::mixed_traffic)?;
     run_for(Duration::from_secs(3)).await;
-    let mut poison = stage.publish_poison(&format!("{}-a", target.tag), 10, 10).await?;
+    let mut published = Published::default();
+    let poison = stage.publish_poison(&format!("{}-a", target.tag), 10, 10).await?;
+    published.add(poison, POISON);
     run_for(Duration::from_secs(3)).await;
-    poison.extend(stage.publish_poison(&format!("{}-b", target.tag), 10, 10).await?);
+    let poison = stage.publish_poison(&format!("{}-b", target.tag), 10, 10).await?;
+    published.add(poison, POISON);
     run_for(Duration::from_secs(4)).await;
-    finish(stage, load, poison, Vec::new()).await
+    finish(stage, load, published, Vec::new()).await
+}
+
+/// What a poison message's `error` header starts with.
+const POISON: &str = "poison: ";
+/// What the `error` header of a message too large for the database starts with.
+const TOO_LARGE: &str = "too large for the database: ";
+/// How long the consumer may take to store more good events after a large one arrived.
+const STORING_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Events larger than the database's `max_allowed_packet` among good and refused traffic: two
+/// through the handler (signed, about twice the limit: MariaDB closes the connection over such
+/// a packet) and three straight to `{P}` (just above, twice and three times the limit). The
+/// consumer must keep storing the good events, dead-letter every large one as too large and
+/// every refused one after its retries, and never report the database down.
+async fn oversized(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
+    let mut problems = Vec::new();
+    let consumer = stage.start_consumer("consumer").await?;
+    stage.refuse_in_database().await?;
+    let limit = usize::try_from(stage.max_allowed_packet().await?).unwrap_or(usize::MAX);
+    stage
+        .log
+        .note(&format!("the database's max_allowed_packet is {limit} bytes"));
+    // The handler's largest body (64 MiB) is far above the database's packet limit.
+    let (_handler, target) = stage.start_handler_with(&[("MAX_BODY_BYTES", "67108864")]).await?;
+    let load = start_load(stage, settings, &target, load::mixed_traffic)?;
+    let watch = ReadinessWatch::start(stage, &consumer);
+    run_for(Duration::from_secs(3)).await;
+
+    let mut published = Published::default();
+    let mut large = Vec::new();
+    for n in 0..2 {
+        let before = stage.stored().await?;
+        let sent = load::send_oversized(&target, n, limit * 2).await?;
+        stage
+            .log
+            .note(&format!("oversized {} through the handler: {:?}", sent.id, sent.answer));
+        if sent.answer != Answer::Ok {
+            problems.push(format!(
+                "the oversized request {} was answered {:?}, not 200",
+                sent.id, sent.answer
+            ));
+        }
+        large.push(sent);
+        expect_storing(stage, before, &mut problems).await?;
+        run_for(Duration::from_secs(2)).await;
+    }
+    let before = stage.stored().await?;
+    let ids = stage
+        .publish_large(&target.tag, &[limit + 1024, limit * 2, limit * 3])
+        .await?;
+    published.add(ids, TOO_LARGE);
+    expect_storing(stage, before, &mut problems).await?;
+    run_for(Duration::from_secs(3)).await;
+
+    let mut sent = load.stop().await?;
+    stage.log.note(&format!("load stopped: {} requests", sent.len()));
+    sent.extend(large);
+    let mut report = finish_sent(stage, sent, published, problems).await?;
+    let samples = watch.stop().await;
+    let not_ready = samples.iter().filter(|ready| !**ready).count();
+    if not_ready > 0 {
+        report.problems.push(format!(
+            "the consumer's /readyz answered not ready {not_ready} time(s) out of {} while the database was up",
+            samples.len()
+        ));
+    }
+    report.notes.push(format!(
+        "consumer ready at each of {} samples",
+        samples.len() - not_ready
+    ));
+    Ok(report)
+}
+
+/// Polls until `events` holds more rows than `before`: good events are still stored after a
+/// large one came in. A problem if not within [`STORING_DEADLINE`].
+async fn expect_storing(stage: &Stage, before: u64, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < STORING_DEADLINE {
+        if stage.stored().await? > before {
+            stage.log.note(&format!(
+                "storing goes on: more rows after {} ms",
+                started.elapsed().as_millis()
+            ));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    problems.push(format!(
+        "nothing more was stored within {STORING_DEADLINE:?} of a large event: storing stalled"
+    ));
+    Ok(())
+}
+
+/// `/readyz` of a service sampled every 200 ms, in a task of its own.
+struct ReadinessWatch {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Vec<bool>>,
+}
+
+impl ReadinessWatch {
+    fn start(stage: &Stage, service: &Service) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let url = service.readyz_url();
+        let client = stage.client.clone();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !token.is_cancelled() {
+                // An answer is a sample; no answer in time (a busy machine) is not.
+                if let Ok(response) = client.get(&url).timeout(Duration::from_secs(2)).send().await {
+                    samples.push(response.status().is_success());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            samples
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Vec<bool> {
+        self.stop.cancel();
+        self.task.await.unwrap_or_default()
+    }
 }
 
 async fn sigterm(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
@@ -341,5 +562,5 @@ async fn sigterm(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
     stage.log.note(&format!("load stopped: {} requests", sent.len()));
 
     let _consumer = stage.start_consumer("consumer-2").await?;
-    finish_sent(stage, sent, Vec::new(), problems).await
+    finish_sent(stage, sent, Published::default(), problems).await
 }

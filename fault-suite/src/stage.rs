@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use webhook_core::envelope::Envelope;
 
 use crate::check::Row;
+use crate::cluster::Cluster;
 use crate::load::{REFUSED_EVENT_TYPE, Target};
 use crate::process::{Log, Service};
 
@@ -68,6 +69,8 @@ pub(crate) struct Stage {
     secret: String,
     /// Between both services and the broker.
     pub(crate) broker_proxy: TcpProxy,
+    /// The services' `AMQP_URL`: through the proxy, or every node of a cluster.
+    amqp_url: String,
     /// Between the consumer and the database.
     pub(crate) database_proxy: TcpProxy,
     broker: TestBroker,
@@ -76,11 +79,21 @@ pub(crate) struct Stage {
 }
 
 impl Stage {
-    pub(crate) async fn new(name: &str, round: u32, paths: &Paths, tuning: ConsumerTuning) -> anyhow::Result<Self> {
+    /// A stage on the machine's broker (through a proxy the scenario can cut), or on `cluster`.
+    pub(crate) async fn new(
+        name: &str,
+        round: u32,
+        paths: &Paths,
+        tuning: ConsumerTuning,
+        cluster: Option<&Cluster>,
+    ) -> anyhow::Result<Self> {
         let log = Log::create(log_file(paths, round, name))?;
-        let broker = TestBroker::new();
         let database = TestDatabase::new();
         let broker_proxy = TcpProxy::start(&host_port(&testkit::amqp_url())).await;
+        let (broker, amqp_url) = match cluster {
+            None => (TestBroker::new(), broker_proxy.amqp_url()),
+            Some(cluster) => (TestBroker::on(cluster.urls()), cluster.amqp_url()),
+        };
         let database_proxy = TcpProxy::start(&host_port(&testkit::database_server_url())).await;
         log.note(&format!(
             "scenario {name}: prefix {} database {} broker proxy {} database proxy {}",
@@ -100,6 +113,7 @@ impl Stage {
             paths: paths.clone(),
             secret: format!("fault-suite-{}", testkit::unique_suffix()),
             broker_proxy,
+            amqp_url,
             database_proxy,
             broker,
             database,
@@ -107,9 +121,14 @@ impl Stage {
         })
     }
 
+    /// The scenario's `AMQP_PREFIX`.
+    pub(crate) fn prefix(&self) -> &str {
+        self.broker.prefix()
+    }
+
     fn common_env(&self) -> Vec<(String, String)> {
         [
-            ("AMQP_URL", self.broker_proxy.amqp_url()),
+            ("AMQP_URL", self.amqp_url.clone()),
             ("AMQP_PREFIX", self.broker.prefix().to_owned()),
             ("RETRY_DELAYS", RETRY_DELAYS.to_owned()),
             ("SHUTDOWN_GRACE_MS", SHUTDOWN_GRACE.as_millis().to_string()),
@@ -122,6 +141,11 @@ impl Stage {
 
     /// Starts the request handler and waits until it is ready.
     pub(crate) async fn start_handler(&self) -> anyhow::Result<(Service, Target)> {
+        self.start_handler_with(&[]).await
+    }
+
+    /// Starts the request handler with these variables as well, and waits until it is ready.
+    pub(crate) async fn start_handler_with(&self, extra: &[(&str, &str)]) -> anyhow::Result<(Service, Target)> {
         let addr = free_addr()?;
         let mut env = self.common_env();
         env.extend(
@@ -131,6 +155,11 @@ impl Stage {
                 ("ENQUEUE_TIMEOUT_MS", "2000".to_owned()),
             ]
             .map(|(name, value)| (name.to_owned(), value)),
+        );
+        env.extend(
+            extra
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned())),
         );
         let mut service = Service::spawn(
             &self.paths.handler,
@@ -199,6 +228,33 @@ impl Stage {
         headerless: usize,
         not_json: usize,
     ) -> anyhow::Result<Vec<String>> {
+        let messages = (0..headerless)
+            .map(|n| {
+                let id = format!("{tag}-poison-headerless-{n}");
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(id.as_str().into());
+                (id, properties, br#"{"poison":"no headers"}"#.to_vec())
+            })
+            .chain((0..not_json).map(|n| {
+                let id = format!("{tag}-poison-not-json-{n}");
+                (id.clone(), envelope(&id, "poison").properties(), b"{not json".to_vec())
+            }))
+            .collect();
+        let ids = self.publish_straight("default.poison", messages).await?;
+        self.log.note(&format!(
+            "published poison: {headerless} without headers, {not_json} not JSON"
+        ));
+        Ok(ids)
+    }
+
+    /// Publishes `(delivery id, properties, body)` messages straight to the exchange `{P}`
+    /// with `routing_key`, each confirmed. Returns their delivery ids.
+    async fn publish_straight(
+        &self,
+        routing_key: &str,
+        messages: Vec<(String, BasicProperties, Vec<u8>)>,
+    ) -> anyhow::Result<Vec<String>> {
         let connection = Connection::connect(&testkit::amqp_url(), ConnectionProperties::default())
             .await
             .context("connecting to the broker")?;
@@ -206,31 +262,11 @@ impl Stage {
             let channel = connection.create_channel().await?;
             channel.confirm_select(ConfirmSelectOptions::default()).await?;
             let mut ids = Vec::new();
-            let messages = (0..headerless)
-                .map(|n| {
-                    let id = format!("{tag}-poison-headerless-{n}");
-                    let properties = BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_message_id(id.as_str().into());
-                    (id, properties, br#"{"poison":"no headers"}"#.to_vec())
-                })
-                .chain((0..not_json).map(|n| {
-                    let id = format!("{tag}-poison-not-json-{n}");
-                    let envelope = Envelope {
-                        source: "default".to_owned(),
-                        delivery_id: id.clone(),
-                        event_type: "poison".to_owned(),
-                        received_at: chrono::Utc::now(),
-                        retry_count: 0,
-                        body_format: webhook_core::payload::BodyFormat::Json,
-                    };
-                    (id, envelope.properties(), b"{not json".to_vec())
-                }));
             for (id, properties, body) in messages {
                 let confirmation = channel
                     .basic_publish(
                         self.broker.prefix().into(),
-                        "default.poison".into(),
+                        routing_key.into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..BasicPublishOptions::default()
@@ -241,7 +277,7 @@ impl Stage {
                     .await?
                     .await?;
                 if !matches!(confirmation, Confirmation::Ack(None)) {
-                    bail!("poison {id} was not confirmed: {confirmation:?}");
+                    bail!("{id} was not confirmed: {confirmation:?}");
                 }
                 ids.push(id);
             }
@@ -249,9 +285,6 @@ impl Stage {
         }
         .await;
         let _ = connection.close(200, "OK".into()).await;
-        self.log.note(&format!(
-            "published poison: {headerless} without headers, {not_json} not JSON"
-        ));
         published
     }
 
@@ -338,8 +371,8 @@ impl Stage {
     }
 
     /// Takes every dead letter out of `{P}.dead` (the queue is deleted with the scenario) and
-    /// returns their delivery ids, with their `error` header in the log.
-    pub(crate) async fn dead_letters(&self) -> Vec<String> {
+    /// returns their delivery ids with their `error` header, which also go to the log.
+    pub(crate) async fn dead_letters(&self) -> Vec<(String, String)> {
         let taken = self.broker.take_all(".dead").await;
         taken
             .iter()
@@ -359,9 +392,54 @@ impl Stage {
                     })
                     .unwrap_or_default();
                 self.log.note(&format!("dead letter {id:?}: {error}"));
-                id
+                (id, error)
             })
             .collect()
+    }
+
+    /// The database's `max_allowed_packet`.
+    pub(crate) async fn max_allowed_packet(&self) -> anyhow::Result<u64> {
+        let mut connection = self.database().await?;
+        sqlx::query_scalar("SELECT @@max_allowed_packet")
+            .fetch_one(&mut connection)
+            .await
+            .context("reading max_allowed_packet")
+    }
+
+    /// How many rows `events` holds.
+    pub(crate) async fn stored(&self) -> anyhow::Result<u64> {
+        let mut connection = self.database().await?;
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&mut connection)
+            .await
+            .context("counting events")?;
+        Ok(u64::try_from(stored).unwrap_or_default())
+    }
+
+    /// Publishes events with a full envelope straight to the exchange `{P}` (confirmed), one of
+    /// each of `sizes` bytes of body. Returns their delivery ids.
+    pub(crate) async fn publish_large(&self, tag: &str, sizes: &[usize]) -> anyhow::Result<Vec<String>> {
+        let messages = sizes.iter().enumerate().map(|(n, &size)| {
+            let id = format!("{tag}-large-{n}");
+            let body = serde_json::json!({"id": id, "pad": "x".repeat(size)}).to_string();
+            (id.clone(), envelope(&id, "order.note").properties(), body.into_bytes())
+        });
+        let ids = self.publish_straight("default.order.note", messages.collect()).await?;
+        self.log
+            .note(&format!("published {} large event(s): {sizes:?} bytes", ids.len()));
+        Ok(ids)
+    }
+}
+
+/// The envelope of an event of source `default` published straight to `{P}`, received now.
+fn envelope(delivery_id: &str, event_type: &str) -> Envelope {
+    Envelope {
+        source: "default".to_owned(),
+        delivery_id: delivery_id.to_owned(),
+        event_type: event_type.to_owned(),
+        received_at: chrono::Utc::now(),
+        retry_count: 0,
+        body_format: webhook_core::payload::BodyFormat::Json,
     }
 }
 

@@ -16,33 +16,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate, SecondsFormat, Utc};
 use serde_json::json;
 use webhook_core::money::minor_digits;
-
-/// The consumer's sales presets: what a vendor's payloads look like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Preset {
-    Canonical,
-    Stripe,
-    Shopify,
-}
-
-impl Preset {
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        match name {
-            "canonical" => Some(Self::Canonical),
-            "stripe" => Some(Self::Stripe),
-            "shopify" => Some(Self::Shopify),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Canonical => "canonical",
-            Self::Stripe => "stripe",
-            Self::Shopify => "shopify",
-        }
-    }
-}
+use webhook_core::sources::Preset;
 
 /// One webhook to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

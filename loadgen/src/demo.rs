@@ -56,7 +56,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<Outcome> {
             options.sources.display()
         );
     }
-    let names: Vec<(String, dataset::Preset)> = vendors
+    let names: Vec<(String, webhook_core::sources::Preset)> = vendors
         .iter()
         .map(|vendor| (vendor.name.clone(), vendor.preset))
         .collect();

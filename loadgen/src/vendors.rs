@@ -1,19 +1,18 @@
 //! The demo's vendors, read from the same `SOURCES_FILE` the handler and the consumer run with,
 //! and their requests signed the way each source's scheme says.
 //!
-//! The handler's own parser reads the file (secrets from `secrets`, `secret_env` and
-//! `secret_files`, the scheme, where the delivery id and event type go), so the demo signs with
-//! exactly what the handler verifies. Every `[[source]]` with a `[source.sales]` table takes
-//! part; its `preset` (the consumer's) decides the shape of its payloads.
+//! [`webhook_core::sources`] reads the file (secrets from `secrets`, `secret_env` and
+//! `secret_files`, the scheme, where the delivery id and event type go), as the handler does, so
+//! the demo signs with exactly what the handler verifies. Every `[[source]]` with a
+//! `[source.sales]` table takes part; its `preset` (the consumer's) decides the shape of its
+//! payloads.
 
 use std::path::Path;
 
-use anyhow::{Context, anyhow, bail};
-use request_handler::sources::{Locator, Sources};
+use anyhow::{Context, anyhow};
 use webhook_core::config::Secret;
-use webhook_core::schemes::{self, Algorithm, Encoding, Scheme};
-
-use crate::dataset::Preset;
+use webhook_core::signature::{Scheme, ToSign};
+use webhook_core::sources::{Identity, Locator, Preset, SourcesFile, invalid_file};
 
 /// A source the demo sends to.
 #[derive(Debug, Clone)]
@@ -22,44 +21,30 @@ pub(crate) struct Vendor {
     pub(crate) preset: Preset,
     pub(crate) scheme: Scheme,
     secret: Secret,
-    delivery_id: Option<Locator>,
+    delivery_id: Identity,
     event_type: Option<Locator>,
 }
 
 /// The sources of `path` that have a `[source.sales]` table, in file order.
 pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Vendor>> {
-    let shown = path.display();
-    let sources = Sources::from_file(path, &|name| std::env::var(name).ok()).map_err(|error| anyhow!("{error}"))?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {shown}"))?;
-    let table: toml::Table = text.parse().with_context(|| format!("parsing {shown}"))?;
-    let entries = table
-        .get("source")
-        .and_then(toml::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let file = SourcesFile::read(path).map_err(|error| anyhow!("{error}"))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let read_file = |secret_file: &str| std::fs::read_to_string(secret_file);
     let mut vendors = Vec::new();
-    for entry in entries {
-        let Some(name) = entry.get("name").and_then(toml::Value::as_str) else {
+    for source in file.sources() {
+        let Some(sales) = &source.sales else {
             continue;
         };
-        let Some(sales) = entry.get("sales") else {
-            continue;
-        };
-        let preset_name = sales.get("preset").and_then(toml::Value::as_str).unwrap_or("canonical");
-        let Some(preset) = Preset::parse(preset_name) else {
-            bail!("{shown}: source {name:?}: the demo has no payloads for sales preset {preset_name:?}");
-        };
-        let source = sources
-            .get(name)
-            .with_context(|| format!("{shown}: source {name:?} is missing"))?;
-        let secret = source
-            .secrets
+        let secrets = source
+            .secrets(&env, &read_file)
+            .map_err(|why| anyhow!("{}", invalid_file(path, &why)))?;
+        let secret = secrets
             .first()
             .cloned()
-            .with_context(|| format!("{shown}: source {name:?} has no secret"))?;
+            .with_context(|| format!("{}: source {:?} has no secret", path.display(), source.name))?;
         vendors.push(Vendor {
-            name: name.to_owned(),
-            preset,
+            name: source.name.to_string(),
+            preset: sales.preset,
             scheme: source.scheme.clone(),
             secret,
             delivery_id: source.delivery_id.clone(),
@@ -73,50 +58,27 @@ impl Vendor {
     /// The headers of a request carrying `body`, signed at Unix time `now`: the signature, and
     /// the delivery id and event type where the handler looks for them.
     pub(crate) fn headers(&self, delivery_id: &str, event_type: &str, body: &[u8], now: i64) -> Vec<(String, String)> {
-        let key = self.secret.expose().as_bytes();
         let mut headers: Vec<(String, String)> = Vec::new();
         let mut add = |name: &str, value: String| {
             if !headers.iter().any(|(present, _)| present.eq_ignore_ascii_case(name)) {
                 headers.push((name.to_owned(), value));
             }
         };
-        match &self.scheme {
-            Scheme::Github => add("X-Hub-Signature-256", webhook_core::signature::sign_github(key, body)),
-            Scheme::Stripe => add(schemes::STRIPE_SIGNATURE, schemes::sign_stripe(key, now, body)),
-            Scheme::Shopify => add(
-                schemes::SHOPIFY_HMAC,
-                Encoding::Base64.encode(&Algorithm::Sha256.sign(key, &[body])),
-            ),
-            Scheme::Slack => {
-                add(schemes::SLACK_TIMESTAMP, now.to_string());
-                add(schemes::SLACK_SIGNATURE, schemes::sign_slack(key, now, body));
-            }
-            Scheme::Standard => {
-                add(schemes::STANDARD_ID, delivery_id.to_owned());
-                add(schemes::STANDARD_TIMESTAMP, now.to_string());
-                // The handler refuses to start with a secret that is not `whsec_` + base64.
-                let signature =
-                    schemes::sign_standard(self.secret.expose(), delivery_id, now, body).unwrap_or_default();
-                add(schemes::STANDARD_SIGNATURE, signature);
-            }
-            Scheme::Hmac(generic) => {
-                if let Some(name) = &generic.timestamp_header {
-                    add(name, now.to_string());
-                }
-                add(
-                    &generic.header,
-                    schemes::sign_generic(generic, key, &now.to_string(), body),
-                );
-            }
+        let request = ToSign {
+            delivery_id,
+            timestamp: now,
+            body,
+        };
+        for (name, value) in self.scheme.sign(self.secret.expose(), &request) {
+            add(&name, value);
         }
-        if let Some(Locator::Header(name)) = &self.delivery_id {
+        if let Identity::At(Locator::Header(name)) = &self.delivery_id {
             add(name, delivery_id.to_owned());
         }
         if let Some(Locator::Header(name)) = &self.event_type {
             add(name, event_type.to_owned());
         }
-        // What the handler falls back to when the source's own places are empty.
-        add("Idempotency-Key", delivery_id.to_owned());
+        // What the handler falls back to when the source has no place for the event type.
         add("X-GitHub-Event", event_type.to_owned());
         add("Content-Type", "application/json".to_owned());
         headers
@@ -133,11 +95,11 @@ mod tests {
     struct Map(Vec<(String, String)>);
 
     impl Headers for Map {
-        fn get(&self, name: &str) -> Option<&str> {
+        fn raw(&self, name: &str) -> Option<&[u8]> {
             self.0
                 .iter()
                 .find(|(present, _)| present.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.as_str())
+                .map(|(_, value)| value.as_bytes())
         }
     }
 
@@ -157,16 +119,19 @@ mod tests {
                 ("shopify", Preset::Shopify)
             ]
         );
-        let sources = Sources::from_file(&path, &|_| None).unwrap();
+        let file = SourcesFile::read(&path).unwrap();
         let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
         let now = 1_780_000_000;
         for vendor in &vendors {
             let headers = Map(vendor.headers("evt_1", "charge.succeeded", body, now));
-            let source = sources.get(&vendor.name).unwrap();
+            let source = file.get(&vendor.name).unwrap();
+            let secrets = source
+                .secrets(&|_| None, &|_| Err(std::io::ErrorKind::NotFound.into()))
+                .unwrap();
             assert!(
                 source
                     .scheme
-                    .verify(&source.secrets, &headers, body, now, source.tolerance_secs)
+                    .verify(&secrets, &headers, body, now, source.tolerance_secs)
                     .is_ok(),
                 "{}",
                 vendor.name
@@ -175,7 +140,7 @@ mod tests {
             assert!(
                 source
                     .scheme
-                    .verify(&source.secrets, &headers, tampered, now, source.tolerance_secs)
+                    .verify(&secrets, &headers, tampered, now, source.tolerance_secs)
                     .is_err()
             );
         }

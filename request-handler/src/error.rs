@@ -6,6 +6,8 @@ use webhook_core::broker::PublishError;
 use webhook_core::payload::{NotForm, NotJson};
 use webhook_core::signature::Rejection;
 
+use crate::identify::Unidentified;
+
 /// Why a webhook was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -27,9 +29,13 @@ pub enum IngestError {
     /// Missing or wrong signature. The reason is logged and counted, never sent back.
     #[error("invalid signature")]
     Signature(Rejection),
-    /// A delivery id or event type that cannot be used.
+    /// The delivery id is missing, or the delivery id or event type cannot be used.
     #[error("{0}")]
-    BadHeader(String),
+    Unidentified(#[from] Unidentified),
+    /// A request the vendor's scheme defines that is not what it should be (a handshake
+    /// without its challenge).
+    #[error("{0}")]
+    BadRequest(String),
     /// The body is not one JSON document.
     #[error("{0}")]
     NotJson(#[from] NotJson),
@@ -39,6 +45,9 @@ pub enum IngestError {
     /// The broker did not confirm the message.
     #[error("not enqueued")]
     NotEnqueued(#[from] PublishError),
+    /// The handler failed to check the request (a bug; logged with its cause).
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl IngestError {
@@ -50,10 +59,13 @@ impl IngestError {
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_read_error",
             Self::Signature(rejection) => rejection.label(),
-            Self::BadHeader(_) => "bad_header",
+            Self::Unidentified(why) => why.label(),
+            Self::BadRequest(_) => "bad_request",
+            Self::NotJson(error) if error.is_limit() => "json_limit",
             Self::NotJson(_) => "not_json",
             Self::NotForm(_) => "not_form",
             Self::NotEnqueued(error) => error.label(),
+            Self::Internal(_) => "internal_error",
         }
     }
 }
@@ -64,9 +76,11 @@ impl ResponseError for IngestError {
             Self::UnknownSource => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyRead(_) | Self::BadHeader(_) | Self::NotJson(_) | Self::NotForm(_) => StatusCode::BAD_REQUEST,
+            Self::BodyRead(_) | Self::Unidentified(_) | Self::BadRequest(_) | Self::NotJson(_) | Self::NotForm(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
-            Self::NotEnqueued(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotEnqueued(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

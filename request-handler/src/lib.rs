@@ -7,6 +7,7 @@
 //! disk in the broker; anything else is a 500 and the vendor retries.
 
 pub mod error;
+pub mod identify;
 pub mod metrics;
 pub mod rejections;
 mod routes;

@@ -1,11 +1,14 @@
 //! The handler's Prometheus metrics, served at `GET /metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use webhook_core::broker::PublisherCounters;
 
 /// The `source` label for a request whose source is not configured: the rejection log's
 /// bucket name, which never clashes with a source name.
@@ -30,6 +33,34 @@ pub struct VerifiedLabels {
     /// Which of the source's secrets matched (0 = first): when only the new one is used, the
     /// old one can be retired.
     pub secret_index: usize,
+}
+
+/// Labels of `webhook_handler_refused_http_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    /// One of [`webhook_core::service::REFUSED_HTTP_REASONS`].
+    reason: &'static str,
+}
+
+/// `webhook_handler_refused_http_requests_total`: requests actix-web refused before routing,
+/// as the process's logger counted them (see [`webhook_core::service::init`]).
+#[derive(Debug)]
+struct RefusedHttpRequests;
+
+impl Collector for RefusedHttpRequests {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counter = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "refused_http_requests",
+            "Requests refused before routing: malformed request line or headers, head too large, head too slow",
+            None,
+            counter.metric_type(),
+        )?;
+        for (reason, count) in webhook_core::service::refused_http_requests() {
+            ConstCounter::new(count).encode(family.encode_family(&RefusedLabels { reason })?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Every metric the handler exports.
@@ -95,6 +126,7 @@ impl Metrics {
             "Rejection records not written to the rejection log",
             rejections_dropped.clone(),
         );
+        registry.register_collector(Box::new(RefusedHttpRequests));
         Self {
             rejections_dropped,
             verified,
@@ -105,6 +137,22 @@ impl Metrics {
             body_bytes,
             broker_connected,
         }
+    }
+
+    /// Registers the publisher's own counters: nacks, replaced channels, reconnects.
+    pub fn register_publisher(&mut self, counters: &PublisherCounters) {
+        self.registry
+            .register("broker_nacks", "Publishes the broker nacked", counters.nacks.clone());
+        self.registry.register(
+            "broker_channels_replaced",
+            "Publishing channels replaced after the broker nacked on them",
+            counters.channels_replaced.clone(),
+        );
+        self.registry.register(
+            "broker_reconnects",
+            "Publishing connections opened after the first",
+            counters.reconnects.clone(),
+        );
     }
 
     /// The OpenMetrics text of every metric.

@@ -45,7 +45,9 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        metrics.register_publisher(publisher.counters());
+        let metrics = Arc::new(metrics);
         let rejections = RejectionLog::new(
             publisher.clone(),
             settings.broker.topology.rejected_queue(),
@@ -59,6 +61,7 @@ impl Application {
             body_read_timeout: settings.body_read_timeout,
             metrics,
             rejections,
+            large_checks: tokio::sync::Semaphore::new(settings.workers),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)
@@ -69,7 +72,7 @@ impl Application {
             .run();
         log::info!(
             "request-handler listening on http://{addr} broker={} prefix={}",
-            settings.broker.url.redacted(),
+            settings.broker.addresses.redacted(),
             settings.broker.topology.prefix()
         );
         Ok(Self {

@@ -95,6 +95,105 @@ fn a_missing_secret_is_named_and_a_password_in_a_url_is_not_shown() {
     assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
 }
 
+/// Runs the handler with `AMQP_URL` naming two brokers that are not there, until it has logged
+/// a failed connect to them, and returns what it wrote to stderr.
+fn log_of_failed_connects(amqp_url: &str) -> String {
+    use std::io::BufRead as _;
+    let dir = std::env::temp_dir().join(format!("webhook-inbox-log-{}", testkit::unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(BINARY)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WEBHOOK_SECRET", "s")
+        .env("HANDLER_ADDR", "127.0.0.1:0")
+        .env("AMQP_URL", amqp_url)
+        .env("RUST_LOG", "debug")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // The reader ends when the child is killed; the deadline kills it if the line never comes.
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match seen.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("broker connect failed") {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(log.contains("broker connect failed"), "no failed connect logged: {log}");
+    log
+}
+
+#[test]
+fn no_password_of_any_broker_address_reaches_the_log() {
+    let closed: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let url = format!(
+        "amqp://guest:first-password@127.0.0.1:{}/%2f,amqp://other:second-password@127.0.0.1:{}/%2f",
+        closed[0], closed[1]
+    );
+    let log = log_of_failed_connects(&url);
+    assert!(!log.contains("first-password"), "{log}");
+    assert!(!log.contains("second-password"), "{log}");
+    // Both addresses were tried, and are named.
+    for port in &closed {
+        assert!(
+            log.contains(&format!("other:***@127.0.0.1:{port}"))
+                || log.contains(&format!("guest:***@127.0.0.1:{port}")),
+            "{port}: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_entry_of_a_broker_list_is_named_without_its_password() {
+    let refused = run_misconfigured(
+        BINARY,
+        &[],
+        &[
+            ("WEBHOOK_SECRET", "s"),
+            (
+                "AMQP_URL",
+                "amqp://guest:pw1@a:5672/%2f,amqps-nope://guest:pw2@b:5672/%2f",
+            ),
+        ],
+    );
+    assert_config_error(&refused, "AMQP_URL", "entry 2 (\"amqps-nope://guest:***@b:5672/%2f\")");
+    assert!(
+        !refused.stderr.contains("pw1") && !refused.stderr.contains("pw2"),
+        "{}",
+        refused.stderr
+    );
+}
+
 #[test]
 fn a_bad_sources_file_names_the_source_and_field() {
     let file =

@@ -4,13 +4,16 @@
 //! goes out of scope, [`TestBroker`] hands out a unique `AMQP_PREFIX` and deletes that prefix's
 //! queues and exchanges at the end. [`TcpProxy`] sits between a service and the broker or
 //! database so a test can cut the connection and restore it. [`eventually`] polls with a
-//! deadline instead of sleeping.
+//! deadline instead of sleeping. [`private`] starts RabbitMQ and MariaDB servers of a test's
+//! own, with TLS and certificates made for the test.
 //!
 //! The services are found through `TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`)
 //! and `TEST_DATABASE_URL` (default `mysql://root@127.0.0.1:3306`, a server URL without a
 //! database name).
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+pub mod private;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -189,6 +192,8 @@ impl Drop for TestDatabase {
 #[derive(Debug)]
 pub struct TestBroker {
     prefix: String,
+    /// The broker's URLs (a cluster's nodes), tried in turn; the test broker's alone by default.
+    urls: Vec<String>,
 }
 
 /// A message read from a queue by [`TestBroker::take_all`].
@@ -203,8 +208,15 @@ pub struct Taken {
 impl TestBroker {
     /// A fresh prefix `test_<random>`.
     pub fn new() -> Self {
+        Self::on(&[amqp_url()])
+    }
+
+    /// A fresh prefix on another broker, such as the nodes of a cluster: `urls` are tried in
+    /// turn whenever a connection is needed.
+    pub fn on(urls: &[String]) -> Self {
         Self {
             prefix: format!("test_{}", unique_suffix()),
+            urls: urls.to_vec(),
         }
     }
 
@@ -213,11 +225,9 @@ impl TestBroker {
         &self.prefix
     }
 
-    /// A connection for the test's own inspection.
+    /// A connection for the test's own inspection, to the first of its URLs that answers.
     pub async fn connect(&self) -> Connection {
-        Connection::connect(&amqp_url(), ConnectionProperties::default())
-            .await
-            .unwrap()
+        connect_any(&self.urls).await.unwrap()
     }
 
     /// The number of ready messages in `{prefix}{suffix}` (e.g. `.events`), or `None` when the
@@ -260,6 +270,20 @@ impl TestBroker {
     }
 }
 
+/// A connection to the first of `urls` that answers, or the last error.
+async fn connect_any(urls: &[String]) -> Result<Connection, lapin::Error> {
+    let mut last = None;
+    for url in urls {
+        match Connection::connect(url, ConnectionProperties::default()).await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed))
+    }))
+}
+
 impl Default for TestBroker {
     fn default() -> Self {
         Self::new()
@@ -269,8 +293,9 @@ impl Default for TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
+        let urls = std::mem::take(&mut self.urls);
         run_detached(move || async move {
-            let Ok(connection) = Connection::connect(&amqp_url(), ConnectionProperties::default()).await else {
+            let Ok(connection) = connect_any(&urls).await else {
                 return;
             };
             let mut queues = vec![

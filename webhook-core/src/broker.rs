@@ -11,15 +11,20 @@
 //! of a batch taken before the failure.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, watch};
 
+pub use crate::addresses::Addresses;
 use crate::config::{ConfigError, Url, Vars};
+use crate::tls::{self, Failure};
 use crate::topology::{QueueType, Topology, is_valid_prefix};
 
 /// Default broker URL.
@@ -29,31 +34,42 @@ pub const DEFAULT_PREFIX: &str = "webhooks";
 /// Default retry delays.
 pub const DEFAULT_RETRY_DELAYS: &str = "1s,5s,30s,2m,10m";
 
-/// How long opening a connection (TCP, AMQP handshake, channels, topology) may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to one address (TCP and the AMQP handshake) may take before the next
+/// address is tried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the supervisor looks at the connection when nothing has reported a failure.
 const HEALTH_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the broker is and how the topology is named.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// `AMQP_URL`.
-    pub url: Url,
+    /// `AMQP_URL` (one node, or the nodes of a cluster), each with the TLS settings
+    /// (`AMQP_CA_FILE`, `AMQP_CLIENT_CERT`, `AMQP_CLIENT_KEY`) that go with `amqps://`.
+    pub addresses: Addresses,
     /// From `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub topology: Topology,
 }
 
 impl BrokerSettings {
-    /// Reads `AMQP_URL`, `AMQP_PREFIX`, `QUEUE_TYPE` and `RETRY_DELAYS`.
+    /// Reads `AMQP_URL`, `AMQP_CA_FILE`, `AMQP_CLIENT_CERT`, `AMQP_CLIENT_KEY`, `AMQP_PREFIX`,
+    /// `QUEUE_TYPE` and `RETRY_DELAYS`.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
-        let url = vars.url("AMQP_URL", DEFAULT_AMQP_URL, &["amqp"])?;
-        if let Err(why) = lapin::uri::AMQPUri::from_str(url.expose()) {
-            return Err(ConfigError::invalid(
+        let text = vars.string("AMQP_URL", DEFAULT_AMQP_URL);
+        let urls = Addresses::parse_list(&text, &["amqp", "amqps"]).map_err(|why| {
+            ConfigError::invalid(
                 "AMQP_URL",
-                Some(&url.redacted()),
-                format!("an AMQP URL such as {DEFAULT_AMQP_URL} ({why})"),
-            ));
-        }
+                Some(&Addresses::redact_list(&text)),
+                format!(
+                    "a URL of the form amqp://… or amqps://… such as {DEFAULT_AMQP_URL}, or several separated \
+                     by commas (the nodes of a cluster): {why}"
+                ),
+            )
+        })?;
+        let tls = Arc::new(BrokerTls::from_vars(vars)?);
+        let urls = urls
+            .into_iter()
+            .map(|url| BrokerUrl::new(url, Arc::clone(&tls)))
+            .collect::<Result<Vec<_>, _>>()?;
         let prefix = vars.string("AMQP_PREFIX", DEFAULT_PREFIX);
         if !is_valid_prefix(&prefix) {
             return Err(ConfigError::invalid(
@@ -65,29 +81,356 @@ impl BrokerSettings {
         let queue_type: QueueType = vars.parse("QUEUE_TYPE", QueueType::Quorum, "quorum or classic")?;
         let retry_delays = vars.durations("RETRY_DELAYS", DEFAULT_RETRY_DELAYS)?;
         Ok(Self {
-            url,
+            addresses: Addresses::new(urls),
             topology: Topology::new(prefix, queue_type, retry_delays),
         })
     }
 }
 
-/// Why a connection could not be opened.
+/// The TLS settings for `amqps://` connections, read (and checked) once at start.
+///
+/// Certificates are verified against the system's CA certificates and, when `AMQP_CA_FILE` is
+/// set, the CAs in that file as well. `AMQP_CLIENT_CERT` and `AMQP_CLIENT_KEY` (both or
+/// neither) present a client certificate, for brokers that ask for one (with
+/// `?auth_mechanism=external` in the URL the certificate is also the login).
+#[derive(Clone, Default)]
+pub struct BrokerTls {
+    config: OwnedTLSConfig,
+    ca_file: Option<String>,
+    client_cert: Option<String>,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTls")
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BrokerTls {
+    /// Reads `AMQP_CA_FILE`, `AMQP_CLIENT_CERT` and `AMQP_CLIENT_KEY`; each file must be a
+    /// readable PEM file of the right kind.
+    pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let ca_file = vars.get("AMQP_CA_FILE");
+        let cert_chain = ca_file
+            .as_deref()
+            .map(|path| tls::certificates_in("AMQP_CA_FILE", path))
+            .transpose()?;
+        let client_cert = vars.get("AMQP_CLIENT_CERT");
+        let identity = match (&client_cert, vars.get("AMQP_CLIENT_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+                pem: tls::certificates_in("AMQP_CLIENT_CERT", cert)?.into_bytes(),
+                key: tls::private_key_in("AMQP_CLIENT_KEY", &key)?.into_bytes(),
+            }),
+            (Some(cert), None) => {
+                return Err(ConfigError::invalid(
+                    "AMQP_CLIENT_CERT",
+                    Some(cert),
+                    "AMQP_CLIENT_KEY to be set as well (the client certificate's private key)",
+                ));
+            }
+            (None, Some(key)) => {
+                return Err(ConfigError::invalid(
+                    "AMQP_CLIENT_KEY",
+                    Some(&key),
+                    "AMQP_CLIENT_CERT to be set as well (the certificate that goes with the key)",
+                ));
+            }
+        };
+        Ok(Self {
+            config: OwnedTLSConfig { identity, cert_chain },
+            ca_file,
+            client_cert,
+        })
+    }
+}
+
+/// One broker to connect to: its URL and the TLS settings for it. `Debug` and
+/// [`BrokerUrl::redacted`] hide the password.
+#[derive(Debug, Clone)]
+pub struct BrokerUrl {
+    url: Url,
+    tls: Arc<BrokerTls>,
+}
+
+impl BrokerUrl {
+    /// Checks that lapin accepts `url` and that TLS settings come only with `amqps://`.
+    pub fn new(url: Url, tls: Arc<BrokerTls>) -> Result<Self, ConfigError> {
+        let parsed = AMQPUri::from_str(url.expose()).map_err(|why| {
+            ConfigError::invalid(
+                "AMQP_URL",
+                Some(&url.redacted()),
+                format!("an AMQP URL such as {DEFAULT_AMQP_URL} or amqps://user:password@host:5671/%2f ({why})"),
+            )
+        })?;
+        let tls_setting = (tls.ca_file.as_ref().map(|path| ("AMQP_CA_FILE", path)))
+            .or_else(|| tls.client_cert.as_ref().map(|path| ("AMQP_CLIENT_CERT", path)));
+        if parsed.scheme == AMQPScheme::AMQP
+            && let Some((variable, value)) = tls_setting
+        {
+            return Err(ConfigError::invalid(
+                variable,
+                Some(value),
+                format!(
+                    "an amqps:// AMQP_URL: it is only used for TLS, and AMQP_URL={} is amqp://",
+                    url.redacted()
+                ),
+            ));
+        }
+        Ok(Self { url, tls })
+    }
+
+    /// The full URL, password included, for connecting.
+    pub fn expose(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        self.url.redacted()
+    }
+
+    /// Whether connections use TLS (`amqps://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.expose().starts_with("amqps://")
+    }
+}
+
+/// Why a connection could not be opened. `Display` is one line that names the setting to look
+/// at.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The broker did not complete the handshake in time.
     #[error("no answer from the broker within {0:?}")]
     Timeout(Duration),
+    /// The TLS handshake failed.
+    #[error("{0}")]
+    Tls(String),
+    /// The broker refused the login.
+    #[error("{0}")]
+    AccessRefused(String),
     /// The broker refused or the connection failed.
     #[error(transparent)]
     Broker(#[from] lapin::Error),
+    /// The address cannot be connected to as written.
+    #[error("{0}")]
+    Address(String),
+    /// Every address of a list failed; why, for each.
+    #[error("no broker address answered: {0}")]
+    Every(String),
 }
 
-/// Opens a connection named `name` (shown in the management UI), bounded by a deadline.
-pub async fn connect(url: &Url, name: &str) -> Result<Connection, ConnectError> {
+impl ConnectError {
+    fn explain(error: lapin::Error, url: &BrokerUrl) -> Self {
+        if let ErrorKind::IOError(io) = error.kind()
+            && let Some(failure) = tls::handshake_failure(io.as_ref())
+        {
+            return Self::Tls(describe_tls(&failure, url));
+        }
+        // With TLS 1.3 the broker checks the client's certificate after the client has finished
+        // its side of the handshake; it then sends an alert and closes, and the client often
+        // sees only the reset.
+        if let ErrorKind::IOError(io) = error.kind()
+            && url.is_tls()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            let redacted = url.redacted();
+            return Self::Tls(match &url.tls.client_cert {
+                Some(path) => format!(
+                    "AMQP_CLIENT_CERT={path:?}: the broker at {redacted} closed the connection right after the TLS handshake: it may have refused the client certificate ({io})"
+                ),
+                None => format!(
+                    "AMQP_CLIENT_CERT: the broker at {redacted} closed the connection right after the TLS handshake: if it asks for client certificates, set AMQP_CLIENT_CERT and AMQP_CLIENT_KEY ({io})"
+                ),
+            });
+        }
+        if let ErrorKind::ProtocolError(amqp) = error.kind()
+            && amqp.get_id() == 403
+        {
+            return Self::AccessRefused(format!(
+                "AMQP_URL={}: the broker refused the user name or password ({amqp})",
+                url.redacted()
+            ));
+        }
+        Self::Broker(error)
+    }
+}
+
+fn describe_tls(failure: &tls::HandshakeFailure, url: &BrokerUrl) -> String {
+    let ca = match &url.tls.ca_file {
+        Some(path) => format!("AMQP_CA_FILE={path:?} or the system's CA certificates"),
+        None => "the system's CA certificates (AMQP_CA_FILE is not set)".to_owned(),
+    };
+    let redacted = url.redacted();
+    match failure.failure {
+        Failure::UntrustedCertificate => {
+            format!("AMQP_CA_FILE: the broker's TLS certificate at {redacted} is signed by no CA in {ca} ({failure})")
+        }
+        Failure::Expired => format!("AMQP_URL={redacted}: the broker's TLS certificate has expired ({failure})"),
+        Failure::NotValidYet => {
+            format!("AMQP_URL={redacted}: the broker's TLS certificate is not valid yet ({failure})")
+        }
+        Failure::WrongHost => format!(
+            "AMQP_URL={redacted}: the broker's TLS certificate is not issued for the host in AMQP_URL ({failure})"
+        ),
+        Failure::ClientCertificateRefused => match &url.tls.client_cert {
+            Some(path) => format!("AMQP_CLIENT_CERT={path:?}: the broker refused the client certificate ({failure})"),
+            None => format!(
+                "AMQP_CLIENT_CERT: the broker at {redacted} wants a client certificate; set AMQP_CLIENT_CERT and AMQP_CLIENT_KEY ({failure})"
+            ),
+        },
+        Failure::NotTls => format!(
+            "AMQP_URL={redacted}: what answers there does not speak TLS (amqps:// is usually port 5671) ({failure})"
+        ),
+        Failure::Other => format!("AMQP_URL={redacted}: the TLS handshake failed ({failure})"),
+    }
+}
+
+/// How long closing a channel or connection cleanly may take.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connection to the broker that can always be ended.
+///
+/// [`BrokerConnection::close`] closes it cleanly and, when the broker does not finish the close
+/// in time, cuts its socket. RabbitMQ 3.10 can leave a channel of a quorum queue stuck after a
+/// lost majority, still holding its unacknowledged deliveries, so that the clean close never
+/// completes; a cut socket ends the connection on the broker's side and every delivery it held
+/// goes back to the queue. Dropping it cuts the socket too. It derefs to [`lapin::Connection`].
+pub struct BrokerConnection {
+    connection: Connection,
+    /// A duplicate of the connection's socket, to shut it down.
+    socket: std::net::TcpStream,
+}
+
+impl std::fmt::Debug for BrokerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConnection")
+            .field("peer", &self.socket.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for BrokerConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl BrokerConnection {
+    /// Closes the connection cleanly within [`CLOSE_TIMEOUT`], then cuts its socket whatever
+    /// came of that.
+    pub async fn close(&self) {
+        if self.connection.status().connected() {
+            match tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close(200, "OK".into())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => log::debug!("closing a broker connection: {error}"),
+                Err(_) => log::warn!(
+                    "a broker connection did not close within {CLOSE_TIMEOUT:?}; cutting its socket so the broker \
+                     gives back what it held"
+                ),
+            }
+        }
+        self.cut();
+    }
+
+    /// Shuts the socket down at once: the broker sees the connection end.
+    pub fn cut(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Drop for BrokerConnection {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Opens a connection named `name` (shown in the management UI) to the first of `addresses`
+/// that answers, trying each within [`CONNECT_TIMEOUT`]. Returns it with the index of the
+/// address it reached.
+pub async fn connect_to(addresses: &Addresses, name: &str) -> Result<(BrokerConnection, usize), ConnectError> {
+    let order = addresses.attempt_order();
+    let mut failures = Vec::new();
+    let mut last = None;
+    for index in order {
+        match connect_one(addresses, index, name).await {
+            Ok(connection) => {
+                addresses.succeeded(index);
+                return Ok((connection, index));
+            }
+            Err(error) => {
+                addresses.failed(index);
+                if let Some(url) = addresses.get(index) {
+                    failures.push(format!("{}: {error}", url.redacted()));
+                }
+                last = Some(error);
+            }
+        }
+    }
+    match last {
+        Some(error) if failures.len() <= 1 => Err(error),
+        _ => Err(ConnectError::Every(failures.join("; "))),
+    }
+}
+
+/// [`connect_to`], for callers that need not know which address answered.
+pub async fn connect(addresses: &Addresses, name: &str) -> Result<BrokerConnection, ConnectError> {
+    connect_to(addresses, name).await.map(|(connection, _)| connection)
+}
+
+async fn connect_one(addresses: &Addresses, index: usize, name: &str) -> Result<BrokerConnection, ConnectError> {
+    let url = addresses
+        .get(index)
+        .ok_or_else(|| ConnectError::Address(format!("no broker address {index}")))?;
+    let uri = addresses.uri(index).map_err(ConnectError::Address)?;
+    let tls = url.tls.config.clone();
+    let name = format!("{name} host={}", crate::service::hostname());
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url.expose(), properties)).await {
-        Ok(connection) => Ok(connection?),
-        Err(_) => Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
+    // The client opens the socket itself (as lapin's own connector does), keeping a duplicate
+    // of it: see BrokerConnection.
+    let socket: Arc<std::sync::Mutex<Option<std::net::TcpStream>>> = Arc::default();
+    let kept = Arc::clone(&socket);
+    let runtime = lapin::runtime::default_runtime()?;
+    let connecting = Connection::connector(
+        uri,
+        runtime,
+        async move |uri: AMQPUri, _runtime| {
+            let stream = tokio::net::TcpStream::connect((uri.authority.host.as_str(), uri.authority.port)).await?;
+            stream.set_nodelay(true)?;
+            let stream = stream.into_std()?;
+            let duplicate = stream.try_clone()?;
+            *kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(duplicate);
+            let stream = tokio::net::TcpStream::from_std(stream)?;
+            let stream = lapin::tcp::AsyncTcpStream::Plain(async_compat::Compat::new(stream));
+            Ok(match uri.scheme {
+                AMQPScheme::AMQP => stream,
+                AMQPScheme::AMQPS => stream.into_tls(&uri.authority.host, tls.as_ref()).await?,
+            })
+        },
+        properties,
+    );
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => return Err(ConnectError::explain(error, url)),
+        Err(_) => return Err(ConnectError::Timeout(CONNECT_TIMEOUT)),
+    };
+    let socket = socket.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    match socket {
+        Some(socket) => Ok(BrokerConnection { connection, socket }),
+        None => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "OK".into())).await;
+            Err(ConnectError::Address("the connection has no socket".to_owned()))
+        }
     }
 }
 
@@ -185,19 +528,61 @@ pub struct Outgoing<'a> {
     pub body: &'a [u8],
 }
 
+/// How many publishes in a row may fail before the publisher calls itself not ready.
+pub const FAILURES_BEFORE_NOT_READY: u32 = 3;
+/// How long "not ready" lasts after the last failed publish when nothing succeeds meanwhile:
+/// then the publisher reports ready again, so a balancer that stopped sending gives it another
+/// try instead of leaving it out for good.
+pub const NOT_READY_FOR: Duration = Duration::from_secs(5);
+/// A channel the broker nacks is replaced at most this often.
+const REPLACE_CHANNEL_AT_MOST_EVERY: Duration = Duration::from_secs(1);
+/// Channel replacements without an ack in between after which the connection itself is
+/// replaced (and the next broker address tried).
+const REPLACEMENTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Counters of what the publisher had to do, for the services' metrics.
+#[derive(Debug, Clone, Default)]
+pub struct PublisherCounters {
+    /// Publishes the broker nacked.
+    pub nacks: Counter,
+    /// Channels replaced after nacks.
+    pub channels_replaced: Counter,
+    /// Connections opened after the first (reconnects after a loss or a replacement).
+    pub reconnects: Counter,
+}
+
+/// One confirm-mode channel of a connection, replaceable while publishes use the others.
+struct Slot {
+    channel: RwLock<Channel>,
+    /// Serialises replacements, and remembers when the last one was.
+    replaced_at: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
 struct Link {
-    connection: Connection,
-    channels: Vec<Channel>,
+    connection: BrokerConnection,
+    /// The index of the broker address it reached.
+    address: usize,
+    slots: Vec<Slot>,
+    /// Replacements since the last ack on any channel.
+    futile_replacements: AtomicU32,
+    /// Set when the channels are replaced in vain: the supervisor then opens a new connection.
+    condemned: AtomicBool,
 }
 
 impl Link {
-    fn usable(&self) -> bool {
-        let status = self.connection.status();
-        status.connected() && self.channels.iter().all(|channel| channel.status().connected())
+    fn channel(&self, index: usize) -> Channel {
+        self.slots[index]
+            .channel
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    fn ready(&self) -> bool {
-        self.usable() && !self.connection.status().blocked()
+    fn usable(&self) -> bool {
+        let status = self.connection.status();
+        status.connected()
+            && !self.condemned.load(Ordering::SeqCst)
+            && (0..self.slots.len()).all(|index| self.channel(index).status().connected())
     }
 }
 
@@ -211,6 +596,33 @@ struct Inner {
     check: Notify,
     closing: AtomicBool,
     connected: watch::Sender<bool>,
+    /// Publishes in a row that were not confirmed.
+    failures_in_a_row: AtomicU32,
+    /// When the last publish failed, as milliseconds since `epoch`.
+    last_failure_ms: AtomicU64,
+    epoch: tokio::time::Instant,
+    counters: PublisherCounters,
+}
+
+impl Inner {
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn publish_failed(&self) {
+        self.failures_in_a_row.fetch_add(1, Ordering::SeqCst);
+        self.last_failure_ms.store(self.millis(), Ordering::SeqCst);
+    }
+
+    /// Whether recent publishes keep failing: [`FAILURES_BEFORE_NOT_READY`] in a row, the last
+    /// less than [`NOT_READY_FOR`] ago.
+    fn failing(&self) -> bool {
+        self.failures_in_a_row.load(Ordering::SeqCst) >= FAILURES_BEFORE_NOT_READY
+            && self
+                .millis()
+                .saturating_sub(self.last_failure_ms.load(Ordering::SeqCst))
+                < NOT_READY_FOR.as_millis() as u64
+    }
 }
 
 /// A reconnecting, confirming publisher; cheap to clone and share between tasks.
@@ -225,6 +637,28 @@ impl std::fmt::Debug for Publisher {
             .field("name", &self.inner.name)
             .field("ready", &self.is_ready())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why the publisher is not ready, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    /// No usable connection.
+    Disconnected,
+    /// The broker blocks publishers (a resource alarm).
+    Blocked,
+    /// Connected, but the last publishes were not confirmed (nacked, timed out).
+    Failing,
+}
+
+impl NotReady {
+    /// A short label: `disconnected`, `blocked` or `failing`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Blocked => "blocked",
+            Self::Failing => "failing",
+        }
     }
 }
 
@@ -245,21 +679,47 @@ impl Publisher {
             check: Notify::new(),
             closing: AtomicBool::new(false),
             connected,
+            failures_in_a_row: AtomicU32::new(0),
+            last_failure_ms: AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+            counters: PublisherCounters::default(),
         });
         tokio::spawn(supervise(Arc::clone(&inner)));
         Self { inner }
     }
 
-    /// True when the connection and every channel are open and the broker is not blocking
-    /// publishers (resource alarm).
-    pub fn is_ready(&self) -> bool {
-        self.current_link().is_some_and(|link| link.ready())
+    /// What it counts (nacks, replaced channels, reconnects), to register with a service's
+    /// metrics.
+    pub fn counters(&self) -> &PublisherCounters {
+        &self.inner.counters
     }
 
-    /// True when the connection is blocked by a broker resource alarm.
-    pub fn is_blocked(&self) -> bool {
-        self.current_link()
-            .is_some_and(|link| link.connection.status().blocked())
+    /// Ready when connected with every channel open, not blocked by a broker resource alarm,
+    /// and not failing (see [`Publisher::not_ready`]).
+    pub fn is_ready(&self) -> bool {
+        self.not_ready().is_none()
+    }
+
+    /// Why it is not ready, if it is not: no usable connection; the broker blocks publishers;
+    /// or [`FAILURES_BEFORE_NOT_READY`] publishes in a row were not confirmed, the last less
+    /// than [`NOT_READY_FOR`] ago (the next confirm makes it ready at once).
+    pub fn not_ready(&self) -> Option<NotReady> {
+        let Some(link) = self.current_link().filter(|link| link.usable()) else {
+            return Some(NotReady::Disconnected);
+        };
+        if link.connection.status().blocked() {
+            Some(NotReady::Blocked)
+        } else if self.inner.failing() {
+            Some(NotReady::Failing)
+        } else {
+            None
+        }
+    }
+
+    /// The broker address (redacted) of the current connection, if there is one.
+    pub fn connected_to(&self) -> Option<String> {
+        let link = self.current_link()?;
+        self.inner.settings.addresses.get(link.address).map(BrokerUrl::redacted)
     }
 
     /// Waits until connected (or until `deadline` passes); returns whether it is connected.
@@ -272,14 +732,27 @@ impl Publisher {
 
     /// Publishes `message` (mandatory) and waits for the broker's confirm, all within the
     /// confirm timeout. `Ok` only for a plain ack.
+    ///
+    /// A nack replaces the channel it came on (at most once a second per channel; see
+    /// [`PublisherCounters`]): a RabbitMQ 3.10 channel can nack every publish after the node of
+    /// a quorum queue's leader is lost, while a fresh channel works. Replacements that do not
+    /// help replace the connection.
     pub async fn publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
+        let result = self.try_publish(message, properties).await;
+        match &result {
+            Ok(()) => self.inner.failures_in_a_row.store(0, Ordering::SeqCst),
+            Err(_) => self.inner.publish_failed(),
+        }
+        result
+    }
+
+    async fn try_publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
         let Some(link) = self.current_link().filter(|link| link.usable()) else {
             self.inner.check.notify_one();
             return Err(PublishError::NotConnected);
         };
-        let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
-        let channel = link.channels[index].clone();
-        drop(link);
+        let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.slots.len();
+        let channel = link.channel(index);
 
         let options = BasicPublishOptions {
             mandatory: true,
@@ -299,9 +772,16 @@ impl Publisher {
         })
         .await;
         match confirmed {
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(None))) => {
+                link.futile_replacements.store(0, Ordering::SeqCst);
+                Ok(())
+            }
             Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Nacked),
+            Ok(Ok(Confirmation::Nack(_))) => {
+                self.inner.counters.nacks.inc();
+                tokio::spawn(replace_channel(Arc::clone(&self.inner), link, index, channel));
+                Err(PublishError::Nacked)
+            }
             Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::NotConfirmed),
             Ok(Err(error)) => {
                 self.inner.check.notify_one();
@@ -338,25 +818,99 @@ impl Publisher {
     }
 }
 
-async fn close_link(link: &Link) {
-    if link.connection.status().connected() {
-        let closed = tokio::time::timeout(Duration::from_secs(2), link.connection.close(200, "OK".into())).await;
-        if let Ok(Err(error)) = closed {
-            log::debug!("closing the broker connection: {error}");
+/// Replaces channel `index` of `link` after `nacked` was nacked, unless it was replaced less
+/// than a second ago; after [`REPLACEMENTS_BEFORE_RECONNECT`] replacements without an ack in
+/// between, condemns the connection instead.
+async fn replace_channel(inner: Arc<Inner>, link: Arc<Link>, index: usize, nacked: Channel) {
+    let slot = &link.slots[index];
+    let Ok(mut replaced_at) = slot.replaced_at.try_lock() else {
+        return; // Another nack on this channel is replacing it.
+    };
+    if replaced_at.is_some_and(|at| at.elapsed() < REPLACE_CHANNEL_AT_MOST_EVERY) {
+        return;
+    }
+    if link.channel(index).id() != nacked.id() || !link.connection.status().connected() {
+        return; // Replaced already, or the connection is going anyway.
+    }
+    *replaced_at = Some(tokio::time::Instant::now());
+    let futile = link.futile_replacements.fetch_add(1, Ordering::SeqCst) + 1;
+    if futile > REPLACEMENTS_BEFORE_RECONNECT {
+        log::warn!(
+            "broker keeps nacking on fresh channels: connection={} replacements={}; reconnecting",
+            inner.name,
+            futile - 1
+        );
+        link.condemned.store(true, Ordering::SeqCst);
+        inner.check.notify_one();
+        return;
+    }
+    let opened = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let channel = link.connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok::<_, lapin::Error>(channel)
+    })
+    .await;
+    match opened {
+        Ok(Ok(channel)) => {
+            *slot.channel.write().unwrap_or_else(std::sync::PoisonError::into_inner) = channel;
+            inner.counters.channels_replaced.inc();
+            log::warn!(
+                "broker nacked a publish: connection={} channel={} replaced by a fresh channel",
+                inner.name,
+                nacked.id()
+            );
+            // Publishes still waiting on the old channel get their confirms before it closes.
+            let _ = tokio::time::timeout(inner.confirm_timeout, nacked.close(200, "OK".into())).await;
+        }
+        failed => {
+            log::warn!(
+                "broker nacked a publish and no fresh channel could be opened: connection={} error={failed:?}; reconnecting",
+                inner.name
+            );
+            link.condemned.store(true, Ordering::SeqCst);
+            inner.check.notify_one();
         }
     }
 }
 
+async fn close_link(link: &Link) {
+    link.connection.close().await;
+}
+
 async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
-    let connection = connect(&inner.settings.url, &inner.name).await?;
-    let mut channels = Vec::with_capacity(inner.channel_count);
-    for _ in 0..inner.channel_count {
-        let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        channels.push(channel);
+    let (connection, address) = connect_to(&inner.settings.addresses, &inner.name).await?;
+    let opened = async {
+        let mut slots = Vec::with_capacity(inner.channel_count);
+        for _ in 0..inner.channel_count {
+            let channel = connection.create_channel().await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await?;
+            slots.push(Slot {
+                channel: RwLock::new(channel),
+                replaced_at: tokio::sync::Mutex::new(None),
+            });
+        }
+        let first = slots[0]
+            .channel
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        inner.settings.topology.declare(&first).await?;
+        Ok::<_, lapin::Error>(slots)
     }
-    inner.settings.topology.declare(&channels[0]).await?;
-    Ok(Link { connection, channels })
+    .await;
+    match opened {
+        Ok(slots) => Ok(Link {
+            connection,
+            address,
+            slots,
+            futile_replacements: AtomicU32::new(0),
+            condemned: AtomicBool::new(false),
+        }),
+        Err(error) => {
+            connection.close().await;
+            Err(error.into())
+        }
+    }
 }
 
 /// While reconnecting, how soon after a failed attempt a publish may ask for the next one.
@@ -364,19 +918,22 @@ const EARLY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 async fn supervise(inner: Arc<Inner>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut connections = 0u64;
+    // Connecting to each address, then channels and the topology.
+    let open_timeout = CONNECT_TIMEOUT * (u32::try_from(inner.settings.addresses.len()).unwrap_or(u32::MAX) + 1);
     while !inner.closing.load(Ordering::SeqCst) {
-        let link = match tokio::time::timeout(CONNECT_TIMEOUT * 2, open_link(&inner)).await {
+        let link = match tokio::time::timeout(open_timeout, open_link(&inner)).await {
             Ok(Ok(link)) => Arc::new(link),
             failed => {
                 let error = match failed {
                     Ok(Err(error)) => error.to_string(),
-                    _ => format!("no answer within {:?}", CONNECT_TIMEOUT * 2),
+                    _ => format!("no answer within {open_timeout:?}"),
                 };
                 let delay = backoff.next_delay();
                 log::warn!(
                     "broker connect failed: connection={} url={} attempt={} error=\"{error}\" retry_in_ms={}",
                     inner.name,
-                    inner.settings.url.redacted(),
+                    inner.settings.addresses.redacted(),
                     backoff.attempts(),
                     delay.as_millis()
                 );
@@ -403,10 +960,19 @@ async fn supervise(inner: Arc<Inner>) {
             close_link(&link).await;
             break;
         }
+        connections += 1;
+        if connections > 1 {
+            inner.counters.reconnects.inc();
+        }
         log::info!(
             "broker connected: connection={} url={} after_attempts={}",
             inner.name,
-            inner.settings.url.redacted(),
+            inner
+                .settings
+                .addresses
+                .get(link.address)
+                .map(BrokerUrl::redacted)
+                .unwrap_or_default(),
             backoff.attempts()
         );
         backoff.reset();
@@ -462,7 +1028,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let settings = settings(&[]).unwrap();
-        assert_eq!(settings.url.expose(), DEFAULT_AMQP_URL);
+        assert_eq!(settings.addresses.redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
         assert_eq!(settings.topology.prefix(), "webhooks");
         assert_eq!(settings.topology.retry_delays().len(), 5);
     }
@@ -483,5 +1049,27 @@ mod tests {
         );
         let error = settings(&[("RETRY_DELAYS", "1s,soon")]).unwrap_err();
         assert_eq!(error.variable(), "RETRY_DELAYS");
+    }
+
+    #[test]
+    fn amqps_urls_are_accepted_and_tls_files_need_one() {
+        let tls = settings(&[("AMQP_URL", "amqps://user:pw@broker.example:5671/%2f")]).unwrap();
+        assert!(tls.addresses.get(0).unwrap().is_tls());
+        assert!(!format!("{:?}", tls.addresses).contains("pw@"));
+
+        let error = settings(&[("AMQP_CA_FILE", "/etc/ssl/certs/ca-certificates.crt")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CA_FILE");
+        assert!(error.to_string().contains("expected an amqps:// AMQP_URL"), "{error}");
+
+        let amqps = ("AMQP_URL", "amqps://broker/%2f");
+        let error = settings(&[amqps, ("AMQP_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CA_FILE");
+        let error = settings(&[amqps, ("AMQP_CLIENT_CERT", "/nonexistent/client.pem")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: AMQP_CLIENT_CERT=\"/nonexistent/client.pem\": expected AMQP_CLIENT_KEY to be set as well (the client certificate's private key)"
+        );
+        let error = settings(&[amqps, ("AMQP_CLIENT_KEY", "/nonexistent/client.key")]).unwrap_err();
+        assert_eq!(error.variable(), "AMQP_CLIENT_KEY");
     }
 }

@@ -5,12 +5,10 @@
 //! travels in properties and headers, named without an `x-` prefix because RabbitMQ 4 treats
 //! `x-` headers as its own.
 
+use crate::payload::BodyFormat;
 use chrono::{DateTime, SecondsFormat, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use sha2::{Digest, Sha256};
-
-use crate::payload::BodyFormat;
 
 /// Header names carried by every event message.
 pub mod header {
@@ -28,59 +26,22 @@ pub mod header {
     pub const DEAD_LETTERED_AT: &str = "dead-lettered-at";
 }
 
-/// Longest accepted delivery id, in bytes.
-pub const MAX_DELIVERY_ID_BYTES: usize = 200;
-/// Longest accepted event type, in bytes.
-pub const MAX_EVENT_TYPE_BYTES: usize = 128;
-/// Longest accepted source name, in bytes.
-pub const MAX_SOURCE_BYTES: usize = 64;
+pub use crate::ids::{
+    DeliveryId, EventType, MAX_DELIVERY_ID_BYTES, MAX_EVENT_TYPE_BYTES, MAX_SOURCE_BYTES, SourceName,
+};
+
 /// The content type of JSON messages (events from JSON sources, rejection records).
 pub const CONTENT_TYPE_JSON: &str = BodyFormat::Json.content_type();
 
-/// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}`.
+/// The earliest `received-at` an event may carry: anything before is forged or broken.
+pub const EARLIEST_RECEIVED_AT: &str = "2000-01-01T00:00:00Z";
+/// How far ahead of the consumer's clock `received-at` may be, in hours: clocks of hosts
+/// differ, a day ahead is forged or broken.
+pub const MAX_RECEIVED_AT_AHEAD_HOURS: i64 = 24;
+
+/// Whether `name` is a valid source name: `[a-z0-9_-]{1,64}` (see [`SourceName::parse`]).
 pub fn is_valid_source_name(name: &str) -> bool {
-    (1..=MAX_SOURCE_BYTES).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// Checks a delivery id: 1 to 200 bytes, no control characters, no trailing space.
-///
-/// The unique key compares ids the way MySQL's PAD SPACE collations do, so `"a"` and `"a "`
-/// would be the same event: an id that ends in a space is refused rather than stored as a
-/// duplicate of another.
-pub fn check_delivery_id(id: &str) -> Result<(), &'static str> {
-    if id.is_empty() {
-        Err("delivery id is empty")
-    } else if id.len() > MAX_DELIVERY_ID_BYTES {
-        Err("delivery id is longer than 200 bytes")
-    } else if id.chars().any(char::is_control) {
-        Err("delivery id contains control characters")
-    } else if id.ends_with(' ') {
-        Err("delivery id ends with a space")
-    } else {
-        Ok(())
-    }
-}
-
-/// Checks an event type: 1 to 128 bytes, no control characters.
-pub fn check_event_type(event_type: &str) -> Result<(), &'static str> {
-    if event_type.is_empty() {
-        Err("event type is empty")
-    } else if event_type.len() > MAX_EVENT_TYPE_BYTES {
-        Err("event type is longer than 128 bytes")
-    } else if event_type.chars().any(char::is_control) {
-        Err("event type contains control characters")
-    } else {
-        Ok(())
-    }
-}
-
-/// The delivery id used when the request carries none: the hex SHA-256 of the body, so a
-/// vendor resending the same body is still stored once.
-pub fn body_delivery_id(body: &[u8]) -> String {
-    hex::encode(Sha256::digest(body))
+    SourceName::parse(name).is_ok()
 }
 
 /// Formats a time the way `received-at` carries it: RFC 3339, UTC, microseconds.
@@ -118,6 +79,24 @@ pub enum EnvelopeError {
 }
 
 impl Envelope {
+    /// The envelope of an event received now or at `received_at`, not yet retried.
+    pub fn new(
+        source: &SourceName,
+        delivery_id: &DeliveryId,
+        event_type: &EventType,
+        received_at: DateTime<Utc>,
+        body_format: BodyFormat,
+    ) -> Self {
+        Self {
+            source: source.to_string(),
+            delivery_id: delivery_id.to_string(),
+            event_type: event_type.to_string(),
+            received_at,
+            retry_count: 0,
+            body_format,
+        }
+    }
+
     /// The routing key on the topic exchange: `{source}.{event_type}`.
     pub fn routing_key(&self) -> String {
         format!("{}.{}", self.source, self.event_type)
@@ -145,8 +124,16 @@ impl Envelope {
             .with_headers(headers)
     }
 
-    /// Reads an envelope from the properties of a delivered message.
+    /// Reads an envelope from the properties of a delivered message, checking everything the
+    /// handler checks (anyone who can publish to the broker can send one): the delivery id,
+    /// source and event type by their rules, and `received-at` between
+    /// [`EARLIEST_RECEIVED_AT`] and a day after now.
     pub fn from_properties(properties: &BasicProperties) -> Result<Self, EnvelopeError> {
+        Self::from_properties_at(properties, Utc::now())
+    }
+
+    /// [`Envelope::from_properties`] as of `now`.
+    pub fn from_properties_at(properties: &BasicProperties, now: DateTime<Utc>) -> Result<Self, EnvelopeError> {
         let headers = properties.headers().as_ref().ok_or(EnvelopeError::Missing("headers"))?;
         let content_type = properties.content_type().as_ref().map(ShortString::as_str);
         let body_format = BodyFormat::from_content_type(content_type).ok_or_else(|| {
@@ -163,19 +150,32 @@ impl Envelope {
             .as_ref()
             .map(|id| id.as_str().to_owned())
             .ok_or(EnvelopeError::Missing("message_id (delivery id)"))?;
-        check_delivery_id(&delivery_id).map_err(|why| EnvelopeError::Invalid("message_id", why.to_owned()))?;
+        DeliveryId::parse(&delivery_id).map_err(|why| EnvelopeError::Invalid("message_id", why.to_string()))?;
         let source = string_header(headers, header::SOURCE)?;
-        if !is_valid_source_name(&source) {
+        if SourceName::parse(&source).is_err() {
             return Err(EnvelopeError::Invalid(
                 "header source",
                 format!("{source:?} is not a source name ([a-z0-9_-]{{1,64}})"),
             ));
         }
         let event_type = string_header(headers, header::EVENT_TYPE)?;
+        EventType::parse(&event_type).map_err(|why| EnvelopeError::Invalid("header event-type", why.to_string()))?;
         let received_at = string_header(headers, header::RECEIVED_AT)?;
         let received_at = DateTime::parse_from_rfc3339(&received_at)
             .map_err(|err| EnvelopeError::Invalid("header received-at", format!("{received_at:?}: {err}")))?
             .with_timezone(&Utc);
+        let earliest = DateTime::parse_from_rfc3339(EARLIEST_RECEIVED_AT)
+            .map(|at| at.with_timezone(&Utc))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if received_at < earliest || received_at > now + chrono::Duration::hours(MAX_RECEIVED_AT_AHEAD_HOURS) {
+            return Err(EnvelopeError::Invalid(
+                "header received-at",
+                format!(
+                    "{} is not between {EARLIEST_RECEIVED_AT} and {MAX_RECEIVED_AT_AHEAD_HOURS} hours from now",
+                    format_time(received_at)
+                ),
+            ));
+        }
         let retry_count = match headers.inner().get(header::RETRY_COUNT) {
             None => return Err(EnvelopeError::Missing("header retry-count")),
             Some(value) => integer(value)
@@ -379,6 +379,51 @@ mod tests {
         }
     }
 
+    fn with_header(name: &str, value: &str) -> BasicProperties {
+        let properties = envelope().properties();
+        let mut headers = properties.headers().clone().unwrap();
+        headers.insert(name.into(), long_string(value));
+        properties.with_headers(headers)
+    }
+
+    #[test]
+    fn what_the_handler_checks_is_checked_again_on_every_message() {
+        let now = envelope().received_at;
+        let invalid = |properties: &BasicProperties| match Envelope::from_properties_at(properties, now) {
+            Err(EnvelopeError::Invalid(what, why)) => format!("{what}: {why}"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            invalid(&with_header(header::EVENT_TYPE, "push\u{1b}[31m")),
+            "header event-type: event type contains control characters"
+        );
+        assert_eq!(
+            invalid(&with_header(header::EVENT_TYPE, &"t".repeat(129))),
+            "header event-type: event type is longer than 128 bytes"
+        );
+        assert_eq!(
+            invalid(&with_header(header::SOURCE, "Not A Source")),
+            "header source: \"Not A Source\" is not a source name ([a-z0-9_-]{1,64})"
+        );
+        assert_eq!(
+            invalid(&envelope().properties().with_message_id(ShortString::from("a "))),
+            "message_id: delivery id ends with a space"
+        );
+        assert_eq!(
+            invalid(&with_header(header::RECEIVED_AT, "9999-12-31T23:59:59Z")),
+            "header received-at: 9999-12-31T23:59:59.000000Z is not between 2000-01-01T00:00:00Z and 24 hours from now"
+        );
+        assert!(invalid(&with_header(header::RECEIVED_AT, "1999-12-31T23:59:59Z")).starts_with("header received-at: "));
+        // An event a day old (a retry, a replayed dead letter) or a little ahead is fine.
+        for at in [now - chrono::Duration::days(400), now + chrono::Duration::hours(23)] {
+            let properties = with_header(header::RECEIVED_AT, &format_time(at));
+            assert_eq!(
+                Envelope::from_properties_at(&properties, now).map(|read| read.received_at),
+                Ok(at)
+            );
+        }
+    }
+
     #[test]
     fn retry_count_is_read_from_any_integer_type_or_numeric_text() {
         for value in [
@@ -407,36 +452,6 @@ mod tests {
             "Data too long for column 'x'"
         );
         assert!(header_text(headers, header::DEAD_LETTERED_AT).is_some());
-    }
-
-    #[test]
-    fn source_names_follow_the_documented_pattern() {
-        for good in ["default", "stripe", "shop-1", "a_b", &"x".repeat(64)] {
-            assert!(is_valid_source_name(good), "{good}");
-        }
-        for bad in ["", "Stripe", "a.b", "a b", "ä", &"x".repeat(65)] {
-            assert!(!is_valid_source_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn delivery_ids_are_bounded_and_printable() {
-        assert!(check_delivery_id("72d3162e-cc78-11e3-81ab-4c9367dc0958").is_ok());
-        assert!(check_delivery_id(&"x".repeat(200)).is_ok());
-        assert!(check_delivery_id(&"x".repeat(201)).is_err());
-        assert!(check_delivery_id("a\nb").is_err());
-        assert!(check_delivery_id("").is_err());
-        assert_eq!(check_delivery_id("a "), Err("delivery id ends with a space"));
-        assert!(check_delivery_id(" a").is_ok());
-    }
-
-    #[test]
-    fn the_body_id_is_the_hex_sha256_of_the_body() {
-        // printf '%s' '{}' | sha256sum
-        assert_eq!(
-            body_delivery_id(b"{}"),
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
     }
 
     #[test]

@@ -1,23 +1,35 @@
 //! What the request handler and the consumer must agree on.
 //!
 //! - [`config`]: reading and validating settings, one clear line per bad value.
-//! - [`signature`]: HMAC signature schemes, verified over the raw body in constant time.
-//! - [`schemes`]: Stripe, Shopify, Slack, Standard Webhooks and generic HMAC schemes.
+//! - [`signature`]: every vendor's signature scheme, one file per family over one HMAC path,
+//!   verified over the raw body in constant time.
+//! - [`ids`]: source names, delivery ids and event types, as types that hold only valid values.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
 //! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
+//! - [`sources`]: the sources file (`SOURCES_FILE`), parsed and checked once for every binary.
 //! - [`topology`]: the exchanges and queues, declared idempotently by every service.
+//! - [`database`] (feature `mysql`): `DATABASE_URL`, its TLS files, and why a connection failed.
+//! - [`addresses`]: the broker's addresses (one node or a cluster), tried in turn.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`consume`]: consuming a queue in batches, reconnecting until shutdown.
+//! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 
+pub mod addresses;
 pub mod broker;
 pub mod config;
+pub mod consume;
+#[cfg(feature = "mysql")]
+pub mod database;
 pub mod envelope;
+pub mod ids;
 pub mod money;
 pub mod payload;
 pub mod rejection;
-pub mod schemes;
 pub mod service;
 pub mod signature;
+pub mod sources;
+pub mod tls;
 pub mod topology;

@@ -50,11 +50,8 @@ async fn poison_is_dead_lettered_with_an_error_and_later_events_are_still_stored
         Some("broken-body")
     );
 
-    assert_eq!(
-        app.metric("webhook_consumer_dead_lettered_total{reason=\"poison\"}")
-            .await,
-        2.0
-    );
+    app.metric_reaches("webhook_consumer_dead_lettered_total{reason=\"poison\"}", 2.0)
+        .await;
 
     // Each is recorded in dead_letters with what its envelope or headers said.
     let records = testkit::eventually("two dead letter records", SOON, || async {
@@ -146,11 +143,11 @@ async fn a_row_the_database_refuses_is_retried_then_dead_lettered_and_the_rest_c
         assert!(error.contains("no_refused_events"), "{error}");
     }
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 2.0);
-    assert_eq!(
-        app.metric("webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}")
-            .await,
-        2.0
-    );
+    app.metric_reaches(
+        "webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}",
+        2.0,
+    )
+    .await;
     assert_eq!(services.rows().await.len(), 8);
     app.stop().await;
     assert_eq!(services.broker.depth(".events").await, Some(0));
@@ -159,16 +156,13 @@ async fn a_row_the_database_refuses_is_retried_then_dead_lettered_and_the_rest_c
 }
 
 #[tokio::test]
-async fn a_body_larger_than_max_allowed_packet_is_refused_alone() {
+async fn a_body_larger_than_max_allowed_packet_is_dead_lettered_before_it_is_tried() {
     let services = Services::new();
-    let env = services.env().with("MAX_RETRIES", 0).with("BATCH_WAIT_MS", 500);
+    // Retries allowed: a message that can never be stored does not spend them.
+    let env = services.env().with("MAX_RETRIES", 3).with("BATCH_WAIT_MS", 500);
     let app = TestApp::spawn(&env).await;
     let sender = services.sender().await;
-    let mut connection = services.database.connect().await;
-    let max_packet: u64 = sqlx::query_scalar("SELECT @@max_allowed_packet")
-        .fetch_one(&mut connection)
-        .await
-        .unwrap();
+    let max_packet = max_allowed_packet(&services).await;
     let huge = format!(
         "{{\"pad\":\"{}\"}}",
         "x".repeat(usize::try_from(max_packet).unwrap() + 1024)
@@ -188,13 +182,158 @@ async fn a_body_larger_than_max_allowed_packet_is_refused_alone() {
     let dead = services.broker.take_all(".dead").await;
     assert_eq!(dead[0].body.len(), huge.len());
     let error = header(&dead[0].properties, ERROR).unwrap();
-    assert!(error.starts_with("retries exhausted after 0: "), "{error}");
-    assert!(error.contains("1153"), "{error}");
+    assert!(
+        error.starts_with("too large for the database: its row needs ")
+            && error.ends_with(&format!(
+                " bytes in one packet, max_allowed_packet is {max_packet} bytes"
+            )),
+        "{error}"
+    );
+    assert_eq!(header(&dead[0].properties, RETRY_COUNT).as_deref(), Some("0"));
+    app.metric_reaches("webhook_consumer_dead_lettered_total{reason=\"too_large\"}", 1.0)
+        .await;
+    assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
+    assert_eq!(
+        app.metric("webhook_consumer_database_max_allowed_packet_bytes").await,
+        max_packet as f64
+    );
+    let records = testkit::eventually("its record", SOON, || async {
+        let records = services.dead_letter_rows().await;
+        (records.len() == 1).then_some(records)
+    })
+    .await;
+    assert_eq!(
+        (records[0].delivery_id.as_str(), records[0].reason.as_str()),
+        ("huge", "too_large")
+    );
 
     // The consumer is still healthy and storing.
     app.wait_ready().await;
     sender.event(&envelope("shop", "small-3", "order"), b"{}").await;
     services.rows_when(3).await;
+    app.stop().await;
+    sender.close().await;
+}
+
+/// A message about twice `max_allowed_packet`, which MariaDB answers by closing the connection
+/// (not with an error), published straight to `{P}` among good ones: the good ones are stored,
+/// the big one is dead-lettered with its reason, and the consumer never says the database is
+/// down (it used to hold the batch for ever, saying so).
+#[tokio::test]
+async fn a_message_far_above_max_allowed_packet_neither_stalls_storing_nor_looks_like_an_outage() {
+    let services = Services::new();
+    let env = services.env().with("BATCH_WAIT_MS", 200);
+    let app = TestApp::spawn(&env).await;
+    let sender = services.sender().await;
+    let max_packet = max_allowed_packet(&services).await;
+    let huge = format!(
+        "{{\"pad\":\"{}\"}}",
+        "x".repeat(usize::try_from(max_packet).unwrap() * 2)
+    );
+
+    // /readyz, sampled until the end of the test.
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let samples = tokio::spawn({
+        let app_url = app.url("/readyz");
+        let sampling = sampling.clone();
+        async move {
+            // A connection per request: an idle one the server closes is not an answer.
+            let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+            let mut statuses = Vec::new();
+            while !sampling.is_cancelled() {
+                statuses.push(client.get(&app_url).send().await.unwrap().status().as_u16());
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            statuses
+        }
+    });
+    for n in 0..5 {
+        sender
+            .event(&envelope("shop", &format!("before-{n}"), "order"), b"{}")
+            .await;
+    }
+    sender.event(&envelope("shop", "huge", "order"), huge.as_bytes()).await;
+    for n in 0..5 {
+        sender
+            .event(&envelope("shop", &format!("after-{n}"), "order"), b"{}")
+            .await;
+    }
+
+    let rows = services.rows_when(10).await;
+    assert!(rows.iter().all(|row| row.delivery_id != "huge"));
+    testkit::eventually("the huge one dead-lettered", SOON, || async {
+        (services.broker.depth(".dead").await == Some(1)).then_some(())
+    })
+    .await;
+    sampling.cancel();
+    let statuses = samples.await.unwrap();
+    assert!(!statuses.is_empty());
+    assert!(
+        statuses.iter().all(|status| *status == 200),
+        "not ready at times: {statuses:?}"
+    );
+    let dead = services.broker.take_all(".dead").await;
+    assert_eq!(
+        dead[0].properties.message_id().as_ref().map(|id| id.as_str()),
+        Some("huge")
+    );
+    let error = header(&dead[0].properties, ERROR).unwrap();
+    assert!(error.starts_with("too large for the database: "), "{error}");
+    assert_eq!(app.metric("webhook_consumer_database_up").await, 1.0);
+    app.stop().await;
+    assert_eq!(services.broker.depth(".events").await, Some(0));
+    sender.close().await;
+}
+
+/// The test server's `max_allowed_packet`.
+async fn max_allowed_packet(services: &Services) -> u64 {
+    let mut connection = services.database.connect().await;
+    sqlx::query_scalar("SELECT @@max_allowed_packet")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_fragment_of_the_body_in_a_dead_letter_error_is_escaped() {
+    let services = Services::new();
+    let app = TestApp::spawn(&services.env().with("MAX_RETRIES", 0)).await;
+    let sender = services.sender().await;
+    // A canonical sale whose amount is text with a right-to-left override, a NEL (a C1 control
+    // JSON leaves as it is), a newline and a terminal escape: its processor quotes it.
+    let amount = "\u{202e}1.00\u{85}\n\u{1b}[2J";
+    let body = serde_json::json!({
+        "type": "sale.completed", "occurred_at": "2026-11-01T10:00:00Z",
+        "data": {"order_id": "o-1", "amount": amount, "currency": "EUR"}
+    })
+    .to_string();
+    sender
+        .event(&envelope("shop", "quoted", "sale.completed"), body.as_bytes())
+        .await;
+
+    testkit::eventually("the dead letter", SOON, || async {
+        (services.broker.depth(".dead").await == Some(1)).then_some(())
+    })
+    .await;
+    let dead = services.broker.take_all(".dead").await;
+    let error = header(&dead[0].properties, ERROR).unwrap();
+    let records = testkit::eventually("its record", SOON, || async {
+        let records = services.dead_letter_rows().await;
+        (records.len() == 1).then_some(records)
+    })
+    .await;
+    for error in [&error, &records[0].error] {
+        assert!(
+            error.starts_with(
+                "retries exhausted after 0: sale.completed: /data/amount: \"\\u{202e}1.00\\u{85}\\n\\u001b[2J\""
+            ),
+            "{error}"
+        );
+        assert!(
+            !error.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "unescaped: {error:?}"
+        );
+    }
     app.stop().await;
     sender.close().await;
 }

@@ -221,7 +221,12 @@ impl TestApp {
     }
 
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// The URL of `path` on the consumer's HTTP server.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// The value of one sample of `/metrics`, e.g. `webhook_consumer_duplicates_total` or
@@ -231,6 +236,18 @@ impl TestApp {
         text.lines()
             .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
             .map_or(0.0, |value| value.trim().parse().unwrap())
+    }
+
+    /// Waits until the counter `sample` reads `expected`, failing at once if it goes past it. A
+    /// worker counts a batch just after the commit that makes its rows visible, so a test that
+    /// has just seen the rows may still read the count one batch short.
+    pub(crate) async fn metric_reaches(&self, sample: &str, expected: f64) {
+        eventually(&format!("{sample} to reach {expected}"), SOON, || async {
+            let value = self.metric(sample).await;
+            assert!(value <= expected, "{sample} is {value}, past {expected}");
+            (value == expected).then_some(())
+        })
+        .await;
     }
 
     /// Stops the consumer gracefully and waits until it has (it must end cleanly).

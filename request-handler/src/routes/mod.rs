@@ -23,6 +23,8 @@ pub(crate) struct State {
     pub(crate) body_read_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) rejections: RejectionLog,
+    /// Permits for checking large bodies off the HTTP workers, one per worker.
+    pub(crate) large_checks: tokio::sync::Semaphore,
 }
 
 /// Registers every route.

@@ -73,12 +73,31 @@ impl TestApp {
     }
 
     /// POSTs `body` to `/webhook` signed with the right secret (X-Hub-Signature-256) plus
-    /// `headers`.
+    /// `headers`, and a new `X-GitHub-Delivery` unless `headers` has one: each call is a
+    /// delivery of its own.
     pub(crate) async fn post_signed(&self, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
         let signature = testkit::sign(SECRET, body);
+        let delivery_id = format!("delivery-{}", testkit::unique_suffix());
         let mut all = vec![("X-Hub-Signature-256", signature.as_str())];
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("X-GitHub-Delivery"))
+        {
+            all.push(("X-GitHub-Delivery", delivery_id.as_str()));
+        }
         all.extend_from_slice(headers);
         self.post("/webhook", body, &all).await
+    }
+
+    /// POSTs `body` to `/webhook` with `signature` in header `name` and a new delivery id.
+    pub(crate) async fn post_signed_with(&self, body: &[u8], name: &str, signature: &str) -> reqwest::Response {
+        let delivery_id = format!("delivery-{}", testkit::unique_suffix());
+        self.post(
+            "/webhook",
+            body,
+            &[(name, signature), ("X-GitHub-Delivery", &delivery_id)],
+        )
+        .await
     }
 
     /// Stops the handler gracefully, waits for it, and hands back the broker prefix so the

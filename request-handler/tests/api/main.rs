@@ -3,8 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod broker_addresses;
 mod broker_outage;
+mod broker_tls;
 mod helpers;
+mod hostile;
+mod identity;
 mod ingest;
+mod process;
 mod schemes;
 mod shutdown;

@@ -4,7 +4,7 @@
 
 use webhook_core::envelope::Envelope;
 use webhook_core::payload::BodyFormat;
-use webhook_core::schemes::{Algorithm, Encoding, GenericHmac, sign_generic, sign_slack, sign_standard, sign_stripe};
+use webhook_core::signature::{Algorithm, Encoding, GenericHmac, sign_generic, sign_slack, sign_standard, sign_stripe};
 
 use crate::helpers::{TestApp, env, json};
 

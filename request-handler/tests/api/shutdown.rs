@@ -15,7 +15,7 @@ async fn on_shutdown_a_request_in_flight_still_gets_its_true_answer_and_new_ones
     // Headers and half the body now, the rest after shutdown has begun.
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!(
-        "POST /webhook HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nX-Hub-Signature-256: {signature}\r\nConnection: close\r\n\r\n",
+        "POST /webhook HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nX-Hub-Signature-256: {signature}\r\nX-GitHub-Delivery: raw-1\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();

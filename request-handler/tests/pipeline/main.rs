@@ -141,7 +141,7 @@ async fn a_slash_command_form_is_stored_byte_for_byte_as_a_form() {
         .post(format!("{}/webhooks/slash", pipeline.base))
         .header(
             "X-Slack-Signature",
-            webhook_core::schemes::sign_slack(SLASH_SECRET.as_bytes(), ts, body),
+            webhook_core::signature::sign_slack(SLASH_SECRET.as_bytes(), ts, body),
         )
         .header("X-Slack-Request-Timestamp", ts.to_string())
         .header("Content-Type", "application/x-www-form-urlencoded")
@@ -489,4 +489,90 @@ async fn every_metric_counts_the_traffic_that_was_sent() {
     let dead = pipeline.broker.take_all(".dead").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, refused);
+}
+
+/// Anyone who can publish to `{P}` can skip the handler; the consumer checks each message's
+/// envelope as the handler would and dead-letters what fails as poison, beside good traffic.
+#[tokio::test]
+async fn a_message_published_past_the_handler_is_checked_like_a_request() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::types::{AMQPValue, LongString};
+    use webhook_core::envelope::{Envelope, header};
+    use webhook_core::ids::{DeliveryId, EventType, SourceName};
+
+    let pipeline = Pipeline::start().await;
+    let connection = pipeline.broker.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let source = SourceName::parse("default").unwrap();
+    let publish = |id: &str, event_type: &str, received_at: Option<&str>| {
+        let envelope = Envelope::new(
+            &source,
+            &DeliveryId::parse(id).unwrap(),
+            &EventType::parse("forged").unwrap(),
+            chrono::Utc::now(),
+            webhook_core::payload::BodyFormat::Json,
+        );
+        let properties = envelope.properties();
+        let mut headers = properties.headers().clone().unwrap();
+        headers.insert(
+            header::EVENT_TYPE.into(),
+            AMQPValue::LongString(LongString::from(event_type.as_bytes())),
+        );
+        if let Some(at) = received_at {
+            headers.insert(
+                header::RECEIVED_AT.into(),
+                AMQPValue::LongString(LongString::from(at.as_bytes())),
+            );
+        }
+        (properties.with_headers(headers), envelope.routing_key())
+    };
+    let messages = [
+        publish("forged-type", "push\u{1b}[2J", None),
+        publish("forged-future", "push", Some("9999-01-01T00:00:00Z")),
+        publish("forged-past", "push", Some("1970-01-01T00:00:00Z")),
+        publish("good-1", "push", None),
+    ];
+    for (properties, routing_key) in messages {
+        channel
+            .basic_publish(
+                pipeline.broker.prefix().into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                br#"{"type":"push"}"#,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let rows: Vec<(String, String, String)> = eventually("three poison letters", Duration::from_secs(30), || async {
+        let mut connection = pipeline.database.connect().await;
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT delivery_id, reason, error FROM dead_letters ORDER BY delivery_id")
+                .fetch_all(&mut connection)
+                .await
+                .ok()?;
+        (rows.len() >= 3).then_some(rows)
+    })
+    .await;
+    let summary: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(id, reason, _)| (id.as_str(), reason.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("forged-future", "poison"),
+            ("forged-past", "poison"),
+            ("forged-type", "poison")
+        ]
+    );
+    assert!(rows[2].2.contains("event type contains control characters"), "{rows:?}");
+    assert!(rows[0].2.contains("received-at"), "{rows:?}");
+    eventually("the good message stored", Duration::from_secs(30), || async {
+        (pipeline.count().await == 1).then_some(())
+    })
+    .await;
 }
