@@ -6,6 +6,7 @@
 #
 #   bench/dashboard-scale.sh                 # 10,000,000 events; 100k, 300k, 1M rejections
 #   EVENTS=100000 REJECTIONS="1000 3000" bench/dashboard-scale.sh   # a quick try
+#   BEFORE_RUNS=0 bench/dashboard-scale.sh   # this tree only: no build or run of the older one
 #
 # BEFORE (default 8aed889, the last revision without the counts) is built in a temporary copy
 # with its own target directory, unless BEFORE_DASHBOARD names its dashboard binary. The data is generated once, into one database of its own
@@ -50,7 +51,9 @@ DATA="$ROOT/target/release/dashboard-data"
 
 mkdir -p "$WORK/before"
 git archive "$BEFORE" | tar -x -C "$WORK/before"
-if [[ -n ${BEFORE_DASHBOARD:-} ]]; then
+if ((BEFORE_RUNS == 0)); then
+  OLD_DASHBOARD=
+elif [[ -n ${BEFORE_DASHBOARD:-} ]]; then
   OLD_DASHBOARD=$BEFORE_DASHBOARD
 else
   log "building the dashboard of $BEFORE (release, in $WORK)"
@@ -87,15 +90,16 @@ mariadb -uroot -e "CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4 COLLATE utf8mb4
 log "$EVENTS events"
 "$DATA" events --count "$EVENTS" | tee "$OUT/events.log"
 
+first_size=${REJECTIONS%% *}
 stored=0
 for size in $REJECTIONS; do
+  ((BEFORE_RUNS == 0 && size > first_size)) && break
   log "before: $size rejections"
   "$DATA" rejections --from "$stored" --count $((size - stored)) >/dev/null
   stored=$size
-  measure before "$OLD_DASHBOARD" "$size" "$BEFORE_RUNS"
+  ((BEFORE_RUNS > 0)) && measure before "$OLD_DASHBOARD" "$size" "$BEFORE_RUNS"
 done
 
-first_size=${REJECTIONS%% *}
 log "cutting the rejections back to $first_size; applying this tree's migrations"
 "$DATA" keep-rejections "$first_size" >/dev/null
 "$DATA" migrate --migrations "$ROOT/migrations" | tee "$OUT/migrate.log"

@@ -35,7 +35,7 @@ fn record(request_id: &str, status: u16, delivery_id: Option<&str>) -> Rejection
 #[tokio::test]
 async fn rejection_records_are_stored_and_unreadable_ones_dropped() {
     let services = Services::new();
-    let sources = SourcesFile::new("[[source]]\nname = \"shop\"\n");
+    let sources = SourcesFile::new("[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecrets = [\"s\"]\n");
     let app = TestApp::spawn(&services.env().with("SOURCES_FILE", sources.path())).await;
     let sender = services.sender().await;
     let queue = format!("{}.rejected", services.broker.prefix());
@@ -89,7 +89,7 @@ async fn rejection_records_are_stored_and_unreadable_ones_dropped() {
 #[tokio::test]
 async fn records_of_sources_the_consumer_does_not_know_share_one_bucket_whoever_sent_them() {
     let services = Services::new();
-    let sources = SourcesFile::new("[[source]]\nname = \"shop\"\n");
+    let sources = SourcesFile::new("[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecrets = [\"s\"]\n");
     let app = TestApp::spawn(&services.env().with("SOURCES_FILE", sources.path())).await;
     let sender = services.sender().await;
     let queue = format!("{}.rejected", services.broker.prefix());
