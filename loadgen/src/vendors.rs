@@ -23,6 +23,10 @@ pub(crate) struct Vendor {
     secret: Secret,
     delivery_id: Identity,
     event_type: Option<Locator>,
+    /// The URL the vendor signs, for schemes that sign it.
+    url: Option<String>,
+    /// The vendor's webhook id, for schemes that sign it.
+    webhook_id: Option<String>,
 }
 
 /// The sources of `path` that have a `[source.sales]` table, in file order.
@@ -49,6 +53,8 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Vendor>> {
             secret,
             delivery_id: source.delivery_id.clone(),
             event_type: source.event_type.clone(),
+            url: source.endpoint.url.clone(),
+            webhook_id: source.endpoint.webhook_id.clone(),
         });
     }
     Ok(vendors)
@@ -65,9 +71,9 @@ impl Vendor {
             }
         };
         let request = ToSign {
-            delivery_id,
-            timestamp: now,
-            body,
+            url: self.url.as_deref(),
+            webhook_id: self.webhook_id.as_deref(),
+            ..ToSign::new(delivery_id, now, body)
         };
         for (name, value) in self.scheme.sign(self.secret.expose(), &request) {
             add(&name, value);
