@@ -28,10 +28,7 @@ pub(super) const FAMILY: Family = Family {
             delivery_id: None,
             event_type: Some(Place::Json("/notificationItems/0/NotificationRequestItem/eventCode")),
         },
-        Places {
-            delivery_id: None,
-            event_type: None,
-        },
+        Places::NOWHERE,
         verify,
         sign,
     )

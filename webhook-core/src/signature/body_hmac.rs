@@ -48,11 +48,6 @@ const fn headers(delivery_id: &'static str, event_type: &'static str) -> Places 
     }
 }
 
-const NOWHERE: Places = Places {
-    delivery_id: None,
-    event_type: None,
-};
-
 preset!(
     BITBUCKET,
     "bitbucket",
@@ -69,7 +64,7 @@ preset!(
         delivery_id: Some(Place::Json("/id")),
         event_type: Some(Place::Json("/topic")),
     },
-    NOWHERE
+    Places::NOWHERE
 );
 
 preset!(
@@ -80,7 +75,7 @@ preset!(
         delivery_id: Some(Place::Header("X-Atlassian-Webhook-Identifier")),
         event_type: Some(Place::Json("/webhookEvent")),
     },
-    NOWHERE
+    Places::NOWHERE
 );
 
 preset!(
@@ -96,7 +91,7 @@ preset!(
         delivery_id: Some(Place::Json("/event_id")),
         event_type: Some(Place::Json("/event_type")),
     },
-    NOWHERE
+    Places::NOWHERE
 );
 
 preset!(
@@ -115,7 +110,7 @@ preset!(
         delivery_id: Some(Place::Header("X-Razorpay-Event-Id")),
         event_type: Some(Place::Json("/event")),
     },
-    NOWHERE
+    Places::NOWHERE
 );
 
 #[cfg(test)]

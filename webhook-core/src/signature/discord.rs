@@ -34,10 +34,7 @@ pub(super) const FAMILY: Family = Family {
             delivery_id: Some(Place::Json("/id")),
             event_type: Some(Place::Json("/type")),
         },
-        Places {
-            delivery_id: None,
-            event_type: None,
-        },
+        Places::NOWHERE,
         verify,
         sign,
     )

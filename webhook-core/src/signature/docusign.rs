@@ -25,10 +25,7 @@ pub(super) const FAMILY: Family = Family::new(
         delivery_id: None,
         event_type: Some(Place::Json("/event")),
     },
-    Places {
-        delivery_id: None,
-        event_type: None,
-    },
+    Places::NOWHERE,
     verify,
     sign,
 );

@@ -23,19 +23,7 @@ pub const HUBSPOT_SIGNATURE_VERSION: &str = "X-HubSpot-Signature-Version";
 pub(super) const FAMILY: Family = Family {
     signs_url: true,
     // A batch of events (a JSON array): no id of its own, no type of its own.
-    ..Family::new(
-        "hubspot",
-        Places {
-            delivery_id: None,
-            event_type: None,
-        },
-        Places {
-            delivery_id: None,
-            event_type: None,
-        },
-        verify,
-        sign,
-    )
+    ..Family::new("hubspot", Places::NOWHERE, Places::NOWHERE, verify, sign)
 };
 
 /// The URI as HubSpot signs it for v3.

@@ -18,10 +18,7 @@ preset!(
         delivery_id: Some(Place::Header("Linear-Delivery")),
         event_type: Some(Place::Header("Linear-Event")),
     },
-    Places {
-        delivery_id: None,
-        event_type: None,
-    }
+    Places::NOWHERE
 );
 
 pub(super) const FAMILY: Family = Family {

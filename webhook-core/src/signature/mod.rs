@@ -275,6 +275,14 @@ pub struct Places {
     pub event_type: Option<Place>,
 }
 
+impl Places {
+    /// Neither: the source says where they are.
+    pub const NOWHERE: Self = Self {
+        delivery_id: None,
+        event_type: None,
+    };
+}
+
 /// What the handler answers instead of storing a request, or instead of its usual JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -510,10 +518,7 @@ impl Scheme {
         match self {
             Self::Vendor(family) if form => family.form,
             Self::Vendor(family) => family.json,
-            Self::Hmac(_) | Self::Unsigned => Places {
-                delivery_id: None,
-                event_type: None,
-            },
+            Self::Hmac(_) | Self::Unsigned => Places::NOWHERE,
         }
     }
 

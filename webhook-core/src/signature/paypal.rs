@@ -29,10 +29,7 @@ pub(super) const FAMILY: Family = Family {
             delivery_id: Some(Place::Json("/id")),
             event_type: Some(Place::Json("/event_type")),
         },
-        Places {
-            delivery_id: None,
-            event_type: None,
-        },
+        Places::NOWHERE,
         verify,
         sign,
     )

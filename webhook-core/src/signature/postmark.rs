@@ -16,10 +16,7 @@ pub(super) const FAMILY: Family = Family {
             delivery_id: None,
             event_type: Some(Place::Json("/RecordType")),
         },
-        Places {
-            delivery_id: None,
-            event_type: None,
-        },
+        Places::NOWHERE,
         verify,
         sign,
     )

@@ -17,10 +17,7 @@ preset!(
         delivery_id: Some(Place::Json("/event_id")),
         event_type: Some(Place::Json("/type")),
     },
-    Places {
-        delivery_id: None,
-        event_type: None,
-    }
+    Places::NOWHERE
 );
 
 pub(super) const FAMILY: Family = Family {

@@ -25,10 +25,7 @@ preset!(
         delivery_id: Some(Place::Header("Twitch-Eventsub-Message-Id")),
         event_type: Some(Place::Header("Twitch-Eventsub-Subscription-Type")),
     },
-    Places {
-        delivery_id: None,
-        event_type: None,
-    }
+    Places::NOWHERE
 );
 
 pub(super) const FAMILY: Family = Family {

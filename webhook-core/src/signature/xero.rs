@@ -15,14 +15,8 @@ preset!(
         ..GenericHmac::new("x-xero-signature")
     },
     // A batch of events: no id of its own, no type of its own.
-    Places {
-        delivery_id: None,
-        event_type: None,
-    },
-    Places {
-        delivery_id: None,
-        event_type: None,
-    }
+    Places::NOWHERE,
+    Places::NOWHERE
 );
 
 pub(super) const FAMILY: Family = Family {

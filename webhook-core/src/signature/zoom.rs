@@ -19,10 +19,7 @@ preset!(
         delivery_id: None,
         event_type: Some(Place::Json("/event")),
     },
-    Places {
-        delivery_id: None,
-        event_type: None,
-    }
+    Places::NOWHERE
 );
 
 pub(super) const FAMILY: Family = Family {
