@@ -7,6 +7,7 @@
 //! and wait for the broker's confirm (200, or 500 "not enqueued"). A vendor that wants another
 //! answer gets it ([`webhook_core::signature::Answers`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -157,14 +158,13 @@ async fn accept(
     state: &State,
     received_at: DateTime<Utc>,
 ) -> Result<Accepted, IngestError> {
-    // The peer itself: a forwarded-for header is not believed.
-    if let Some(peer) = request.peer_addr()
-        && !source.endpoint.allows(peer.ip())
-    {
-        return Err(IngestError::IpNotAllowed);
-    }
-    if request.peer_addr().is_none() && !source.endpoint.allow_ips.is_empty() {
-        return Err(IngestError::IpNotAllowed);
+    if !source.endpoint.allow_ips.is_empty() {
+        let client = request
+            .peer_addr()
+            .map(|peer| client_address(peer.ip(), request.headers(), &state.trusted_proxies));
+        if !client.is_some_and(|address| source.endpoint.allows(address)) {
+            return Err(IngestError::IpNotAllowed);
+        }
     }
     let limit = source
         .max_body_bytes
@@ -284,6 +284,42 @@ fn check(
     }
     let identity = identify(source, headers, &parsed, body)?;
     Ok(Checked::Event { verified, identity })
+}
+
+/// The address a request comes from: the peer, or, when the peer is a trusted proxy, the
+/// last address of `X-Forwarded-For` that is not one (each proxy appends the one it saw). A
+/// header that cannot be read leaves the peer.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*address, IpAddr::V4),
+            v4 => *v4,
+        };
+        trusted.iter().any(|network| network.contains(&address))
+    };
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut forwarded = Vec::new();
+    for value in headers.get_all("X-Forwarded-For") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for entry in text.split(',') {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(address) => forwarded.push(address),
+                Err(_) => return peer,
+            }
+        }
+    }
+    let mut client = peer;
+    for address in forwarded.into_iter().rev() {
+        client = address;
+        if !is_trusted(&address) {
+            break;
+        }
+    }
+    client
 }
 
 /// Reads the whole body, failing as soon as it grows past `limit`, whatever Content-Length

@@ -148,9 +148,16 @@ fn request(name: &str, id: &str, secret: &str, n: u32) -> (String, Vec<u8>, Vec<
 }
 
 async fn app() -> (TestApp, testkit::SourcesFile) {
+    app_with(&[]).await
+}
+
+async fn app_with(vars: &[(&str, &str)]) -> (TestApp, testkit::SourcesFile) {
     let sources = testkit::SourcesFile::new(&sources());
     let broker = testkit::TestBroker::new();
-    let env = env(&broker).with("SOURCES_FILE", sources.path());
+    let mut env = env(&broker).with("SOURCES_FILE", sources.path());
+    for (name, value) in vars {
+        env.set(name, value);
+    }
     let app = TestApp::spawn_with(broker, &env).await;
     app.wait_ready().await;
     (app, sources)
@@ -324,4 +331,33 @@ async fn a_source_with_allow_ips_refuses_other_addresses_with_403() {
     assert_eq!(app.post("/webhooks/local", body, &headers).await.status(), 200);
     assert_eq!(app.post("/webhooks/unsigned", body, &[]).await.status(), 200);
     assert_eq!(app.broker.take_all(".events").await.len(), 2);
+}
+
+/// The status of a signed request to a github-scheme source from `forwarded`.
+async fn post_forwarded(app: &TestApp, path: &str, forwarded: &str) -> u16 {
+    let body = br#"{"id":"xff-1","type":"push"}"#;
+    let signature = testkit::sign("s", body);
+    let headers = [
+        ("X-Hub-Signature-256", signature.as_str()),
+        ("X-GitHub-Delivery", "xff-1"),
+        ("X-Forwarded-For", forwarded),
+    ];
+    app.post(path, body, &headers).await.status().as_u16()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_decides_only_behind_a_trusted_proxy() {
+    let post = post_forwarded;
+    // Not trusted: the header is ignored and the peer (127.0.0.1) decides.
+    let (app, _file) = app().await;
+    assert_eq!(post(&app, "/webhooks/elsewhere", "192.0.2.7").await, 403);
+    assert_eq!(post(&app, "/webhooks/local", "192.0.2.7").await, 200);
+    drop(app);
+
+    // Behind a trusted proxy: the last address it did not add itself.
+    let (app, _file) = app_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    assert_eq!(post(&app, "/webhooks/elsewhere", "192.0.2.7").await, 200);
+    assert_eq!(post(&app, "/webhooks/elsewhere", "192.0.2.7, 198.51.100.1").await, 403);
+    assert_eq!(post(&app, "/webhooks/local", "192.0.2.7").await, 403);
+    assert_eq!(post(&app, "/webhooks/elsewhere", "not an address").await, 403);
 }
