@@ -62,6 +62,7 @@ impl Application {
             metrics,
             rejections,
             large_checks: tokio::sync::Semaphore::new(settings.workers),
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)

@@ -25,6 +25,8 @@ pub(crate) struct State {
     pub(crate) rejections: RejectionLog,
     /// Permits for checking large bodies off the HTTP workers, one per worker.
     pub(crate) large_checks: tokio::sync::Semaphore,
+    /// The peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Registers every route.

@@ -13,3 +13,4 @@ mod ingest;
 mod process;
 mod schemes;
 mod shutdown;
+mod vendors;
