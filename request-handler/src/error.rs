@@ -18,6 +18,9 @@ pub enum IngestError {
     /// No source of that name is configured.
     #[error("unknown source")]
     UnknownSource,
+    /// The source admits other addresses only (`allow_ips`).
+    #[error("address not allowed")]
+    IpNotAllowed,
     /// The body is larger than `MAX_BODY_BYTES`.
     #[error("body larger than {limit} bytes")]
     TooLarge {
@@ -74,6 +77,7 @@ impl IngestError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::UnknownSource => "unknown_source",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::TooLarge { .. } => "too_large",
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_read_error",
@@ -95,6 +99,7 @@ impl ResponseError for IngestError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Unidentified(_) | Self::BadRequest(_) | Self::NotJson(_) | Self::NotForm(_) => {

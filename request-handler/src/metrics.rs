@@ -14,9 +14,9 @@ use crate::admission::AdmissionMetrics;
 use crate::skew::ClockSkew;
 use crate::sources::Sources;
 
-/// The `source` label for a request whose source is not configured; parentheses cannot
-/// appear in a source name, so it never clashes with one.
-pub const UNKNOWN_SOURCE_LABEL: &str = "(unknown)";
+/// The `source` label for a request whose source is not configured: the rejection log's
+/// bucket name, which never clashes with a source name.
+pub const UNKNOWN_SOURCE_LABEL: &str = webhook_core::rejection::UNKNOWN_SOURCE;
 
 /// Labels of `webhook_handler_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

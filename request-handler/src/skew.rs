@@ -31,8 +31,11 @@ fn signed_at(scheme: &Scheme) -> Option<SignedAt<'_>> {
             "stripe" => Some(SignedAt::StripeEntry),
             "slack" => Some(SignedAt::Header(SLACK_TIMESTAMP)),
             "standard" => Some(SignedAt::Header(STANDARD_TIMESTAMP)),
+            "svix" | "resend" | "clerk" => Some(SignedAt::Header("svix-timestamp")),
+            "zoom" => Some(SignedAt::Header("x-zm-request-timestamp")),
             _ => None,
         },
+        Scheme::Unsigned => None,
     }
 }
 
@@ -153,14 +156,12 @@ mod tests {
             assert_eq!(signed_timestamp(&scheme, headers), expected, "{}", scheme.name());
         }
         let generic = |timestamp_header: Option<&str>| {
-            Scheme::Hmac(GenericHmac {
-                header: "X-Sig".to_owned(),
-                algorithm: Algorithm::Sha256,
-                encoding: Encoding::Hex,
-                prefix: None,
-                template: timestamp_header.map(|_| "{timestamp}.{body}".to_owned()),
-                timestamp_header: timestamp_header.map(str::to_owned),
-            })
+            let mut generic = GenericHmac::new("X-Sig");
+            generic.algorithm = Algorithm::Sha256;
+            generic.encoding = Encoding::Hex;
+            generic.template = timestamp_header.map(|_| "{timestamp}.{body}".to_owned());
+            generic.timestamp_header = timestamp_header.map(str::to_owned);
+            Scheme::Hmac(generic)
         };
         let headers: &[(&str, &str)] = &[("X-Ts", "1700000004")];
         assert_eq!(signed_timestamp(&generic(Some("X-Ts")), headers), Some(1_700_000_004));

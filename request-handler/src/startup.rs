@@ -65,6 +65,7 @@ impl Application {
             rejections,
             large_checks: tokio::sync::Semaphore::new(settings.workers),
             admission,
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
             .workers(settings.workers)

@@ -28,6 +28,8 @@ pub(crate) struct State {
     pub(crate) large_checks: tokio::sync::Semaphore,
     /// Rate limits and the cap on requests in work.
     pub(crate) admission: Admission,
+    /// The peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Registers every route.

@@ -14,3 +14,4 @@ mod ingest;
 mod process;
 mod schemes;
 mod shutdown;
+mod vendors;
