@@ -172,9 +172,12 @@ def main():
         *[f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets],
         "",
     ]
-    analysis = pathlib.Path(__file__).with_name("ANALYSIS.md")
-    if analysis.exists():
-        lines += [analysis.read_text().rstrip(), ""]
+    # Kept by hand beside the script: the dashboard at scale (bench/dashboard-scale.sh,
+    # bench/trigger-cost.sh), then the analysis.
+    for name in ["DASHBOARD.md", "ANALYSIS.md"]:
+        kept = pathlib.Path(__file__).with_name(name)
+        if kept.exists():
+            lines += [kept.read_text().rstrip(), ""]
     print("\n".join(lines))
 
 

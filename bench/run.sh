@@ -37,34 +37,15 @@ export HANDLER_ADDR=127.0.0.1:3100
 export CONSUMER_ADDR=127.0.0.1:3101
 URL="http://$HANDLER_ADDR/webhook"
 
-log() { printf '\n== %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap cleanup EXIT
 
 "$ROOT/scripts/ensure-services"
 
 log "building release binaries"
 cargo build --release --locked -q -p request-handler -p consumer -p loadgen -p bench
 BIN="$ROOT/target/release"
-
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  mariadb -uroot -e "DROP DATABASE IF EXISTS \`$DB\`" 2>/dev/null || true
-  for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5; do
-    rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
-  done
-  rabbitmqctl -q delete_exchange "$PREFIX" >/dev/null 2>&1 || true
-  rabbitmqctl -q delete_exchange "$PREFIX.dlx" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-wait_ready() { # url
-  for _ in $(seq 1 200); do
-    curl -fsS "$1" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "not ready: $1" >&2; return 1
-}
 
 # CPU seconds (user+system) used so far by every running process called $1.
 cpu_of() {

@@ -114,12 +114,7 @@ fn error_line(error: &anyhow::Error, settings: &Settings) -> String {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    let shutdown = app.shutdown_token();
-    tokio::spawn(async move {
-        let signal = service::shutdown_signal().await;
-        log::info!("{signal} received: stopping");
-        shutdown.cancel();
-    });
+    service::stop_on_signal(app.shutdown_token());
     app.run().await
 }
 

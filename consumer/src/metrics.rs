@@ -75,6 +75,9 @@ pub struct Metrics {
     pub ingest_to_store_seconds: Histogram,
     /// Messages ready in `{P}.events`, sampled every few seconds while connected.
     pub lag_messages: Gauge,
+    /// 1 while the events queue answers the lag sampler; 0 after it has not answered for
+    /// [`crate::worker::QUEUE_SILENT_AFTER`] (a quorum queue without a majority of its nodes).
+    pub events_queue_answering: Gauge,
     /// 1 while every worker's consuming channel is open.
     pub broker_connected: Gauge,
     /// 1 while the last database operation succeeded.
@@ -165,6 +168,12 @@ impl Metrics {
             Unit::Other("messages".to_owned()),
             lag_messages.clone(),
         );
+        let events_queue_answering = Gauge::default();
+        registry.register(
+            "events_queue_answering",
+            "1 while the events queue answers; 0 when it has not for 8 s (a quorum queue that lost the majority of its nodes stores nothing until they return)",
+            events_queue_answering.clone(),
+        );
         let broker_connected = Gauge::default();
         registry.register(
             "broker_connected",
@@ -199,6 +208,7 @@ impl Metrics {
             commit_seconds,
             ingest_to_store_seconds,
             lag_messages,
+            events_queue_answering,
             broker_connected,
             database_up,
             database_max_allowed_packet,

@@ -44,11 +44,9 @@
 //! seconds.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde_json::Value;
-use webhook_core::config::ConfigError;
 use webhook_core::money::{self, DecimalError};
 use webhook_core::payload::{self, NotJson};
 use webhook_core::sources::SourcesFile;
@@ -285,11 +283,6 @@ impl Mappings {
         } else {
             format!("{} (others canonical)", sources.join(", "))
         }
-    }
-
-    /// Reads the `[source.sales]` tables of `SOURCES_FILE`.
-    pub(crate) fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        SourcesFile::read(path).map(|file| Self::from_sources(&file))
     }
 
     /// The mapping of every source of a sources file that has a `[source.sales]` table.

@@ -9,8 +9,10 @@ use std::time::Duration;
 use sqlx::mysql::MySqlConnectOptions;
 use webhook_core::broker::BrokerSettings;
 use webhook_core::config::{ConfigError, Url, Vars};
+use webhook_core::sources::SourcesFile;
 
 use crate::processors::Mappings;
+use crate::rejections::KnownSources;
 
 /// Default `DATABASE_URL`.
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/webhooks";
@@ -49,6 +51,8 @@ pub struct Settings {
     pub sources_file: Option<PathBuf>,
     /// The sales mapping of every source, read from `SOURCES_FILE`.
     pub(crate) sales: Arc<Mappings>,
+    /// `default` and the sources of `SOURCES_FILE`: rejections of any other are one bucket.
+    pub(crate) sources: Arc<KnownSources>,
 }
 
 impl Settings {
@@ -67,9 +71,12 @@ impl Settings {
             ));
         }
         let sources_file = vars.get("SOURCES_FILE").map(PathBuf::from);
-        let sales = match &sources_file {
-            Some(path) => Mappings::from_file(path)?,
-            None => Mappings::default(),
+        let (sales, sources) = match &sources_file {
+            Some(path) => {
+                let file = SourcesFile::read(path)?;
+                (Mappings::from_sources(&file), KnownSources::from_sources(&file))
+            }
+            None => (Mappings::default(), KnownSources::default()),
         };
         Ok(Self {
             broker,
@@ -84,6 +91,7 @@ impl Settings {
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             sources_file,
             sales: Arc::new(sales),
+            sources: Arc::new(sources),
         })
     }
 

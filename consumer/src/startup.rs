@@ -130,6 +130,7 @@ impl Application {
             RejectionReader {
                 broker: self.settings.broker.clone(),
                 pool: self.database.pool.clone(),
+                sources: Arc::clone(&self.settings.sources),
                 metrics: Arc::clone(&self.metrics),
                 shutdown: self.shutdown.clone(),
             }

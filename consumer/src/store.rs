@@ -697,15 +697,16 @@ fn truncate_chars(text: &str, max: usize) -> &str {
     }
 }
 
-/// Inserts rejection records (see [`crate::rejections`]) in one statement, each value cut to
-/// its column. A record whose time cannot be read is stored with the time it is stored at.
+/// Inserts rejection records (see [`crate::rejections`], which decides their `source`) in one
+/// statement, each value cut to its column. A record whose time cannot be read is stored with
+/// the time it is stored at. The per-day count in `daily_counts` is kept by a trigger.
 pub async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
-    // Eight values per row: far below the placeholder limit for a batch of 500.
+    // Nine values per row: far below the placeholder limit for a batch of 500.
     let mut builder = QueryBuilder::<MySql>::new(
-        "INSERT INTO rejections (received_at, source, reason, status, request_id, delivery_id, remote_addr, content_length) ",
+        "INSERT INTO rejections (received_at, source, claimed_source, reason, status, request_id, delivery_id, remote_addr, content_length) ",
     );
     builder.push_values(records, |mut row, record| {
         let at = DateTime::parse_from_rfc3339(&record.at)
@@ -713,6 +714,12 @@ pub async fn insert_rejections(pool: &MySqlPool, records: &[RejectionRecord]) ->
             .unwrap_or_else(|_| Utc::now().naive_utc());
         row.push_bind(at)
             .push_bind(bounded(&record.source, MAX_SOURCE_BYTES))
+            .push_bind(
+                record
+                    .claimed_source
+                    .as_deref()
+                    .map(|claimed| bounded(claimed, MAX_SOURCE_BYTES)),
+            )
             .push_bind(bounded(&record.reason, 64))
             .push_bind(record.status)
             .push_bind(bounded(&record.request_id, 64))

@@ -34,6 +34,10 @@ use crate::store::Database;
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the depth of `{P}.events` is sampled for the lag gauge.
 const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// How long the events queue may leave the lag sampler unanswered before the consumer says
+/// that it does not answer: a quorum queue that lost the majority of its nodes neither
+/// delivers nor answers until they return, while the connection and channel stay open.
+pub(crate) const QUEUE_SILENT_AFTER: Duration = Duration::from_secs(8);
 
 /// Everything the worker needs; built by [`crate::Application`].
 pub(crate) struct Worker {
@@ -114,6 +118,9 @@ impl Worker {
             };
             let mut ticks = tokio::time::interval(LAG_SAMPLE_EVERY);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut answered_at = Instant::now();
+            let mut silent = false;
+            metrics.events_queue_answering.set(1);
             loop {
                 ticks.tick().await;
                 match tokio::time::timeout(
@@ -124,12 +131,29 @@ impl Worker {
                 {
                     Ok(Ok(declared)) => {
                         metrics.lag_messages.set(i64::from(declared.message_count()));
+                        answered_at = Instant::now();
+                        if silent {
+                            silent = false;
+                            metrics.events_queue_answering.set(1);
+                            log::info!("{queue} answers again: events are delivered and stored");
+                        }
                     }
                     Ok(Err(error)) => {
                         log::debug!("sampling consumer lag stopped: {error}");
                         return;
                     }
-                    Err(_) => log::debug!("sampling consumer lag: no answer within {SAMPLE_TIMEOUT:?}"),
+                    Err(_) => {
+                        log::debug!("sampling consumer lag: no answer within {SAMPLE_TIMEOUT:?}");
+                        if !silent && answered_at.elapsed() >= QUEUE_SILENT_AFTER {
+                            silent = true;
+                            metrics.events_queue_answering.set(0);
+                            log::warn!(
+                                "{queue} has not answered for {}s: nothing is delivered or stored until it does \
+                                 (a quorum queue waits for the majority of its nodes)",
+                                answered_at.elapsed().as_secs()
+                            );
+                        }
+                    }
                 }
             }
         }))

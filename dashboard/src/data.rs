@@ -1,10 +1,19 @@
 //! What the dashboard shows, read from the SQL views; SQL lives here and nowhere else.
+//!
+//! The views sum per-day and per-month counts that the database keeps as rows are written
+//! (`daily_counts`, `sales_months`), so every query here reads a number of rows that grows with
+//! vendors and days, never with events, orders or rejections.
 
 use serde::Serialize;
-use sqlx::{MySqlPool, Row};
+use sqlx::{FromRow, MySqlPool};
+
+/// At most this many days of vendor health are shown: every vendor of each day shown, the
+/// newest days first. Rejections of unknown sources are one bucket, so a day has at most one
+/// row per configured vendor and one more: no stranger can push a vendor out.
+pub const MAX_HEALTH_DAYS: u32 = 400;
 
 /// One row of `sales_per_month`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct MonthSales {
     /// Vendor.
     pub source: String,
@@ -23,7 +32,7 @@ pub struct MonthSales {
 }
 
 /// One row of `vendor_health`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct DayHealth {
     /// Vendor.
     pub source: String,
@@ -46,7 +55,7 @@ pub struct DayHealth {
 }
 
 /// A recent dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct DeadLetter {
     /// Vendor.
     pub source: String,
@@ -77,9 +86,10 @@ pub struct Filter {
 
 /// Sales per month within the filter, ordered by vendor, currency, month.
 pub async fn sales(pool: &MySqlPool, filter: &Filter) -> sqlx::Result<Vec<MonthSales>> {
-    let rows = sqlx::query(
-        "SELECT source, month, currency, CAST(orders AS SIGNED), CAST(gross_minor AS SIGNED), \
-         CAST(refunded_minor AS SIGNED), CAST(net_minor AS SIGNED) \
+    sqlx::query_as(
+        "SELECT source, month, currency, CAST(orders AS SIGNED) AS orders, \
+         CAST(gross_minor AS SIGNED) AS gross_minor, CAST(refunded_minor AS SIGNED) AS refunded_minor, \
+         CAST(net_minor AS SIGNED) AS net_minor \
          FROM sales_per_month WHERE month BETWEEN ? AND ? AND (? IS NULL OR source = ?) \
          ORDER BY source, currency, month",
     )
@@ -88,84 +98,63 @@ pub async fn sales(pool: &MySqlPool, filter: &Filter) -> sqlx::Result<Vec<MonthS
     .bind(&filter.vendor)
     .bind(&filter.vendor)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| MonthSales {
-            source: row.get(0),
-            month: row.get(1),
-            currency: row.get(2),
-            orders: row.get(3),
-            gross_minor: row.get(4),
-            refunded_minor: row.get(5),
-            net_minor: row.get(6),
-        })
-        .collect())
+    .await
 }
 
-/// Vendor health per day within the filter's months, newest first.
+/// Vendor health per day within the filter's months, newest first: every row of the newest
+/// [`MAX_HEALTH_DAYS`] days that have any.
 pub async fn health(pool: &MySqlPool, filter: &Filter) -> sqlx::Result<Vec<DayHealth>> {
-    let rows = sqlx::query(
-        "SELECT source, DATE_FORMAT(day, '%Y-%m-%d'), CAST(events AS SIGNED), CAST(duplicates AS SIGNED), \
-         CAST(retried AS SIGNED), CAST(dead_lettered AS SIGNED), CAST(rejected AS SIGNED), \
-         CAST(latency_avg_ms AS DOUBLE), CAST(latency_max_ms AS DOUBLE) \
-         FROM vendor_health WHERE DATE_FORMAT(day, '%Y-%m') BETWEEN ? AND ? AND (? IS NULL OR source = ?) \
-         ORDER BY day DESC, source LIMIT 400",
+    let (first, last) = (format!("{}-01", filter.from), format!("{}-01", filter.to));
+    // The oldest day shown, when the range holds more days than are shown.
+    let oldest: Option<String> = sqlx::query_scalar(
+        "SELECT DATE_FORMAT(day, '%Y-%m-%d') FROM vendor_health \
+         WHERE day BETWEEN ? AND LAST_DAY(?) AND (? IS NULL OR source = ?) \
+         GROUP BY day ORDER BY day DESC LIMIT 1 OFFSET ?",
     )
-    .bind(&filter.from)
-    .bind(&filter.to)
+    .bind(&first)
+    .bind(&last)
+    .bind(&filter.vendor)
+    .bind(&filter.vendor)
+    .bind(MAX_HEALTH_DAYS - 1)
+    .fetch_optional(pool)
+    .await?;
+    // `YYYY-MM-DD` text compares as the days do.
+    let since = oldest.filter(|oldest| *oldest > first).unwrap_or(first);
+    sqlx::query_as(
+        "SELECT source, DATE_FORMAT(day, '%Y-%m-%d') AS day, CAST(events AS SIGNED) AS events, \
+         CAST(duplicates AS SIGNED) AS duplicates, CAST(retried AS SIGNED) AS retried, \
+         CAST(dead_lettered AS SIGNED) AS dead_lettered, CAST(rejected AS SIGNED) AS rejected, \
+         CAST(latency_avg_ms AS DOUBLE) AS latency_avg_ms, CAST(latency_max_ms AS DOUBLE) AS latency_max_ms \
+         FROM vendor_health WHERE day BETWEEN ? AND LAST_DAY(?) \
+         AND (? IS NULL OR source = ?) ORDER BY day DESC, source",
+    )
+    .bind(&since)
+    .bind(&last)
     .bind(&filter.vendor)
     .bind(&filter.vendor)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| DayHealth {
-            source: row.get(0),
-            day: row.get(1),
-            events: row.get(2),
-            duplicates: row.get(3),
-            retried: row.get(4),
-            dead_lettered: row.get(5),
-            rejected: row.get(6),
-            latency_avg_ms: row.get(7),
-            latency_max_ms: row.get(8),
-        })
-        .collect())
+    .await
 }
 
 /// The latest dead letters (all time), newest first.
 pub async fn dead_letters(pool: &MySqlPool, vendor: Option<&str>, limit: u32) -> sqlx::Result<Vec<DeadLetter>> {
-    let rows = sqlx::query(
-        "SELECT source, delivery_id, event_type, reason, error, CAST(retry_count AS SIGNED), \
-         DATE_FORMAT(dead_lettered_at, '%Y-%m-%d %H:%i:%s') \
+    sqlx::query_as(
+        "SELECT source, delivery_id, event_type, reason, error, CAST(retry_count AS SIGNED) AS retry_count, \
+         DATE_FORMAT(dead_lettered_at, '%Y-%m-%d %H:%i:%s') AS dead_lettered_at \
          FROM dead_letters WHERE (? IS NULL OR source = ?) ORDER BY dead_lettered_at DESC, id DESC LIMIT ?",
     )
     .bind(vendor)
     .bind(vendor)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| DeadLetter {
-            source: row.get(0),
-            delivery_id: row.get(1),
-            event_type: row.get(2),
-            reason: row.get(3),
-            error: row.get(4),
-            retry_count: row.get(5),
-            dead_lettered_at: row.get(6),
-        })
-        .collect())
+    .await
 }
 
 /// Every vendor that has events or sales, for the filter.
 pub async fn vendors(pool: &MySqlPool) -> sqlx::Result<Vec<String>> {
-    let rows = sqlx::query(
-        "SELECT source FROM events GROUP BY source UNION SELECT source FROM sales GROUP BY source ORDER BY 1",
+    sqlx::query_scalar(
+        "SELECT source FROM vendor_health WHERE events > 0 UNION SELECT source FROM sales_per_month ORDER BY 1",
     )
     .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|row| row.get(0)).collect())
+    .await
 }

@@ -1,6 +1,11 @@
 //! The dashboard: sales per month per vendor, vendor health and the latest dead letters, as a
 //! server-rendered page at `/` and as JSON under `/api/…`, read from the SQL views
 //! `sales_per_month` and `vendor_health` (it only ever reads; give it a read-only user).
+//!
+//! Every path answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
+//! (JSON under `/api/`, a page elsewhere) and carries `X-Content-Type-Options: nosniff` and a
+//! Content-Security-Policy that allows the page's one stylesheet and nothing else, and no
+//! framing.
 
 pub mod data;
 pub mod page;
@@ -9,7 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, middleware, web};
 use anyhow::Context;
 use chrono::{Datelike, Months, Utc};
 use serde::Deserialize;
@@ -64,6 +70,15 @@ pub struct FilterQuery {
 }
 
 impl FilterQuery {
+    /// The filter of a request's query string; an error says what is wrong with it.
+    pub fn of(request: &HttpRequest) -> Result<Filter, String> {
+        let query = web::Query::<Self>::from_query(request.query_string()).map_err(|error| match error {
+            actix_web::error::QueryPayloadError::Deserialize(why) => format!("the query string cannot be read: {why}"),
+            other => format!("the query string cannot be read: {other}"),
+        })?;
+        query.resolve()
+    }
+
     /// The filter, with the last twelve months by default; an error names the bad parameter.
     pub fn resolve(&self) -> Result<Filter, String> {
         let today = Utc::now().date_naive();
@@ -143,18 +158,24 @@ impl Application {
             .with_context(|| format!("cannot listen on DASHBOARD_ADDR={}", settings.addr))?;
         let addr = listener.local_addr()?;
         let pool = web::Data::new(pool);
+        let policy = page::content_security_policy();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())
-                .route("/", web::get().to(index))
-                .route("/api/sales", web::get().to(api_sales))
-                .route("/api/health", web::get().to(api_health))
-                .route("/api/dead-letters", web::get().to(api_dead_letters))
-                .route(
-                    "/healthz",
-                    web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+                .wrap(
+                    middleware::DefaultHeaders::new()
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                        .add((header::CONTENT_SECURITY_POLICY, policy.clone())),
                 )
-                .route("/readyz", web::get().to(readyz))
+                .service(readable("/", index))
+                .service(readable("/api/sales", api_sales))
+                .service(readable("/api/health", api_health))
+                .service(readable("/api/dead-letters", api_dead_letters))
+                .service(readable("/healthz", || async {
+                    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+                }))
+                .service(readable("/readyz", readyz))
+                .default_service(web::to(not_found))
         })
         .workers(2)
         .disable_signals()
@@ -195,8 +216,57 @@ impl Application {
     }
 }
 
-async fn index(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
-    let (filter, mut problem) = match query.resolve() {
+/// `path`, answering `GET` and `HEAD` (the same headers, no body) with `handler`, and any other
+/// method with the dashboard's own 405.
+fn readable<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(
+            web::route()
+                .guard(guard::Any(guard::Get()).or(guard::Head()))
+                .to(handler),
+        )
+        .default_service(web::to(method_not_allowed))
+}
+
+/// Whether answers at `path` are JSON (else a page).
+fn is_json_path(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz")
+}
+
+/// An error in the form of the path: `{"error": …}` under `/api/`, else a page saying it.
+fn error(request: &HttpRequest, status: StatusCode, message: &str) -> HttpResponse {
+    if is_json_path(request.path()) {
+        HttpResponse::build(status).json(serde_json::json!({ "error": message }))
+    } else {
+        HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(page::error_page(status, message))
+    }
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    error(&request, StatusCode::NOT_FOUND, "not found")
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let mut response = error(
+        &request,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "only GET and HEAD are answered here",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+async fn index(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse {
+    let (filter, mut problem) = match FilterQuery::of(&request) {
         Ok(filter) => (filter, None),
         Err(why) => (
             FilterQuery::default()
@@ -204,6 +274,12 @@ async fn index(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> Ht
                 .unwrap_or_else(|_| unreachable_filter()),
             Some(why),
         ),
+    };
+    // A bad query is the caller's mistake: the page explains it (over the default filter).
+    let status = if problem.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
     };
     let loaded = async {
         let vendors = data::vendors(&pool).await?;
@@ -231,7 +307,9 @@ async fn index(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> Ht
         dead_letters: &dead,
         problem: problem.as_deref(),
     });
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(html)
 }
 
 /// The default filter never fails to resolve; this keeps `index` free of a panic path.
@@ -243,18 +321,14 @@ fn unreachable_filter() -> Filter {
     }
 }
 
-fn bad_filter(why: String) -> HttpResponse {
-    HttpResponse::BadRequest().json(serde_json::json!({ "error": why }))
-}
-
 fn unavailable(error: &sqlx::Error) -> HttpResponse {
     log::warn!("dashboard query failed: {error}");
     HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": "database unavailable" }))
 }
 
-async fn api_sales(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
-    match query.resolve() {
-        Err(why) => bad_filter(why),
+async fn api_sales(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse {
+    match FilterQuery::of(&request) {
+        Err(why) => error(&request, StatusCode::BAD_REQUEST, &why),
         Ok(filter) => match data::sales(&pool, &filter).await {
             Ok(rows) => HttpResponse::Ok().json(serde_json::json!({
                 "vendor": filter.vendor, "from": filter.from, "to": filter.to, "rows": rows,
@@ -264,9 +338,9 @@ async fn api_sales(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -
     }
 }
 
-async fn api_health(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
-    match query.resolve() {
-        Err(why) => bad_filter(why),
+async fn api_health(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse {
+    match FilterQuery::of(&request) {
+        Err(why) => error(&request, StatusCode::BAD_REQUEST, &why),
         Ok(filter) => match data::health(&pool, &filter).await {
             Ok(rows) => HttpResponse::Ok().json(serde_json::json!({
                 "vendor": filter.vendor, "from": filter.from, "to": filter.to, "rows": rows,
@@ -276,9 +350,9 @@ async fn api_health(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) 
     }
 }
 
-async fn api_dead_letters(pool: web::Data<MySqlPool>, query: web::Query<FilterQuery>) -> HttpResponse {
-    match query.resolve() {
-        Err(why) => bad_filter(why),
+async fn api_dead_letters(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse {
+    match FilterQuery::of(&request) {
+        Err(why) => error(&request, StatusCode::BAD_REQUEST, &why),
         Ok(filter) => match data::dead_letters(&pool, filter.vendor.as_deref(), 100).await {
             Ok(rows) => HttpResponse::Ok().json(serde_json::json!({ "vendor": filter.vendor, "rows": rows })),
             Err(error) => unavailable(&error),

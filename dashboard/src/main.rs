@@ -15,11 +15,6 @@ async fn main() -> anyhow::Result<()> {
     service::init();
     let settings = service::settings_or_exit(Settings::from_vars);
     let app = Application::build(settings).await.context("starting the dashboard")?;
-    let shutdown = app.shutdown_token();
-    tokio::spawn(async move {
-        let signal = service::shutdown_signal().await;
-        log::info!("{signal} received");
-        shutdown.cancel();
-    });
+    service::stop_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }

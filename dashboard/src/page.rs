@@ -276,14 +276,47 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#b91
 .empty{color:#64748b;font-style:italic}.problem{background:#fef2f2;border-color:#fecaca;color:#991b1b}
 "#;
 
-/// The whole page.
-pub fn render(page: &PageData<'_>) -> String {
-    let mut html = String::new();
+/// The `Content-Security-Policy` of every answer: nothing may load or run but the page's own
+/// stylesheet (allowed by its hash, so no other inline style or script is), forms go only to
+/// the dashboard, and no other site may frame it.
+pub fn content_security_policy() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// The start of every page, up to and including `<main>`.
+fn page_head(title: &str, subtitle: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title><style>{STYLE}</style></head><body><header><h1>webhook-inbox</h1><p>{}</p></header><main>"#,
+        text(title),
+        text(subtitle)
+    )
+}
+
+/// A page for an error: its status and what went wrong, and the way back.
+pub fn error_page(status: actix_web::http::StatusCode, message: &str) -> String {
+    let mut html = page_head(&format!("{status} — webhook-inbox dashboard"), &status.to_string());
     let _ = write!(
         html,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>webhook-inbox dashboard</title><style>{STYLE}</style></head><body><header><h1>webhook-inbox</h1><p>Sales per month, vendor health and dead letters, {} to {}</p></header><main>"#,
-        text(&page.filter.from),
-        text(&page.filter.to)
+        r#"<section class="problem" id="problem"><h2>{}</h2><p>{}</p><p><a href="/">Back to the dashboard</a></p></section></main></body></html>"#,
+        text(status.canonical_reason().unwrap_or("Error")),
+        text(message)
+    );
+    html
+}
+
+/// The whole page.
+pub fn render(page: &PageData<'_>) -> String {
+    let mut html = page_head(
+        "webhook-inbox dashboard",
+        &format!(
+            "Sales per month, vendor health and dead letters, {} to {}",
+            page.filter.from, page.filter.to
+        ),
     );
     html.push_str(&filter_form(page.filter, page.vendors));
     if let Some(problem) = page.problem {

@@ -365,6 +365,11 @@ async fn a_person_sees_a_bar_per_month_with_data_exact_totals_and_a_working_vend
     let browser = Browser::start(&driver, &chromium).await;
 
     browser.goto(&format!("{base}/")).await;
+    // The Content-Security-Policy lets the page's own stylesheet apply (and nothing else).
+    let header = browser
+        .run("return getComputedStyle(document.querySelector('header')).backgroundColor;")
+        .await;
+    assert_eq!(header, "rgb(15, 23, 42)", "the page's stylesheet did not apply");
     let charts = browser.run(CHARTS).await;
     let charts = charts.as_array().unwrap();
     let summary: Vec<(String, String, Vec<String>)> = charts

@@ -128,3 +128,109 @@ async fn without_a_database_the_page_explains_and_readyz_is_503() {
     assert_eq!(reqwest::get(format!("{base}/readyz")).await.unwrap().status(), 503);
     assert_eq!(reqwest::get(format!("{base}/healthz")).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn bad_queries_unknown_paths_and_other_methods_get_the_dashboards_own_answers() {
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    let (base, _stop) = start_dashboard(&database).await;
+    let client = reqwest::Client::new();
+    let content_type = |response: &reqwest::Response| {
+        response.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // A query string that cannot be read at all (a parameter twice): JSON under /api/ …
+    let response = client
+        .get(format!("{base}/api/health?vendor=shop&vendor=stripe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(content_type(&response), "application/json");
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        error["error"],
+        "the query string cannot be read: duplicate field `vendor`"
+    );
+    // … and the page, saying what is wrong, elsewhere.
+    let response = client
+        .get(format!("{base}/?from=2026-01&from=2026-02"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(content_type(&response), "text/html; charset=utf-8");
+    let page = response.text().await.unwrap();
+    assert!(page.contains(r#"<section class="problem" id="problem">"#), "{page}");
+    assert!(page.contains("duplicate field `from`"), "{page}");
+    let response = client.get(format!("{base}/?to=2026-99")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"to="2026-99" is not a month like 2026-01"#)
+    );
+
+    let response = client.get(format!("{base}/api/nothing")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "not found");
+    let response = client.get(format!("{base}/nothing")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(content_type(&response), "text/html; charset=utf-8");
+    assert!(response.text().await.unwrap().contains("Back to the dashboard"));
+
+    let response = client.post(format!("{base}/api/sales")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()[reqwest::header::ALLOW], "GET, HEAD");
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "only GET and HEAD are answered here");
+}
+
+#[tokio::test]
+async fn every_answer_forbids_sniffing_scripts_and_framing_and_head_is_answered() {
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    seed(&database).await;
+    let (base, _stop) = start_dashboard(&database).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/?from=2026-01&to=2026-03",
+        "/api/sales",
+        "/api/health",
+        "/api/dead-letters",
+        "/healthz",
+        "/readyz",
+        "/api/sales?from=2026-13",
+        "/nothing",
+    ] {
+        let get = client.get(format!("{base}{path}")).send().await.unwrap();
+        let headers = get.headers().clone();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{path}: {policy}"
+        );
+        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert!(!policy.contains("unsafe"), "{path}: {policy}");
+        let status = get.status();
+        let body = get.bytes().await.unwrap();
+        assert!(!body.is_empty(), "{path}");
+
+        let head = client.head(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(head.status(), status, "HEAD {path}");
+        assert_eq!(
+            head.headers()[reqwest::header::CONTENT_TYPE],
+            headers[reqwest::header::CONTENT_TYPE],
+            "HEAD {path}"
+        );
+        assert_eq!(head.headers()["content-security-policy"], policy, "HEAD {path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path} has a body");
+    }
+}

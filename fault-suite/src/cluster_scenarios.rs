@@ -20,6 +20,12 @@ const WARM_UP: Duration = Duration::from_secs(5);
 const COOL_DOWN: Duration = Duration::from_secs(5);
 /// How long a lost node stays down under load once the handler answers 200 again.
 const STAYS_DOWN: Duration = Duration::from_secs(10);
+/// How long the majority stays away: long enough for the consumer to notice its silent queue.
+const MAJORITY_STAYS_DOWN: Duration = Duration::from_secs(15);
+/// The consumer's gauge of whether its queue answers.
+const QUEUE_ANSWERING: &str = "webhook_consumer_events_queue_answering";
+/// The consumer's gauge of whether every worker consumes.
+const CONSUMING: &str = "webhook_consumer_broker_connected";
 /// How soon the handler must answer 200 again after losing its node, or after a lost
 /// majority returns: "within a few seconds".
 const RECOVERY: Duration = Duration::from_secs(15);
@@ -194,7 +200,7 @@ pub(crate) async fn stop_leader(stage: &Stage, cluster: &Cluster, settings: &Set
 pub(crate) async fn lose_majority(stage: &Stage, cluster: &Cluster, settings: &Settings) -> anyhow::Result<Report> {
     let mut problems = Vec::new();
     let (handler, target) = stage.start_handler().await?;
-    let _consumer = stage.start_consumer("consumer").await?;
+    let consumer = stage.start_consumer("consumer").await?;
     let node = node_of(stage, cluster, &handler_connection(&handler)?).await?;
     let others: Vec<usize> = (1..=3).filter(|other| *other != node).collect();
     let load = start_load(stage, settings, &target, load::good_traffic)?;
@@ -207,7 +213,27 @@ pub(crate) async fn lose_majority(stage: &Stage, cluster: &Cluster, settings: &S
     let lost = Instant::now();
     note_status(stage, cluster).await;
     stage.log.note("the majority is gone");
-    tokio::time::sleep(STAYS_DOWN).await;
+    // The consumer must say that nothing can be stored: its queue does not answer, or (when
+    // its node was among those stopped) it is not consuming.
+    let mut said = None;
+    while lost.elapsed() < MAJORITY_STAYS_DOWN && said.is_none() {
+        for gauge in [QUEUE_ANSWERING, CONSUMING] {
+            if consumer.metric(&stage.client, gauge).await == Some(0.0) {
+                said = Some((lost.elapsed(), gauge));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    match said {
+        Some((after, gauge)) => stage
+            .log
+            .note(&format!("the consumer reported {gauge} 0 after {} ms", after.as_millis())),
+        None => problems.push(format!(
+            "the consumer did not say within {MAJORITY_STAYS_DOWN:?} that nothing is stored ({QUEUE_ANSWERING} and {CONSUMING} stayed 1)"
+        )),
+    }
+    tokio::time::sleep(MAJORITY_STAYS_DOWN.saturating_sub(lost.elapsed())).await;
     let back = Instant::now();
     // One node back restores the majority; the other follows once 200s flow again.
     stage.log.note(&format!("node {} starting again", others[0]));
@@ -234,9 +260,13 @@ pub(crate) async fn lose_majority(stage: &Stage, cluster: &Cluster, settings: &S
         .count();
     let notes = vec![format!(
         "nodes {others:?} stopped for {:.0} s: {during} request(s) in that time, none 200; {} x 500 in all; \
-         200s again {:.1} s after the first was back",
-        STAYS_DOWN.as_secs_f64(),
+         the consumer said so after {}; 200s again {:.1} s after the first node was back",
+        MAJORITY_STAYS_DOWN.as_secs_f64(),
         server_errors(&sent),
+        said.map_or_else(
+            || "never".to_owned(),
+            |(after, gauge)| format!("{:.1} s ({gauge} 0)", after.as_secs_f64())
+        ),
         recovered.as_secs_f64()
     )];
     let mut report = finish_sent(stage, sent, Published::default(), problems).await?;

@@ -161,6 +161,23 @@ impl Service {
         }
     }
 
+    /// The value of metric `name` (a full sample name, labels included) on `GET /metrics`, if
+    /// it answers and has it.
+    pub(crate) async fn metric(&self, client: &reqwest::Client, name: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.addr);
+        let text = client
+            .get(&url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// SIGKILL, and wait until it is gone.
     pub(crate) async fn kill(&mut self) -> anyhow::Result<()> {
         self.log.note(&format!("SIGKILL to {}", self.name));

@@ -228,10 +228,12 @@ async fn send(options: &Options, handler: &str, vendors: &[Vendor], plan: &Arc<P
                 }
                 let vendor = &vendors[event.vendor];
                 let now = chrono::Utc::now().timestamp();
+                let signed = vendor.request(&event.delivery_id, event.event_type, event.body.as_bytes(), now);
+                let query = signed.query.map(|query| format!("?{query}")).unwrap_or_default();
                 let mut request = client
-                    .post(format!("{handler}/webhooks/{}", vendor.name))
-                    .body(event.body.clone());
-                for (name, value) in vendor.headers(&event.delivery_id, event.event_type, event.body.as_bytes(), now) {
+                    .post(format!("{handler}/webhooks/{}{query}", vendor.name))
+                    .body(signed.body);
+                for (name, value) in signed.headers {
                     request = request.header(name, value);
                 }
                 let key = match request.send().await {

@@ -7,6 +7,10 @@
 //! until every accepted id is in MySQL and reports end-to-end throughput and ingest-to-store
 //! latency from the rows' own `received_at` and `stored_at`.
 //!
+//! `--source-rate NAME=RATE`, repeated, drives several sources of the handler at once, each at
+//! its own rate and reported on its own (see [`streams`]): a flood on one, steady traffic on
+//! another.
+//!
 //! `--demo` instead sends a year of signed sales and refunds for the vendors of a sources file
 //! (see [`demo`]), so the dashboard has something to show.
 
@@ -14,6 +18,7 @@
 
 mod dataset;
 mod demo;
+mod streams;
 mod vendors;
 
 use std::collections::BTreeMap;
@@ -91,13 +96,18 @@ struct Args {
     /// Print the summary as one JSON object (for scripts).
     #[arg(long)]
     json: bool,
+    /// Drive the source NAME at RATE requests/s, posting to {handler-url}/webhooks/NAME signed
+    /// with --secret (GitHub scheme); repeat for several sources at once, each reported on its
+    /// own. --concurrency is then per source; --duration applies.
+    #[arg(long = "source-rate", value_name = "NAME=RATE", conflicts_with_all = ["demo", "rate", "requests", "drain"])]
+    source_rates: Vec<String>,
     /// Send a year of demo sales and refunds for the vendors of --sources (see below).
     #[arg(long)]
     demo: bool,
     /// The sources file the handler and the consumer run with (--demo signs with its secrets).
     #[arg(long, env = "SOURCES_FILE", value_name = "FILE")]
     sources: Option<PathBuf>,
-    /// The request handler (--demo posts to {handler}/webhooks/{source}).
+    /// The request handler (--demo and --source-rate post to {handler}/webhooks/{source}).
     #[arg(long, env = "LOADGEN_HANDLER_URL", default_value = "http://127.0.0.1:3000")]
     handler_url: String,
     /// The dashboard (--demo checks its /api/sales).
@@ -153,6 +163,30 @@ async fn main() -> anyhow::Result<()> {
         .secret
         .clone()
         .context("--secret (or WEBHOOK_SECRET) is required")?;
+    if !args.source_rates.is_empty() {
+        let streams = args
+            .source_rates
+            .iter()
+            .map(|text| streams::SourceRate::parse(text))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let clean = streams::run(
+            streams,
+            streams::Options {
+                handler_url: args.handler_url.clone(),
+                secret,
+                duration: Duration::from_secs_f64(args.duration),
+                concurrency,
+                body_bytes: args.body_bytes,
+                event_type: args.event_type.clone(),
+                json: args.json,
+            },
+        )
+        .await?;
+        if !clean {
+            std::process::exit(3);
+        }
+        return Ok(());
+    }
     let run = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
@@ -219,29 +253,11 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let id = format!("{run}-{n}");
                 let body = body(&id, &args.event_type, n, args.body_bytes);
-                let signature = webhook_core::signature::sign_github(secret.as_bytes(), body.as_bytes());
-                let result = client
-                    .post(&args.url)
-                    .header("Content-Type", "application/json")
-                    .header("X-Hub-Signature-256", signature)
-                    .header("X-GitHub-Delivery", &id)
-                    .body(body)
-                    .send()
-                    .await;
+                let key = send_signed(&client, &args.url, &secret, &id, body).await;
                 let latency = scheduled.elapsed();
-                let key = match result {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        // Drain the body so the connection is reused.
-                        let _ = response.bytes().await;
-                        if status == 200 {
-                            accepted.fetch_add(1, Ordering::Relaxed);
-                        }
-                        status.to_string()
-                    }
-                    Err(error) if error.is_timeout() => "timeout".to_owned(),
-                    Err(_) => "connection error".to_owned(),
-                };
+                if key == "200" {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
                 *statuses.entry(key).or_default() += 1;
                 histogram.saturating_record(latency.as_micros().max(1) as u64);
                 done.fetch_add(1, Ordering::Relaxed);
@@ -376,6 +392,30 @@ async fn drain(
         events_per_second: stored as f64 / seconds,
         latency,
     })
+}
+
+/// POSTs `body` to `url`, GitHub-signed with `secret` and delivery id `id`; the answer's status
+/// code, or `timeout` / `connection error`.
+async fn send_signed(client: &reqwest::Client, url: &str, secret: &str, id: &str, body: String) -> String {
+    let signature = webhook_core::signature::sign_github(secret.as_bytes(), body.as_bytes());
+    let result = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Hub-Signature-256", signature)
+        .header("X-GitHub-Delivery", id)
+        .body(body)
+        .send()
+        .await;
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16().to_string();
+            // Drain the body so the connection is reused.
+            let _ = response.bytes().await;
+            status
+        }
+        Err(error) if error.is_timeout() => "timeout".to_owned(),
+        Err(_) => "connection error".to_owned(),
+    }
 }
 
 /// A JSON sale event of type `event_type` and about `size` bytes.

@@ -6,13 +6,20 @@
 //! the demo signs with exactly what the handler verifies. Every `[[source]]` with a
 //! `[source.sales]` table takes part; its `preset` (the consumer's) decides the shape of its
 //! payloads.
+//!
+//! Vendors that sign with a private key of their own (Discord, SendGrid, PayPal) verify with a
+//! public key the file holds; loadgen signs for them with the private key in the file named by
+//! `{SOURCE}_SIGNING_KEY_FILE` (the source's name upper-cased, `-` as `_`): an Ed25519 seed in
+//! hex, or a PKCS#8 PEM key. Twilio's JSON bodies get their `bodySHA256` query and Mailgun's
+//! their `signature` object; Adyen's signatures are per notification item, so its bodies must
+//! be Adyen notifications, which the demo's payloads are not.
 
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use webhook_core::config::Secret;
-use webhook_core::signature::{Scheme, ToSign};
-use webhook_core::sources::{Identity, Locator, Preset, SourcesFile, invalid_file};
+use webhook_core::signature::{KeyKind, Scheme, ToSign, mailgun_signature, twilio_json_url};
+use webhook_core::sources::{Identity, Locator, Preset, SourceConfig, SourcesFile, invalid_file};
 
 /// A source the demo sends to.
 #[derive(Debug, Clone)]
@@ -23,6 +30,32 @@ pub(crate) struct Vendor {
     secret: Secret,
     delivery_id: Identity,
     event_type: Option<Locator>,
+    /// The URL the vendor signs, for schemes that sign it.
+    url: Option<String>,
+    /// The vendor's webhook id, for schemes that sign it.
+    webhook_id: Option<String>,
+}
+
+/// The private key a vendor of a public-key scheme signs with, from the file named by
+/// `{SOURCE}_SIGNING_KEY_FILE`.
+fn signing_key(source: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Secret> {
+    let variable = format!("{}_SIGNING_KEY_FILE", source.to_uppercase().replace('-', "_"));
+    let file = env(&variable).with_context(|| {
+        format!(
+            "source {source:?} verifies with the vendor's public key: set {variable} to a file with its private key"
+        )
+    })?;
+    let key = std::fs::read_to_string(&file).with_context(|| format!("{variable}: cannot read {file}"))?;
+    Ok(Secret::new(key.trim()))
+}
+
+/// A request to send: the query string to append to the source's path (Twilio's
+/// `bodySHA256`), the body (Mailgun's carries its signature) and the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) query: Option<String>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// The sources of `path` that have a `[source.sales]` table, in file order.
@@ -30,34 +63,83 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Vendor>> {
     let file = SourcesFile::read(path).map_err(|error| anyhow!("{error}"))?;
     let env = |name: &str| std::env::var(name).ok();
     let read_file = |secret_file: &str| std::fs::read_to_string(secret_file);
-    let mut vendors = Vec::new();
-    for source in file.sources() {
-        let Some(sales) = &source.sales else {
-            continue;
+    file.sources()
+        .iter()
+        .filter(|source| source.sales.is_some())
+        .map(|source| Vendor::new(path, source, &env, &read_file))
+        .collect()
+}
+
+impl Vendor {
+    /// A source as loadgen signs for it: with its first secret, or for a public-key scheme the
+    /// private key of `{SOURCE}_SIGNING_KEY_FILE`.
+    pub(crate) fn new(
+        path: &Path,
+        source: &SourceConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        read_file: &dyn Fn(&str) -> std::io::Result<String>,
+    ) -> anyhow::Result<Self> {
+        let secret = match source.scheme.keys() {
+            KeyKind::Secrets | KeyKind::Either(_) => {
+                let secrets = source
+                    .secrets(env, read_file)
+                    .map_err(|why| anyhow!("{}", invalid_file(path, &why)))?;
+                secrets
+                    .first()
+                    .cloned()
+                    .with_context(|| format!("{}: source {:?} has no secret", path.display(), source.name))?
+            }
+            KeyKind::Nothing => Secret::new(""),
+            KeyKind::PublicKeys(_) | KeyKind::Certificates => signing_key(source.name.as_str(), env)?,
         };
-        let secrets = source
-            .secrets(&env, &read_file)
-            .map_err(|why| anyhow!("{}", invalid_file(path, &why)))?;
-        let secret = secrets
-            .first()
-            .cloned()
-            .with_context(|| format!("{}: source {:?} has no secret", path.display(), source.name))?;
-        vendors.push(Vendor {
+        Ok(Self {
             name: source.name.to_string(),
-            preset: sales.preset,
+            preset: source.sales.as_ref().map_or(Preset::Canonical, |sales| sales.preset),
             scheme: source.scheme.clone(),
             secret,
             delivery_id: source.delivery_id.clone(),
             event_type: source.event_type.clone(),
-        });
+            url: source.endpoint.url.clone(),
+            webhook_id: source.endpoint.webhook_id.clone(),
+        })
     }
-    Ok(vendors)
-}
 
-impl Vendor {
+    /// A request carrying `body` (or, for a vendor that signs inside it, `body` with its
+    /// signature), signed at Unix time `now`.
+    pub(crate) fn request(&self, delivery_id: &str, event_type: &str, body: &[u8], now: i64) -> Request {
+        let mut body = body.to_vec();
+        if self.scheme.name() == "mailgun"
+            && let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body)
+        {
+            let token = format!("{delivery_id}-{now}");
+            object.insert(
+                "signature".to_owned(),
+                mailgun_signature(self.secret.expose(), now, &token),
+            );
+            body = serde_json::Value::Object(object).to_string().into_bytes();
+        }
+        let url = match (&self.url, self.scheme.name()) {
+            (Some(url), "twilio") => Some(twilio_json_url(url, &body)),
+            (url, _) => url.clone(),
+        };
+        let query = url
+            .as_deref()
+            .and_then(|url| url.split_once('?'))
+            .map(|(_, query)| query.to_owned());
+        let headers = self.headers_for(delivery_id, event_type, &body, url.as_deref(), now);
+        Request { query, body, headers }
+    }
+
     /// The headers of a request carrying `body`, signed at Unix time `now`: the signature, and
     /// the delivery id and event type where the handler looks for them.
-    pub(crate) fn headers(&self, delivery_id: &str, event_type: &str, body: &[u8], now: i64) -> Vec<(String, String)> {
+    fn headers_for(
+        &self,
+        delivery_id: &str,
+        event_type: &str,
+        body: &[u8],
+        url: Option<&str>,
+        now: i64,
+    ) -> Vec<(String, String)> {
         let mut headers: Vec<(String, String)> = Vec::new();
         let mut add = |name: &str, value: String| {
             if !headers.iter().any(|(present, _)| present.eq_ignore_ascii_case(name)) {
@@ -65,9 +147,9 @@ impl Vendor {
             }
         };
         let request = ToSign {
-            delivery_id,
-            timestamp: now,
-            body,
+            url,
+            webhook_id: self.webhook_id.as_deref(),
+            ..ToSign::new(delivery_id, now, body)
         };
         for (name, value) in self.scheme.sign(self.secret.expose(), &request) {
             add(&name, value);
@@ -123,7 +205,7 @@ mod tests {
         let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
         let now = 1_780_000_000;
         for vendor in &vendors {
-            let headers = Map(vendor.headers("evt_1", "charge.succeeded", body, now));
+            let headers = Map(vendor.request("evt_1", "charge.succeeded", body, now).headers);
             let source = file.get(&vendor.name).unwrap();
             let secrets = source
                 .secrets(&|_| None, &|_| Err(std::io::ErrorKind::NotFound.into()))
@@ -145,8 +227,75 @@ mod tests {
             );
         }
         let shopify = vendors.iter().find(|vendor| vendor.name == "shopify").unwrap();
-        let headers = Map(shopify.headers("d-1", "orders/paid", body, now));
+        let headers = Map(shopify.request("d-1", "orders/paid", body, now).headers);
         assert_eq!(headers.get("X-Shopify-Webhook-Id"), Some("d-1"));
         assert_eq!(headers.get("X-Shopify-Topic"), Some("orders/paid"));
+    }
+
+    #[test]
+    fn every_preset_but_adyen_is_signed_as_its_handler_verifies() {
+        let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../webhook-core/tests/vectors/keys");
+        let key_file = |name: &str| keys.join(name).display().to_string();
+        let mut text = String::new();
+        for family in webhook_core::signature::FAMILIES
+            .iter()
+            .filter(|family| family.name != "adyen")
+        {
+            let name = family.name;
+            text.push_str(&format!("[[source]]\nname = \"{name}\"\nscheme = \"{name}\"\n"));
+            text.push_str(&match name {
+                "discord" => "public_key = \"44619b01692cf01a21a0c222f985aa72104e92b3f6828cfdedc3968889e7b1ba\"\n".to_owned(),
+                "sendgrid" => "public_key = \"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMfT5+qCxqcDHpp4DANHB+X2Uu+YnL93581AQZZxHnORSvmD9W7cmV+7J0UeEapwicQdEaBKbZfveEpyf1G7M2g==\"\n".to_owned(),
+                "paypal" => format!("certificate_file = \"{}\"\nwebhook_id = \"WH-1\"\n", key_file("paypal-cert.pem")),
+                "postmark" => "secrets = [\"user:password\"]\n".to_owned(),
+                _ => "secrets = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"]\n".to_owned(),
+            });
+            if webhook_core::signature::Scheme::Vendor(family).signs_url() {
+                text.push_str(&format!("url = \"https://hooks.example.com/{name}\"\n"));
+            }
+            if family.json.delivery_id.is_none() {
+                text.push_str("delivery_id = \"body_hash\"\n");
+            }
+        }
+        let file = SourcesFile::parse(&text).unwrap();
+        let env = |variable: &str| match variable {
+            "DISCORD_SIGNING_KEY_FILE" => Some(key_file("ed25519.seed")),
+            "SENDGRID_SIGNING_KEY_FILE" => Some(key_file("p256.pem")),
+            "PAYPAL_SIGNING_KEY_FILE" => Some(key_file("rsa.pem")),
+            _ => None,
+        };
+        let read_file = |path: &str| std::fs::read_to_string(path);
+        let now = chrono::Utc::now().timestamp();
+        let body = format!(
+            r#"{{"id":"evt_1","type":"charge.succeeded","webhookTimestamp":{}}}"#,
+            now * 1000
+        );
+        for source in file.sources() {
+            let vendor = Vendor::new(Path::new("sources.toml"), source, &env, &read_file).unwrap();
+            let request = vendor.request("evt_1", "charge.succeeded", body.as_bytes(), now);
+            let keys = source.keys(&env, &read_file, now).unwrap();
+            let url = source.endpoint.url.as_ref().map(|url| {
+                request
+                    .query
+                    .as_ref()
+                    .map_or(url.clone(), |query| format!("{url}?{query}"))
+            });
+            let headers = Map(request.headers.clone());
+            let verify = |body: &[u8]| {
+                source.scheme.verify_request(
+                    &keys,
+                    &webhook_core::signature::Request {
+                        headers: &headers,
+                        body,
+                        method: "POST",
+                        url: url.as_deref(),
+                        webhook_id: source.endpoint.webhook_id.as_deref(),
+                        now,
+                        tolerance: source.tolerance_secs,
+                    },
+                )
+            };
+            assert!(verify(&request.body).is_ok(), "{}", source.name);
+        }
     }
 }

@@ -1,11 +1,15 @@
 //! Every way an ingest request can end other than "queued", and the status each one gets.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 use webhook_core::broker::PublishError;
 use webhook_core::payload::{NotForm, NotJson};
 use webhook_core::signature::Rejection;
 
+use crate::admission::{Refused, SHED_RETRY_AFTER};
 use crate::identify::Unidentified;
 use crate::spool::SpoolError;
 
@@ -15,6 +19,9 @@ pub enum IngestError {
     /// No source of that name is configured.
     #[error("unknown source")]
     UnknownSource,
+    /// The source admits other addresses only (`allow_ips`).
+    #[error("address not allowed")]
+    IpNotAllowed,
     /// The body is larger than `MAX_BODY_BYTES`.
     #[error("body larger than {limit} bytes")]
     TooLarge {
@@ -52,6 +59,21 @@ pub enum IngestError {
     /// The handler failed to check the request (a bug; logged with its cause).
     #[error("internal error")]
     Internal(String),
+    /// The source is over its rate limit; try again after the duration.
+    #[error("rate limit of this source exceeded")]
+    RateLimited(Duration),
+    /// `MAX_IN_FLIGHT` requests are in work; try again after the duration.
+    #[error("too many requests in flight")]
+    Overloaded(Duration),
+}
+
+impl From<Refused> for IngestError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::RateLimited(wait) => Self::RateLimited(wait),
+            Refused::Overloaded => Self::Overloaded(SHED_RETRY_AFTER),
+        }
+    }
 }
 
 impl IngestError {
@@ -59,6 +81,7 @@ impl IngestError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::UnknownSource => "unknown_source",
+            Self::IpNotAllowed => "ip_not_allowed",
             Self::TooLarge { .. } => "too_large",
             Self::BodyTimeout => "body_timeout",
             Self::BodyRead(_) => "body_read_error",
@@ -71,6 +94,8 @@ impl IngestError {
             Self::NotEnqueued(error) => error.label(),
             Self::NotSpooled(_, why) => why.label(),
             Self::Internal(_) => "internal_error",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Overloaded(_) => "overloaded",
         }
     }
 }
@@ -91,6 +116,7 @@ impl ResponseError for IngestError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::UnknownSource => StatusCode::NOT_FOUND,
+            Self::IpNotAllowed => StatusCode::FORBIDDEN,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Unidentified(_) | Self::BadRequest(_) | Self::NotJson(_) | Self::NotForm(_) => {
@@ -98,10 +124,18 @@ impl ResponseError for IngestError {
             }
             Self::Signature(_) => StatusCode::UNAUTHORIZED,
             Self::NotEnqueued(_) | Self::NotSpooled(..) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.to_string() }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::RateLimited(wait) | Self::Overloaded(wait) = self {
+            // Whole seconds, rounded up: a client that waits that long finds a token.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.insert_header((RETRY_AFTER, seconds.max(1).to_string()));
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
     }
 }

@@ -6,6 +6,7 @@
 //! channel. It answers 200 only after the broker's plain ack, so a 200 means the event is on
 //! disk in the broker; anything else is a 500 and the vendor retries.
 
+pub mod admission;
 pub mod error;
 pub mod identify;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod quarantine;
 pub mod rejections;
 mod routes;
 pub mod settings;
+pub mod skew;
 pub mod sources;
 pub mod spool;
 pub mod startup;

@@ -88,12 +88,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Err(error) if error.is::<ConfigError>() => return Err(error),
         Err(error) => return Err(error.context("starting request-handler")),
     };
-    let shutdown = app.shutdown_token();
-    tokio::spawn(async move {
-        let signal = service::shutdown_signal().await;
-        log::info!("{signal} received");
-        shutdown.cancel();
-    });
+    service::stop_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }
 

@@ -10,19 +10,23 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use webhook_core::broker::PublisherCounters;
 
-/// The `source` label for a request whose source is not configured; parentheses cannot
-/// appear in a source name, so it never clashes with one.
-pub const UNKNOWN_SOURCE_LABEL: &str = "(unknown)";
+use crate::admission::AdmissionMetrics;
+use crate::skew::ClockSkew;
+use crate::sources::Sources;
+
+/// The `source` label for a request whose source is not configured: the rejection log's
+/// bucket name, which never clashes with a source name.
+pub const UNKNOWN_SOURCE_LABEL: &str = webhook_core::rejection::UNKNOWN_SOURCE;
 
 /// Labels of `webhook_handler_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// A configured source name, or [`UNKNOWN_SOURCE_LABEL`].
     pub source: String,
-    /// `queued`, `spooled`, `rejected` or `not_enqueued`.
+    /// `queued`, `spooled`, `filtered`, `rejected`, `not_enqueued` or `challenge_answered`.
     pub outcome: &'static str,
-    /// Why, for `rejected`, `not_enqueued` and `spooled` (why the broker did not take it);
-    /// empty for `queued`.
+    /// Why, for `rejected`, `not_enqueued` and `spooled` (why the broker did not take it); the
+    /// key that decided for `filtered`; empty for `queued`.
     pub reason: &'static str,
 }
 
@@ -82,11 +86,21 @@ pub struct Metrics {
     pub verified: Family<VerifiedLabels, Counter>,
     /// Rejection records that could not be kept (too many at once, or no broker).
     pub rejections_dropped: Counter,
+    /// Requests in work, and those let in over a limit.
+    pub admission: AdmissionMetrics,
+    /// Signed timestamps against this handler's clock.
+    pub clock_skew: ClockSkew,
 }
 
 impl Metrics {
     /// Creates and registers every metric under the `webhook_handler` prefix.
     pub fn new() -> Self {
+        Self::for_sources(&Sources::default())
+    }
+
+    /// The same, with the per-source metrics that are set at start (each timestamped
+    /// source's tolerance).
+    pub fn for_sources(sources: &Sources) -> Self {
         let mut registry = Registry::with_prefix("webhook_handler");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -128,7 +142,11 @@ impl Metrics {
             rejections_dropped.clone(),
         );
         registry.register_collector(Box::new(RefusedHttpRequests));
+        let admission = AdmissionMetrics::register(&mut registry);
+        let clock_skew = ClockSkew::register(&mut registry, sources);
         Self {
+            admission,
+            clock_skew,
             rejections_dropped,
             verified,
             registry,

@@ -35,7 +35,7 @@ use webhook_core::envelope::{Envelope, format_time};
 use webhook_core::signature::{Headers, Rejection};
 
 use crate::error::IngestError;
-use crate::routes::ingest::{Checked, check, examine};
+use crate::routes::ingest::{Checked, Signing, check, examine};
 use crate::settings::Settings;
 use crate::sources::{Source, Sources};
 
@@ -215,9 +215,9 @@ impl Keeper {
         };
         let headers = KeptHeaders(&offered.headers);
         // Only a request that fails nothing but its signature is worth a later look.
-        let delivery_id = match examine(source, &headers, &offered.body) {
+        let delivery_id = match examine(source, &headers, &offered.body, None) {
             Ok(Checked::Event(identity)) => identity.delivery_id.to_string(),
-            Ok(Checked::Challenge(_)) | Err(_) => {
+            Ok(Checked::Handshake(..)) | Err(_) => {
                 self.metrics.not_kept(name, "other_checks");
                 return;
             }
@@ -553,7 +553,15 @@ fn recheck(sources: &Sources, kept: &KeptRequest) -> (Verdict, Option<(Envelope,
         return (Verdict::UnknownSource, None);
     };
     let headers = KeptHeaders(&kept.headers);
-    match check(source, &headers, &kept.body, kept.received_at.timestamp()) {
+    // Only POST reaches a source. The query string is not kept: a scheme that signs the URL
+    // is checked against the source's `url` alone, so a request that was sent with a query
+    // fails again and stays (it is never admitted unverified).
+    let url = source.signed_url("");
+    let signing = Signing {
+        method: "POST",
+        url: url.as_deref(),
+    };
+    match check(source, &headers, &kept.body, &signing, kept.received_at.timestamp()) {
         Ok((_, Checked::Event(identity))) => {
             let envelope = Envelope::new(
                 &source.name,
@@ -564,7 +572,7 @@ fn recheck(sources: &Sources, kept: &KeptRequest) -> (Verdict, Option<(Envelope,
             );
             (Verdict::Passes, Some((envelope, kept.body.clone())))
         }
-        Ok((_, Checked::Challenge(_))) => (Verdict::Handshake, None),
+        Ok((_, Checked::Handshake(..))) => (Verdict::Handshake, None),
         Err(error) => (Verdict::Fails(IngestError::reason(&error)), None),
     }
 }

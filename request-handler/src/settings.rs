@@ -34,7 +34,16 @@ pub struct Settings {
     /// `SPOOL_DIR`, `SPOOL_MAX_BYTES`, `SPOOL_PUBLISH_TIMEOUT_MS`: the spool and the
     /// quarantine, when `SPOOL_DIR` is set.
     pub spool: Option<SpoolSettings>,
+    /// `MAX_IN_FLIGHT`: requests in work (body received, being checked or published) past
+    /// which a new request is answered 503 before its body is read.
+    pub max_in_flight: usize,
+    /// `TRUSTED_PROXIES`, default none: the peers whose `X-Forwarded-For` is believed when a
+    /// source's `allow_ips` is checked.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
+
+/// The default of `MAX_IN_FLIGHT`, sized from a measurement (README, Decisions).
+pub const DEFAULT_MAX_IN_FLIGHT: u64 = 1024;
 
 impl Settings {
     /// Reads and validates every variable; the first bad one is the error.
@@ -72,8 +81,32 @@ impl Settings {
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             workers: vars.integer("HANDLER_WORKERS", workers, 1, 256, "worker threads")? as usize,
             publish_channels: vars.integer("PUBLISH_CHANNELS", 2, 1, 64, "channels")? as usize,
+            max_in_flight: vars.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1, 1_000_000, "requests")? as usize,
+            trusted_proxies: trusted_proxies(vars.get("TRUSTED_PROXIES").as_deref())?,
         })
     }
+}
+
+/// `TRUSTED_PROXIES`: addresses or networks, separated by commas.
+fn trusted_proxies(value: Option<&str>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    value
+        .into_iter()
+        .flat_map(|text| text.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        "TRUSTED_PROXIES",
+                        value,
+                        "IP addresses or networks separated by commas (e.g. 10.0.0.0/8,::1)",
+                    )
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -98,6 +131,16 @@ mod tests {
         assert_eq!(settings.enqueue_timeout, Duration::from_secs(5));
         assert!(settings.sources.get(DEFAULT_SOURCE).is_some());
         assert!(settings.sources.get("other").is_none());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let settings = read(&[("WEBHOOK_SECRET", "s"), ("TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).unwrap();
+        let shown: Vec<String> = settings.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128"]);
+        assert!(read(&[("WEBHOOK_SECRET", "s")]).unwrap().trusted_proxies.is_empty());
+        let error = read(&[("WEBHOOK_SECRET", "s"), ("TRUSTED_PROXIES", "proxy")]).unwrap_err();
+        assert!(error.to_string().contains("TRUSTED_PROXIES"), "{error}");
     }
 
     #[test]
@@ -188,6 +231,11 @@ mod tests {
                 "PUBLISH_CHANNELS",
                 "many",
                 "invalid configuration: PUBLISH_CHANNELS=\"many\": expected an integer number of channels from 1 to 64",
+            ),
+            (
+                "MAX_IN_FLIGHT",
+                "0",
+                "invalid configuration: MAX_IN_FLIGHT=\"0\": expected an integer number of requests from 1 to 1000000",
             ),
             (
                 "QUEUE_TYPE",

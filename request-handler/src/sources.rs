@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use webhook_core::config::{ConfigError, Secret};
 use webhook_core::ids::SourceName;
-use webhook_core::signature::Scheme;
+use webhook_core::signature::{Keys, Scheme};
 pub use webhook_core::sources::{Identity, Locator};
 use webhook_core::sources::{SourceConfig, SourcesError, SourcesFile, invalid_file};
 
@@ -26,8 +26,8 @@ pub struct Source {
     /// Everything the sources file says about it (`source.scheme`, `source.name`, … read
     /// through to it).
     pub config: SourceConfig,
-    /// Secrets; the first that verifies wins.
-    pub secrets: Vec<Secret>,
+    /// Secrets and public keys; the first that verifies wins.
+    pub keys: Keys,
 }
 
 impl Deref for Source {
@@ -44,19 +44,31 @@ impl Source {
         let name = SourceName::parse(DEFAULT_SOURCE).expect("`default` is a valid source name");
         Self {
             config: SourceConfig::new(name, Scheme::GITHUB).expect("the GitHub scheme has a place for delivery ids"),
-            secrets: vec![secret],
+            keys: Keys::secrets(&[secret]),
         }
     }
 
-    /// A configured source with its secrets read.
+    /// A configured source with its secrets and certificates read (a certificate that has
+    /// expired stops the handler at start).
     fn from_config(
         config: &SourceConfig,
         env: &dyn Fn(&str) -> Option<String>,
         read_file: &dyn Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, SourcesError> {
         Ok(Self {
-            secrets: config.secrets(env, read_file)?,
+            keys: config.keys(env, read_file, chrono::Utc::now().timestamp())?,
             config: config.clone(),
+        })
+    }
+
+    /// The URL the vendor signed for a request whose query string is `query`: the source's
+    /// `url` with it, for the schemes that sign the URL.
+    pub fn signed_url(&self, query: &str) -> Option<String> {
+        let url = self.endpoint.url.as_deref()?;
+        Some(if query.is_empty() {
+            url.to_owned()
+        } else {
+            format!("{url}?{query}")
         })
     }
 }
@@ -134,7 +146,7 @@ mod tests {
         .unwrap();
         assert_eq!(sources.len(), 2);
         let stripe = sources.get("stripe").unwrap();
-        let secrets: Vec<&str> = stripe.secrets.iter().map(Secret::expose).collect();
+        let secrets: Vec<&str> = stripe.keys.secrets.iter().map(Secret::expose).collect();
         assert_eq!(secrets, ["one", "next"]);
         assert_eq!(stripe.delivery_id, Identity::At(Locator::Json("/id".into())));
         assert_eq!(sources.get("shop").unwrap().max_body_bytes, Some(1000));
@@ -159,18 +171,31 @@ mod tests {
             "README.md must show examples/sources.toml verbatim"
         );
         let file = SourcesFile::parse(example).unwrap();
-        let sources = Sources::from_sources(&file, &|_| Some("from-env".to_owned()), &|_| {
-            Ok("from-file\n".to_owned())
+        let certificate = include_str!("../../webhook-core/tests/vectors/keys/paypal-cert.pem");
+        let sources = Sources::from_sources(&file, &|_| Some("from-env".to_owned()), &|path| {
+            Ok(if path.ends_with(".pem") {
+                certificate
+            } else {
+                "from-file\n"
+            }
+            .to_owned())
         })
         .unwrap();
         let mut schemes: Vec<&str> = sources.0.values().map(|source| source.scheme.name()).collect();
         schemes.sort_unstable();
         schemes.dedup();
-        assert_eq!(schemes, ["github", "hmac", "shopify", "slack", "standard", "stripe"]);
+        let mut every: Vec<&str> = webhook_core::signature::FAMILIES
+            .iter()
+            .map(|family| family.name)
+            .collect();
+        every.push("hmac");
+        every.sort_unstable();
+        assert_eq!(schemes, every, "one source per scheme but none");
         assert_eq!(sources.get("slash").unwrap().body_format, BodyFormat::Form);
         let stripe: Vec<&str> = sources
             .get("stripe")
             .unwrap()
+            .keys
             .secrets
             .iter()
             .map(Secret::expose)

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
 use crate::rejections::RejectionLog;
@@ -62,7 +63,8 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.addr)
             .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let mut metrics = Metrics::new();
+        let mut metrics = Metrics::for_sources(&settings.sources);
+        let admission = Admission::new(&settings.sources, settings.max_in_flight, metrics.admission.clone());
         metrics.register_publisher(publisher.counters());
         metrics.register_spool(spool.as_deref(), quarantine.as_ref());
         let metrics = Arc::new(metrics);
@@ -82,6 +84,8 @@ impl Application {
             large_checks: tokio::sync::Semaphore::new(settings.workers),
             spool: spool.clone(),
             quarantine,
+            admission,
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         if let Some(spool) = &spool {
             spool.start_forwarder(publisher.clone(), settings.broker.topology.exchange());

@@ -67,6 +67,11 @@ fn each_bad_variable_is_named_in_one_line_with_exit_code_2() {
             "SHUTDOWN_GRACE_MS=\"forever\": expected an integer number of milliseconds",
         ),
         (
+            "MAX_IN_FLIGHT",
+            "0",
+            "MAX_IN_FLIGHT=\"0\": expected an integer number of requests from 1 to 1000000",
+        ),
+        (
             "SOURCES_FILE",
             "/nonexistent/sources.toml",
             "SOURCES_FILE=\"/nonexistent/sources.toml\": expected a readable file",
@@ -201,4 +206,33 @@ fn a_bad_sources_file_names_the_source_and_field() {
     let refused = run_misconfigured(BINARY, &[], &[("SOURCES_FILE", file.path())]);
     assert_config_error(&refused, "SOURCES_FILE", "shop");
     assert!(refused.stderr.contains("scheme"), "{}", refused.stderr);
+}
+
+#[test]
+fn a_bad_admission_key_names_the_source_and_field_in_one_line() {
+    let cases = [
+        (
+            "rate_limit = { per_second = 0, burst = 10 }",
+            "source \"gh\": field `rate_limit.per_second`: expected requests per second above 0",
+        ),
+        (
+            "drop_types = [\"{ping,push}\"]",
+            "source \"gh\": field `drop_types`: \"{ping,push}\": '{' is not glob syntax here",
+        ),
+        (
+            "accept_types = [\"push\"]\ndrop_types = [\"ping\"]",
+            "source \"gh\": field `drop_types`: set accept_types or drop_types, not both",
+        ),
+        (
+            "when_limited = \"retry\"",
+            "source \"gh\": field `when_limited`: \"retry\" is not \"429\" or \"accept\"",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let file = testkit::SourcesFile::new(&format!(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"x\"]\n{extra}\n"
+        ));
+        let refused = run_misconfigured(BINARY, &[], &[("SOURCES_FILE", file.path())]);
+        assert_config_error(&refused, "SOURCES_FILE", expected);
+    }
 }

@@ -326,11 +326,13 @@ impl Drop for TestBroker {
 }
 
 /// A TCP proxy a test can cut (every open connection is closed and new ones are refused
-/// until it is restored).
+/// until it is restored) or stall (connections stay open but no byte gets through until it is
+/// restored: a peer that has gone silent).
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
     up: watch::Sender<bool>,
+    flowing: watch::Sender<bool>,
     stopped: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
 }
@@ -341,6 +343,8 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (up, _) = watch::channel(true);
+        let (flowing, _) = watch::channel(true);
+        let flow = flowing.clone();
         let stopped = Arc::new(AtomicBool::new(false));
         let target = target.to_owned();
         let state = up.clone();
@@ -358,14 +362,21 @@ impl TcpProxy {
                     continue;
                 }
                 let mut cut = state.subscribe();
+                let (to_target, to_client) = (flow.subscribe(), flow.subscribe());
                 let target = target.clone();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
-                    let (mut inbound, mut outbound) = (inbound, outbound);
+                    let (from_client, into_client) = inbound.into_split();
+                    let (from_target, into_target) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async {
+                            tokio::join!(
+                                forward(from_client, into_target, to_target),
+                                forward(from_target, into_client, to_client)
+                            )
+                        } => {}
                         _ = cut.wait_for(|up| !*up) => {}
                     }
                 });
@@ -374,9 +385,15 @@ impl TcpProxy {
         Self {
             addr,
             up,
+            flowing,
             stopped,
             accepted,
         }
+    }
+
+    /// Keeps every connection open but lets no byte through, either way, until restored.
+    pub fn stall(&self) {
+        self.flowing.send_replace(false);
     }
 
     /// Connections accepted so far, including those refused while cut.
@@ -402,9 +419,10 @@ impl TcpProxy {
         self.up.send_replace(false);
     }
 
-    /// Lets connections through again.
+    /// Lets connections and their bytes through again.
     pub fn restore(&self) {
         self.up.send_replace(true);
+        self.flowing.send_replace(true);
     }
 }
 
@@ -413,6 +431,26 @@ impl Drop for TcpProxy {
         self.stopped.store(true, Ordering::SeqCst);
         self.up.send_replace(false);
     }
+}
+
+/// Copies `from` into `to` while `flowing` says so; a stalled proxy holds what it has read.
+async fn forward(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    mut flowing: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if flowing.wait_for(|flowing| *flowing).await.is_err() || to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// The `X-Hub-Signature-256` value for `body` under `secret`.

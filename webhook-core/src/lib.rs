@@ -1,5 +1,6 @@
 //! What the request handler and the consumer must agree on.
 //!
+//! - [`admission`]: a source's rate limit, what it gets when limited, which event types it keeps.
 //! - [`config`]: reading and validating settings, one clear line per bad value.
 //! - [`signature`]: every vendor's signature scheme, one file per family over one HMAC path,
 //!   verified over the raw body in constant time.
@@ -19,6 +20,7 @@
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 
 pub mod addresses;
+pub mod admission;
 pub mod broker;
 pub mod config;
 pub mod consume;

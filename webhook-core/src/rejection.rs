@@ -4,13 +4,25 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The `source` of every rejection whose source is not configured: strangers can choose any
+/// name in the path, so no name they choose becomes a row of its own that the dashboard or a
+/// view groups by. Parentheses cannot appear in a source name, so it never clashes with one.
+pub const UNKNOWN_SOURCE: &str = "(unknown)";
+
+/// The reason the handler gives for a request to a source that is not configured.
+pub const REASON_UNKNOWN_SOURCE: &str = "unknown_source";
+
 /// One rejected request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectionRecord {
     /// When it was received (RFC 3339, µs).
     pub at: String,
-    /// The source named in the path (at most 64 bytes; may not be a configured source).
+    /// The configured source, or [`UNKNOWN_SOURCE`] when the path named no configured source.
     pub source: String,
+    /// The name the path claimed when the source is [`UNKNOWN_SOURCE`], as [`escaped`] makes
+    /// it (at most 64 bytes): for reading, never for grouping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_source: Option<String>,
     /// A bounded reason label, e.g. `signature_mismatch`.
     pub reason: String,
     /// The status the caller got.
@@ -35,6 +47,26 @@ pub fn bounded(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
+/// `text` as printable ASCII of at most `max` bytes: every other character (control
+/// characters, terminal escapes, letters that look like other letters) becomes `\u{…}`, and
+/// an escape is never cut in half. Applying it twice changes nothing, so the consumer can apply
+/// it again to whatever a publisher sent.
+pub fn escaped(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for character in text.chars() {
+        let piece = if character.is_ascii_graphic() || character == ' ' {
+            character.to_string()
+        } else {
+            format!("\\u{{{:x}}}", u32::from(character))
+        };
+        if out.len() + piece.len() > max {
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +77,20 @@ mod tests {
         assert_eq!(bounded("abcdef", 3), "abc");
         assert_eq!(bounded("aé", 2), "a");
         assert_eq!(bounded("", 0), "");
+    }
+
+    #[test]
+    fn escaping_keeps_printable_ascii_and_is_stable() {
+        assert_eq!(escaped("fake-1", 64), "fake-1");
+        assert_eq!(escaped("a\nb\u{1b}[31mé", 64), "a\\u{a}b\\u{1b}[31m\\u{e9}");
+        // An escape that does not fit is left out whole.
+        assert_eq!(escaped("abc\n", 5), "abc");
+        let long = "x".repeat(100);
+        assert_eq!(escaped(&long, 64).len(), 64);
+        for text in ["plain", "tab\there", "über\u{7}", "\\u{41}"] {
+            let once = escaped(text, 64);
+            assert_eq!(escaped(&once, 64), once, "{text:?}");
+            assert!(once.bytes().all(|byte| byte.is_ascii_graphic() || byte == b' '));
+        }
     }
 }

@@ -139,6 +139,16 @@ pub fn hostname() -> String {
     if name.is_empty() { "unknown".to_owned() } else { name }
 }
 
+/// Cancels `shutdown` when SIGTERM or Ctrl-C arrives, saying which: every binary's way of
+/// being stopped, so that a container stop and a terminal behave alike.
+pub fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        log::info!("{signal} received: stopping");
+        shutdown.cancel();
+    });
+}
+
 /// Completes on the first SIGTERM or Ctrl-C (SIGINT), naming which.
 pub async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]

@@ -14,10 +14,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::admission::{Admission, RawAdmission};
 use crate::config::{ConfigError, Secret};
 use crate::ids::{EventType, SourceName};
 use crate::payload::BodyFormat;
-use crate::signature::{Algorithm, Encoding, GenericHmac, Place, Scheme};
+use crate::signature::{
+    Algorithm, Encoding, GenericHmac, KeyKind, Keys, MAX_SIGNATURE_ENTRIES, PLACEHOLDERS, Place, PublicKey, Scheme,
+};
 use crate::spooling::{Quarantine, WhenBrokerDown};
 
 /// Default timestamp tolerance of timestamped schemes, in seconds.
@@ -158,6 +161,37 @@ pub struct SourceConfig {
     pub when_broker_down: WhenBrokerDown,
     /// Whether, and how many, requests whose signature matches no secret the handler keeps.
     pub quarantine: Option<Quarantine>,
+    /// For the handler: its rate limit, what it gets when limited, which event types it keeps.
+    pub admission: Admission,
+    /// What its scheme needs beyond a shared secret.
+    pub endpoint: Endpoint,
+}
+
+/// What a source's scheme needs beyond a shared secret, and who may send to it.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    /// `url`: the public URL the vendor posts to, for schemes that sign it (a proxy in front
+    /// changes what the handler sees); the request's query string is appended.
+    pub url: Option<String>,
+    /// `allow_ips`: the networks requests may come from; empty means any.
+    pub allow_ips: Vec<ipnet::IpNet>,
+    /// `public_key`: the vendor's public keys, read.
+    pub public_keys: Vec<PublicKey>,
+    /// `certificate_file`: files with the vendor's signing certificates (PEM).
+    pub certificate_files: Vec<String>,
+    /// `webhook_id`: the vendor's id of the subscription, for schemes that sign it (PayPal).
+    pub webhook_id: Option<String>,
+}
+
+impl Endpoint {
+    /// Whether a request from `address` may be served.
+    pub fn allows(&self, address: std::net::IpAddr) -> bool {
+        let address = match address {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow_ips.is_empty() || self.allow_ips.iter().any(|network| network.contains(&address))
+    }
 }
 
 impl SourceConfig {
@@ -166,6 +200,7 @@ impl SourceConfig {
     /// place for delivery ids (`hmac`) needs one set: that is the error.
     pub fn new(name: SourceName, scheme: Scheme) -> Result<Self, SourcesError> {
         let (delivery_id, event_type) = default_locators(&scheme, BodyFormat::Json);
+        let tolerance_secs = scheme.default_tolerance().unwrap_or(DEFAULT_TOLERANCE_SECS);
         let delivery_id = delivery_id
             .map(Identity::At)
             .ok_or_else(|| SourcesError::field(&name, "delivery_id", "required"))?;
@@ -176,11 +211,13 @@ impl SourceConfig {
             secret_refs: SecretRefs::default(),
             delivery_id,
             event_type,
-            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            tolerance_secs,
             max_body_bytes: None,
             sales: None,
             when_broker_down: WhenBrokerDown::Fail,
             quarantine: None,
+            admission: Admission::default(),
+            endpoint: Endpoint::default(),
         })
     }
 
@@ -198,7 +235,12 @@ impl SourceConfig {
                 _ => None,
             });
         located
-            .chain(self.scheme.handshake().map(|handshake| handshake.challenge))
+            .chain(
+                self.scheme
+                    .handshake()
+                    .into_iter()
+                    .flat_map(|handshake| handshake.pointers.iter().copied()),
+            )
             .collect()
     }
 
@@ -227,10 +269,20 @@ impl SourceConfig {
             }
             secrets.push(Secret::new(value));
         }
-        if secrets.is_empty() {
+        let needed = match self.scheme.keys() {
+            KeyKind::Secrets => true,
+            KeyKind::Either(_) => self.endpoint.public_keys.is_empty(),
+            KeyKind::PublicKeys(_) | KeyKind::Certificates | KeyKind::Nothing => false,
+        };
+        if secrets.is_empty() && needed {
             return Err(fail(
                 "secrets",
-                "at least one secret is required (secrets, secret_env or secret_files)".to_owned(),
+                if matches!(self.scheme.keys(), KeyKind::Either(_)) {
+                    "at least one secret or public key is required (secrets, secret_env, secret_files or public_key)"
+                        .to_owned()
+                } else {
+                    "at least one secret is required (secrets, secret_env or secret_files)".to_owned()
+                },
             ));
         }
         if secrets.iter().any(|secret| secret.expose().is_empty()) {
@@ -243,6 +295,38 @@ impl SourceConfig {
             return Err(fail("secrets", why.to_owned()));
         }
         Ok(secrets)
+    }
+}
+
+impl SourceConfig {
+    /// Everything the source verifies with: its secrets ([`SourceConfig::secrets`]), its
+    /// public keys, and the keys of its certificate files (read with `read_file`, refused when
+    /// they cannot be used or have expired by `now`).
+    pub fn keys(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        read_file: &dyn Fn(&str) -> std::io::Result<String>,
+        now: i64,
+    ) -> Result<Keys, SourcesError> {
+        let fail = |message: String| SourcesError::field(&self.name, "certificate_file", message);
+        let mut public = self.endpoint.public_keys.clone();
+        for path in &self.endpoint.certificate_files {
+            let pem = read_file(path).map_err(|error| fail(format!("cannot read {path}: {error}")))?;
+            let (key, not_after) =
+                PublicKey::rsa_certificate_pem(&pem).map_err(|why| fail(format!("{path}: {why}")))?;
+            if not_after < now {
+                let expired = chrono::DateTime::from_timestamp(not_after, 0).unwrap_or_default();
+                return Err(fail(format!(
+                    "{path}: the certificate expired on {}",
+                    expired.format("%Y-%m-%d")
+                )));
+            }
+            public.push(key);
+        }
+        Ok(Keys {
+            secrets: self.secrets(env, read_file)?,
+            public,
+        })
     }
 }
 
@@ -470,8 +554,20 @@ struct RawSource {
     event_type: Option<RawLocator>,
     tolerance_secs: Option<i64>,
     max_body_bytes: Option<usize>,
+    // What schemes beyond a shared secret need, and who may send.
+    url: Option<String>,
+    allow_ips: Option<Vec<String>>,
+    public_key: Option<toml::Value>,
+    certificate_file: Option<toml::Value>,
+    webhook_id: Option<String>,
     // The generic `hmac` scheme.
-    header: Option<String>,
+    header: Option<toml::Value>,
+    separator: Option<String>,
+    signature_key: Option<String>,
+    timestamp_key: Option<String>,
+    timestamp_format: Option<String>,
+    id_header: Option<String>,
+    key_encoding: Option<String>,
     algorithm: Option<String>,
     encoding: Option<String>,
     prefix: Option<String>,
@@ -482,6 +578,11 @@ struct RawSource {
     // The handler's spool and quarantine (crate::spooling).
     when_broker_down: Option<String>,
     quarantine: Option<toml::Value>,
+    // Admission ([`crate::admission`]), read by hand so that an error names the key.
+    rate_limit: Option<toml::Value>,
+    when_limited: Option<toml::Value>,
+    accept_types: Option<toml::Value>,
+    drop_types: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -521,7 +622,9 @@ impl RawSource {
             )
         })?;
         let scheme = self.scheme().map_err(|(field, why)| fail(field, why))?;
-        let tolerance_secs = self.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS);
+        let tolerance_secs = self
+            .tolerance_secs
+            .unwrap_or_else(|| scheme.default_tolerance().unwrap_or(DEFAULT_TOLERANCE_SECS));
         if !(1..=86_400).contains(&tolerance_secs) {
             return Err(fail("tolerance_secs", "expected 1 to 86400 seconds".to_owned()));
         }
@@ -534,6 +637,7 @@ impl RawSource {
                 .parse()
                 .map_err(|()| fail("body_format", format!("{format:?} is not \"json\" or \"form\"")))?,
         };
+        let endpoint = self.endpoint(&scheme).map_err(|(field, why)| fail(field, why))?;
         let (default_id, default_type) = default_locators(&scheme, body_format);
         let delivery_id = match self.delivery_id {
             Some(value) => identity(value, body_format).map_err(|why| fail("delivery_id", why))?,
@@ -577,6 +681,14 @@ impl RawSource {
             None => None,
             Some(value) => Quarantine::parse(value).map_err(|why| fail("quarantine", why))?,
         };
+        let admission = RawAdmission {
+            rate_limit: self.rate_limit,
+            when_limited: self.when_limited,
+            accept_types: self.accept_types,
+            drop_types: self.drop_types,
+        }
+        .read()
+        .map_err(|(field, why)| fail(field, why))?;
         Ok(SourceConfig {
             name,
             scheme,
@@ -593,6 +705,8 @@ impl RawSource {
             sales,
             when_broker_down,
             quarantine,
+            admission,
+            endpoint,
         })
     }
 
@@ -604,9 +718,16 @@ impl RawSource {
             ("prefix", self.prefix.is_some()),
             ("signed", self.signed.is_some()),
             ("timestamp_header", self.timestamp_header.is_some()),
+            ("separator", self.separator.is_some()),
+            ("signature_key", self.signature_key.is_some()),
+            ("timestamp_key", self.timestamp_key.is_some()),
+            ("timestamp_format", self.timestamp_format.is_some()),
+            ("id_header", self.id_header.is_some()),
+            ("key_encoding", self.key_encoding.is_some()),
         ];
         let scheme = match self.scheme.as_str() {
             "hmac" => return self.generic().map(Scheme::Hmac),
+            "none" => Scheme::Unsigned,
             name => match crate::signature::family(name) {
                 Some(family) => Scheme::Vendor(family),
                 None => return Err(("scheme", format!("{name:?} is not one of {}", Scheme::names()))),
@@ -619,11 +740,18 @@ impl RawSource {
     }
 
     fn generic(&self) -> Result<GenericHmac, (&'static str, String)> {
-        let header = self
-            .header
-            .clone()
-            .filter(|header| !header.is_empty())
-            .ok_or(("header", "required for scheme = \"hmac\"".to_owned()))?;
+        let headers = match &self.header {
+            None => return Err(("header", "required for scheme = \"hmac\"".to_owned())),
+            Some(value) => {
+                string_list(value).ok_or(("header", "expected a header name or a list of them".to_owned()))?
+            }
+        };
+        if headers.is_empty() || headers.len() > MAX_SIGNATURE_ENTRIES || headers.iter().any(String::is_empty) {
+            return Err((
+                "header",
+                format!("expected 1 to {MAX_SIGNATURE_ENTRIES} header names, none empty"),
+            ));
+        }
         let algorithm = match &self.algorithm {
             None => Algorithm::Sha256,
             Some(name) => name
@@ -636,27 +764,275 @@ impl RawSource {
                 .parse()
                 .map_err(|()| ("encoding", format!("{name:?} is not hex or base64")))?,
         };
-        if let Some(template) = &self.signed {
-            if !template.contains("{body}") {
-                return Err(("signed", "the template must contain {body}".to_owned()));
+        let key_encoding = match &self.key_encoding {
+            None => Default::default(),
+            Some(name) => name
+                .parse()
+                .map_err(|()| ("key_encoding", format!("{name:?} is not text, hex, base64 or whsec")))?,
+        };
+        let timestamp_format = match &self.timestamp_format {
+            None => Default::default(),
+            Some(name) => name
+                .parse()
+                .map_err(|()| ("timestamp_format", format!("{name:?} is not unix, unix_ms or rfc3339")))?,
+        };
+        let separator = match &self.separator {
+            None => None,
+            Some(text) => {
+                let mut chars = text.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(separator), None) if separator != '=' => Some(separator),
+                    _ => return Err(("separator", format!("{text:?} is not one character (other than '=')"))),
+                }
             }
-            if template.contains("{timestamp}") != self.timestamp_header.is_some() {
-                return Err(("signed", "{timestamp} and `timestamp_header` go together".to_owned()));
-            }
-        } else if self.timestamp_header.is_some() {
+        };
+        if self.signature_key.is_some() && separator.is_none() {
             return Err((
-                "timestamp_header",
-                "needs a `signed` template with {timestamp}".to_owned(),
+                "signature_key",
+                "needs a `separator` between the header's entries".to_owned(),
             ));
         }
+        if self.timestamp_key.is_some() && self.signature_key.is_none() {
+            return Err((
+                "timestamp_key",
+                "needs a `signature_key`: the header is key=value entries".to_owned(),
+            ));
+        }
+        if self.timestamp_key.is_some() && self.timestamp_header.is_some() {
+            return Err((
+                "timestamp_key",
+                "the timestamp is in the signature header or in `timestamp_header`, not both".to_owned(),
+            ));
+        }
+        let timestamped = self.timestamp_header.is_some() || self.timestamp_key.is_some();
+        if self.timestamp_format.is_some() && !timestamped {
+            return Err((
+                "timestamp_format",
+                "needs a `timestamp_header` or `timestamp_key`".to_owned(),
+            ));
+        }
+        match &self.signed {
+            Some(template) => {
+                let mut rest = template.as_str();
+                while let Some(open) = rest.find('{') {
+                    let close = rest[open..].find('}').map(|close| open + close + 1);
+                    let placeholder = close.map(|close| &rest[open..close]);
+                    match placeholder {
+                        Some(placeholder) if PLACEHOLDERS.contains(&placeholder) => {
+                            rest = &rest[open + placeholder.len()..]
+                        }
+                        _ => {
+                            return Err((
+                                "signed",
+                                format!(
+                                    "{:?} is not a placeholder: the template may use {}",
+                                    placeholder.unwrap_or(&rest[open..]),
+                                    PLACEHOLDERS.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+                if !template.contains("{body}") {
+                    return Err(("signed", "the template must contain {body}".to_owned()));
+                }
+                if template.contains("{timestamp}") != timestamped {
+                    return Err((
+                        "signed",
+                        "{timestamp} goes with `timestamp_header` or `timestamp_key`".to_owned(),
+                    ));
+                }
+                if template.contains("{id}") != self.id_header.is_some() {
+                    return Err(("signed", "{id} and `id_header` go together".to_owned()));
+                }
+            }
+            None if timestamped => {
+                return Err((
+                    if self.timestamp_header.is_some() {
+                        "timestamp_header"
+                    } else {
+                        "timestamp_key"
+                    },
+                    "needs a `signed` template with {timestamp}".to_owned(),
+                ));
+            }
+            None if self.id_header.is_some() => {
+                return Err(("id_header", "needs a `signed` template with {id}".to_owned()));
+            }
+            None => {}
+        }
         Ok(GenericHmac {
-            header,
+            headers,
             algorithm,
             encoding,
             prefix: self.prefix.clone(),
+            separator,
+            signature_key: self.signature_key.clone(),
+            timestamp_key: self.timestamp_key.clone(),
             template: self.signed.clone(),
             timestamp_header: self.timestamp_header.clone(),
+            timestamp_format,
+            id_header: self.id_header.clone(),
+            key_encoding,
         })
+    }
+
+    /// `url`, `allow_ips`, `public_key`, `certificate_file` and `webhook_id`, checked against
+    /// what the scheme needs.
+    fn endpoint(&self, scheme: &Scheme) -> Result<Endpoint, (&'static str, String)> {
+        let name = scheme.name();
+        let url = match (&self.url, scheme.signs_url()) {
+            (None, true) => {
+                return Err((
+                    "url",
+                    format!(
+                        "required for scheme = {name:?}: the public URL the vendor posts to, as it was given to the vendor"
+                    ),
+                ));
+            }
+            (Some(_), false) => return Err(("url", format!("scheme = {name:?} does not sign the URL"))),
+            (Some(url), true) => {
+                let valid = (url.starts_with("https://") || url.starts_with("http://"))
+                    && !url.contains(['?', '#'])
+                    && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+                if !valid {
+                    return Err((
+                        "url",
+                        format!(
+                            "{url:?} is not an http(s) URL without a query (the request's own query string is appended)"
+                        ),
+                    ));
+                }
+                Some(url.clone())
+            }
+            (None, false) => None,
+        };
+        let allow_ips = self
+            .allow_ips
+            .iter()
+            .flatten()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        (
+                            "allow_ips",
+                            format!("{text:?} is not an IP address or a network such as \"192.30.252.0/22\""),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.allow_ips.as_ref().is_some_and(Vec::is_empty) {
+            return Err((
+                "allow_ips",
+                "an empty list admits nobody: leave it out to admit any address".to_owned(),
+            ));
+        }
+        let has_secrets = !(self.secrets.is_empty() && self.secret_env.is_empty() && self.secret_files.is_empty());
+        let public_texts = self
+            .public_key
+            .as_ref()
+            .map(|value| string_list(value).ok_or(("public_key", "expected a key or a list of keys".to_owned())))
+            .transpose()?
+            .unwrap_or_default();
+        let certificate_files = self
+            .certificate_file
+            .as_ref()
+            .map(|value| {
+                string_list(value).ok_or(("certificate_file", "expected a path or a list of paths".to_owned()))
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let parse = |read: fn(&str) -> Result<PublicKey, String>| {
+            public_texts
+                .iter()
+                .map(|text| read(text).map_err(|why| ("public_key", why)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let public_keys = match scheme.keys() {
+            KeyKind::PublicKeys(read) => {
+                if has_secrets {
+                    return Err((
+                        "secrets",
+                        format!("scheme = {name:?} verifies with the vendor's public key, not secrets"),
+                    ));
+                }
+                if public_texts.is_empty() {
+                    return Err(("public_key", format!("required for scheme = {name:?}")));
+                }
+                parse(read)?
+            }
+            KeyKind::Either(read) => parse(read)?,
+            KeyKind::Certificates => {
+                if has_secrets {
+                    return Err((
+                        "secrets",
+                        format!("scheme = {name:?} verifies with the vendor's certificate, not secrets"),
+                    ));
+                }
+                if certificate_files.is_empty() {
+                    return Err((
+                        "certificate_file",
+                        format!(
+                            "required for scheme = {name:?}: the vendor's signing certificate (PEM), downloaded beforehand"
+                        ),
+                    ));
+                }
+                if self.webhook_id.as_deref().is_none_or(str::is_empty) {
+                    return Err((
+                        "webhook_id",
+                        format!("required for scheme = {name:?}: the id the vendor gave the webhook"),
+                    ));
+                }
+                Vec::new()
+            }
+            KeyKind::Secrets | KeyKind::Nothing => Vec::new(),
+        };
+        if !public_texts.is_empty() && !matches!(scheme.keys(), KeyKind::PublicKeys(_) | KeyKind::Either(_)) {
+            return Err((
+                "public_key",
+                format!("scheme = {name:?} does not verify with a public key"),
+            ));
+        }
+        if !certificate_files.is_empty() && !matches!(scheme.keys(), KeyKind::Certificates) {
+            return Err((
+                "certificate_file",
+                format!("scheme = {name:?} does not verify with a certificate"),
+            ));
+        }
+        if self.webhook_id.is_some() && !matches!(scheme.keys(), KeyKind::Certificates) {
+            return Err(("webhook_id", format!("scheme = {name:?} does not sign a webhook id")));
+        }
+        if matches!(scheme.keys(), KeyKind::Nothing) {
+            if has_secrets {
+                return Err((
+                    "secrets",
+                    "scheme = \"none\" checks no signature: it takes no secrets".to_owned(),
+                ));
+            }
+            if allow_ips.is_empty() {
+                return Err((
+                    "allow_ips",
+                    "required for scheme = \"none\": with no signature, the sender's address is all that admits a request".to_owned(),
+                ));
+            }
+        }
+        Ok(Endpoint {
+            url,
+            allow_ips,
+            public_keys,
+            certificate_files,
+            webhook_id: self.webhook_id.clone(),
+        })
+    }
+}
+
+/// A string or a list of strings.
+fn string_list(value: &toml::Value) -> Option<Vec<String>> {
+    match value {
+        toml::Value::String(one) => Some(vec![one.clone()]),
+        toml::Value::Array(items) => items.iter().map(|item| item.as_str().map(str::to_owned)).collect(),
+        _ => None,
     }
 }
 
@@ -909,8 +1285,12 @@ mod tests {
                 "source \"Bad Name\": field `name`",
             ),
             (
+                "[[source]]\nname = \"a\"\nscheme = \"mollie\"\nsecrets = [\"s\"]",
+                "source \"a\": field `scheme`: \"mollie\" is not one of",
+            ),
+            (
                 "[[source]]\nname = \"a\"\nscheme = \"paypal\"\nsecrets = [\"s\"]",
-                "source \"a\": field `scheme`: \"paypal\" is not one of",
+                "source \"a\": field `secrets`: scheme = \"paypal\" verifies with the vendor's certificate",
             ),
             (
                 "[[source]]\nname = \"a\"\nscheme = \"hmac\"\nsecrets = [\"s\"]",
@@ -1259,14 +1639,7 @@ mod tests {
         assert!(github.json_pointers().is_empty());
         let slack = SourceConfig::new(name.clone(), Scheme::SLACK).unwrap();
         assert_eq!(slack.json_pointers(), ["/event_id", "/type", "/challenge"]);
-        let generic = crate::signature::GenericHmac {
-            header: "X-Sig".to_owned(),
-            algorithm: Algorithm::Sha256,
-            encoding: Encoding::Hex,
-            prefix: None,
-            template: None,
-            timestamp_header: None,
-        };
+        let generic = crate::signature::GenericHmac::new("X-Sig");
         assert!(SourceConfig::new(name, Scheme::Hmac(generic)).is_err());
     }
 
@@ -1274,6 +1647,96 @@ mod tests {
     fn secrets_never_appear_in_debug_output() {
         let file = parse("[[source]]\nname = \"a\"\nscheme = \"github\"\nsecrets = [\"topsecret\"]").unwrap();
         assert!(!format!("{file:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn admission_keys_are_read_and_each_mistake_names_the_source_and_the_field() {
+        use crate::admission::{RateLimit, TypeFilter, WhenLimited};
+        let source =
+            |extra: &str| format!("[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"s\"]\n{extra}");
+        let file = parse(&source(
+            "rate_limit = { per_second = 200, burst = 400 }\nwhen_limited = \"accept\"\ndrop_types = [\"ping\", \"*.updated\"]",
+        ))
+        .unwrap();
+        let admission = &file.get("gh").unwrap().admission;
+        assert_eq!(
+            admission.rate_limit,
+            Some(RateLimit {
+                per_second: 200.0,
+                burst: 400
+            })
+        );
+        assert_eq!(admission.when_limited, WhenLimited::Accept);
+        assert!(matches!(&admission.types, Some(TypeFilter::Drop(globs)) if globs.len() == 2));
+        let slow = parse(&source("rate_limit = { per_second = 0.5 }")).unwrap();
+        let slow = &slow.get("gh").unwrap().admission;
+        assert_eq!(slow.rate_limit.map(|limit| limit.burst), Some(1));
+        assert_eq!(slow.when_limited, WhenLimited::Refuse);
+        let plain = parse(&source("")).unwrap();
+        assert_eq!(plain.get("gh").unwrap().admission, Default::default());
+        let cases = [
+            (
+                "rate_limit = { per_second = 0 }",
+                "source \"gh\": field `rate_limit.per_second`: expected requests per second above 0",
+            ),
+            (
+                "rate_limit = { per_second = -1 }",
+                "source \"gh\": field `rate_limit.per_second`: expected requests per second above 0",
+            ),
+            (
+                "rate_limit = { burst = 5 }",
+                "source \"gh\": field `rate_limit.per_second`: required",
+            ),
+            (
+                "rate_limit = { per_second = \"fast\" }",
+                "source \"gh\": field `rate_limit.per_second`: \"fast\" is not a number",
+            ),
+            (
+                "rate_limit = { per_second = 10, burst = 0 }",
+                "source \"gh\": field `rate_limit.burst`: expected at least 1",
+            ),
+            (
+                "rate_limit = { per_second = 10, burst = 1.5 }",
+                "source \"gh\": field `rate_limit.burst`: 1.5 is not a whole number",
+            ),
+            (
+                "rate_limit = { per_second = 10, brust = 5 }",
+                "source \"gh\": field `rate_limit`: unknown key `brust`",
+            ),
+            (
+                "rate_limit = 200",
+                "source \"gh\": field `rate_limit`: expected a table",
+            ),
+            (
+                "when_limited = \"drop\"",
+                "source \"gh\": field `when_limited`: \"drop\" is not \"429\" or \"accept\"",
+            ),
+            (
+                "accept_types = [\"a\"]\ndrop_types = [\"b\"]",
+                "source \"gh\": field `drop_types`: set accept_types or drop_types, not both",
+            ),
+            (
+                "accept_types = []",
+                "source \"gh\": field `accept_types`: expected at least one pattern",
+            ),
+            (
+                "drop_types = \"ping\"",
+                "source \"gh\": field `drop_types`: expected a list",
+            ),
+            (
+                "drop_types = [\"[ab]\"]",
+                "source \"gh\": field `drop_types`: \"[ab]\": '[' is not glob syntax here",
+            ),
+            (
+                "accept_types = [1]",
+                "source \"gh\": field `accept_types`: 1 is not a string",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let error = parse(&source(extra)).unwrap_err();
+            assert!(error.starts_with(expected), "{error:?} should start with {expected:?}");
+            assert!(!error.contains('\n'), "{error:?}");
+        }
     }
 
     #[test]

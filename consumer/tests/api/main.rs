@@ -1,11 +1,12 @@
 //! The consumer's contract against the real RabbitMQ and MariaDB/MySQL: events stored once,
 //! acked only after the commit, sales and refunds applied with them, poison, refused rows and
 //! malformed sales dead-lettered and recorded, the rejection log stored, outages ridden out, dead letters listed and
-//! replayed; and its SQL on its own (`storage`).
+//! replayed, the views' counts always matching the rows; and its SQL on its own (`storage`).
 
 #![allow(clippy::unwrap_used)]
 
 mod conflicts;
+mod counts;
 mod database_tls;
 mod dead_letters;
 mod dlq;

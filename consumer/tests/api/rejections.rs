@@ -1,9 +1,10 @@
 //! The rejection log: records the handler leaves in `{P}.rejected` are stored in `rejections`;
-//! an unreadable one is dropped and counted, and does not hold up the rest.
+//! an unreadable one is dropped and counted, and does not hold up the rest; a record of a source
+//! the consumer does not know is stored under the one bucket, whoever published it.
 
 use webhook_core::rejection::RejectionRecord;
 
-use crate::helpers::{SOON, Services, TestApp};
+use crate::helpers::{SOON, Services, SourcesFile, TestApp};
 
 /// (received_at, source, reason, status, request_id, delivery_id, remote_addr, content_length)
 type Row = (
@@ -21,6 +22,7 @@ fn record(request_id: &str, status: u16, delivery_id: Option<&str>) -> Rejection
     RejectionRecord {
         at: "2026-11-02T10:11:12.131415Z".to_owned(),
         source: "shop".to_owned(),
+        claimed_source: None,
         reason: "signature_mismatch".to_owned(),
         status,
         request_id: request_id.to_owned(),
@@ -33,7 +35,8 @@ fn record(request_id: &str, status: u16, delivery_id: Option<&str>) -> Rejection
 #[tokio::test]
 async fn rejection_records_are_stored_and_unreadable_ones_dropped() {
     let services = Services::new();
-    let app = TestApp::spawn(&services.env()).await;
+    let sources = SourcesFile::new("[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecrets = [\"s\"]\n");
+    let app = TestApp::spawn(&services.env().with("SOURCES_FILE", sources.path())).await;
     let sender = services.sender().await;
     let queue = format!("{}.rejected", services.broker.prefix());
     let first = record("req-1", 401, Some("d-1"));
@@ -81,4 +84,66 @@ async fn rejection_records_are_stored_and_unreadable_ones_dropped() {
     app.stop().await;
     // All three were acked: nothing comes back to the queue once the consumer is gone.
     assert_eq!(services.broker.depth(".rejected").await, Some(0));
+}
+
+#[tokio::test]
+async fn records_of_sources_the_consumer_does_not_know_share_one_bucket_whoever_sent_them() {
+    let services = Services::new();
+    let sources = SourcesFile::new("[[source]]\nname = \"shop\"\nscheme = \"shopify\"\nsecrets = [\"s\"]\n");
+    let app = TestApp::spawn(&services.env().with("SOURCES_FILE", sources.path())).await;
+    let sender = services.sender().await;
+    let queue = format!("{}.rejected", services.broker.prefix());
+    // Straight to the broker, as anyone with access to it could: made-up names, with a reason
+    // other than unknown_source, and one with a terminal escape in it.
+    for n in 0..30 {
+        let mut stranger = record(&format!("stranger-{n:02}"), 401, None);
+        stranger.source = format!("0made-up-{n:02}");
+        sender.to_queue(&queue, &serde_json::to_vec(&stranger).unwrap()).await;
+    }
+    let mut escape = record("escape", 404, None);
+    escape.source = "x\u{1b}[2J".to_owned();
+    escape.reason = "unknown_source".to_owned();
+    sender.to_queue(&queue, &serde_json::to_vec(&escape).unwrap()).await;
+    sender
+        .to_queue(&queue, &serde_json::to_vec(&record("real", 401, None)).unwrap())
+        .await;
+
+    testkit::eventually("32 rows in rejections", SOON, || async {
+        let mut connection = services.database.connect().await;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rejections")
+            .fetch_one(&mut connection)
+            .await
+            .ok()?;
+        (count == 32).then_some(())
+    })
+    .await;
+    let mut connection = services.database.connect().await;
+    let sources: Vec<(String, String)> =
+        sqlx::query_as("SELECT request_id, source FROM rejections ORDER BY request_id")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    let expected = |request_id: &str, source: &str| (request_id.to_owned(), source.to_owned());
+    let mut strangers: Vec<_> = (0..30)
+        .map(|n| expected(&format!("stranger-{n:02}"), "(unknown)"))
+        .collect();
+    strangers.splice(0..0, [expected("escape", "(unknown)"), expected("real", "shop")]);
+    assert_eq!(sources, strangers);
+    // The names they claimed are kept beside the bucket, escaped.
+    let claimed: Vec<Option<String>> = sqlx::query_scalar("SELECT claimed_source FROM rejections ORDER BY request_id")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    let mut expected: Vec<Option<String>> = (0..30).map(|n| Some(format!("0made-up-{n:02}"))).collect();
+    expected.splice(0..0, [Some("x\\u{1b}[2J".to_owned()), None]);
+    assert_eq!(claimed, expected);
+    let health: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT source, CAST(SUM(rejected) AS SIGNED) FROM vendor_health GROUP BY source ORDER BY source",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(health, [("(unknown)".to_owned(), 31), ("shop".to_owned(), 1)]);
+    sender.close().await;
+    app.stop().await;
 }

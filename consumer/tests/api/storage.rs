@@ -28,6 +28,7 @@ async fn rejections_are_pruned_by_age_and_to_the_newest_rows() {
     let record = |at: &str, request_id: &str| RejectionRecord {
         at: at.to_owned(),
         source: "shop".to_owned(),
+        claimed_source: None,
         reason: "signature_mismatch".to_owned(),
         status: 401,
         request_id: request_id.to_owned(),
@@ -48,6 +49,13 @@ async fn rejections_are_pruned_by_age_and_to_the_newest_rows() {
         .unwrap();
     assert_eq!(left, ["new-3", "new-4", "new-5"]);
     assert_eq!(prune_rejections(&pool, 30, 3).await.unwrap(), 0);
+    // The per-day counts are of what was stored: pruning the rows does not lower them.
+    let counted: i64 =
+        sqlx::query_scalar("SELECT CAST(SUM(rejected) AS SIGNED) FROM vendor_health WHERE source = 'shop'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(counted, 6);
 }
 
 /// The server's side of `store::split_affected`, checked on the real server (MariaDB here, and

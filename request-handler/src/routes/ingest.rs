@@ -1,10 +1,15 @@
 //! `POST /webhook` and `POST /webhooks/{source}`.
 //!
-//! The order of checks is the contract: unknown source (404), size (413, before and while
-//! reading), body arrival (408), signature over the raw bytes (401), JSON or, for form
-//! sources, form encoding (400), delivery id and event type (400), then publish and wait for
-//! the broker's confirm (200, or 500 "not enqueued").
+//! The order of checks is the contract: unknown source (404), the sender's address for a
+//! source with `allow_ips` (403), admission before the body is read (429 over the source's
+//! rate limit, 503 past `MAX_IN_FLIGHT`), size (413, before and while reading), body arrival
+//! (408), signature over the raw bytes (401), JSON or, for form sources, form encoding (400), a
+//! vendor's handshake (answered, not stored), delivery id and event type (400), the source's
+//! event-type filter (200 "filtered", not published), then publish and wait for the broker's
+//! confirm (200, or 500 "not enqueued"). A vendor that wants another answer gets it
+//! ([`webhook_core::signature::Answers`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,12 +20,14 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
 use webhook_core::broker::Outgoing;
+use webhook_core::config::Secret;
 use webhook_core::envelope::{Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, format_time};
 use webhook_core::payload::{self, BodyFormat, Form, Parsed};
 use webhook_core::rejection::bounded;
-use webhook_core::signature::{Headers, Verified};
+use webhook_core::signature::{Answer, Challenge, Headers, Request, Verified};
 
 use super::State;
+use crate::admission::filtered_by;
 use crate::error::IngestError;
 use crate::identify::{DELIVERY_ID_HEADERS, Identified, identify};
 use crate::metrics::{RequestLabels, UNKNOWN_SOURCE_LABEL, VerifiedLabels};
@@ -38,8 +45,8 @@ const LARGE_BODY_BYTES: usize = 64 * 1024;
 
 /// What checking a request's body found.
 pub(crate) enum Checked {
-    /// A vendor's URL handshake; the challenge to echo.
-    Challenge(String),
+    /// A vendor's handshake (its name) and the answer it wants.
+    Handshake(&'static str, Answer),
     /// An event to publish.
     Event(Identified),
 }
@@ -51,8 +58,18 @@ enum Accepted {
     /// Not confirmed in time, and written to the spool (durable); the delivery id, and why the
     /// broker did not take it.
     Spooled(String, &'static str),
-    /// A vendor's URL handshake (Slack's `url_verification`); the challenge to echo.
-    Challenge(String),
+    /// Verified, but of an event type the source does not keep: not published. The delivery
+    /// id and the key that dropped it.
+    Filtered(String, &'static str),
+    /// A vendor's handshake (Slack's `url_verification`, Zoom's `endpoint.url_validation`, …):
+    /// its name and the answer it wants.
+    Handshake(&'static str, Answer),
+}
+
+/// What the vendor signed besides the headers and the body.
+pub(crate) struct Signing<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) url: Option<&'a str>,
 }
 
 /// `POST /webhook`: the `default` source.
@@ -82,18 +99,26 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
     };
     let source_label = source.map_or(UNKNOWN_SOURCE_LABEL, |source| source.name.as_str());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let answers = source.map(|source| source.scheme.answers()).unwrap_or_default();
     match result {
-        Ok(Accepted::Challenge(challenge)) => {
+        Ok(Accepted::Handshake(name, answer)) => {
             record(state, source_label, "challenge_answered", "");
-            log::info!("answered url_verification challenge request_id={request_id} source={source_label}");
-            HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))
+            log::info!("answered {name} handshake request_id={request_id} source={source_label}");
+            let mut response = HttpResponse::Ok();
+            if let Some(content_type) = answer.content_type {
+                response.content_type(content_type);
+            }
+            response.body(answer.body)
         }
         Ok(Accepted::Queued(delivery_id)) => {
             record(state, source_label, "queued", "");
             log::debug!(
                 "queued request_id={request_id} source={source_label} delivery_id={delivery_id:?} latency_ms={elapsed_ms:.2}"
             );
-            HttpResponse::Ok().json(serde_json::json!({ "status": "queued", "id": delivery_id }))
+            match answers.accepted {
+                Some((content_type, body)) => HttpResponse::Ok().content_type(content_type).body(body),
+                None => HttpResponse::Ok().json(serde_json::json!({ "status": "queued", "id": delivery_id })),
+            }
         }
         Ok(Accepted::Spooled(delivery_id, reason)) => {
             record(state, source_label, "spooled", reason);
@@ -101,6 +126,13 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                 "spooled request_id={request_id} source={source_label} delivery_id={delivery_id:?} reason={reason} latency_ms={elapsed_ms:.2}"
             );
             HttpResponse::Ok().json(serde_json::json!({ "status": "spooled", "id": delivery_id }))
+        }
+        Ok(Accepted::Filtered(delivery_id, key)) => {
+            record(state, source_label, "filtered", key);
+            log::debug!(
+                "filtered request_id={request_id} source={source_label} delivery_id={delivery_id:?} by={key} latency_ms={elapsed_ms:.2}"
+            );
+            HttpResponse::Ok().json(serde_json::json!({ "status": "filtered", "id": delivery_id }))
         }
         Err(error) => {
             let reason = error.reason();
@@ -121,7 +153,12 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                     .map(|id| bounded(id, MAX_DELIVERY_ID_BYTES));
                 state.rejections.record(&RejectionRecord {
                     at: format_time(received_at),
-                    source: shown_source.clone(),
+                    // Unknown sources share one bucket; the name a stranger chose is kept
+                    // aside, escaped, where nothing groups by it.
+                    source: source_label.to_owned(),
+                    claimed_source: source
+                        .is_none()
+                        .then(|| webhook_core::rejection::escaped(source_name, MAX_SOURCE_BYTES)),
                     reason: reason.to_owned(),
                     status: error.status_code().as_u16(),
                     request_id: request_id.clone(),
@@ -135,7 +172,11 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
                     error.to_string()
                 );
             }
-            error.error_response()
+            if answers.empty_unauthorized && matches!(error, IngestError::Signature(_)) {
+                HttpResponse::Unauthorized().finish()
+            } else {
+                error.error_response()
+            }
         }
     }
 }
@@ -147,6 +188,15 @@ async fn accept(
     state: &State,
     received_at: DateTime<Utc>,
 ) -> Result<Accepted, IngestError> {
+    if !source.endpoint.allow_ips.is_empty() {
+        let client = request
+            .peer_addr()
+            .map(|peer| client_address(peer.ip(), request.headers(), &state.trusted_proxies));
+        if !client.is_some_and(|address| source.endpoint.allows(address)) {
+            return Err(IngestError::IpNotAllowed);
+        }
+    }
+    state.admission.admit(source)?;
     let limit = source
         .max_body_bytes
         .map_or(state.max_body_bytes, |own| own.min(state.max_body_bytes));
@@ -158,10 +208,17 @@ async fn accept(
         .await
         .map_err(|_| IngestError::BodyTimeout)??;
     state.metrics.body_bytes.observe(body.len() as f64);
+    let _in_work = state.admission.in_work();
 
     let now = Utc::now().timestamp();
+    let url = source.signed_url(request.query_string());
+    let method = request.method().as_str();
+    let signing = Signing {
+        method,
+        url: url.as_deref(),
+    };
     let checked = if body.len() < LARGE_BODY_BYTES {
-        check(source, &RequestHeaders(request.headers()), &body, now)
+        check(source, &RequestHeaders(request.headers()), &body, &signing, now)
     } else {
         let _permit = state
             .large_checks
@@ -169,17 +226,31 @@ async fn accept(
             .await
             .map_err(|error| IngestError::Internal(error.to_string()))?;
         let (source, headers, body) = (Arc::clone(source), request.headers().clone(), body.clone());
-        tokio::task::spawn_blocking(move || check(&source, &RequestHeaders(&headers), &body, now))
-            .await
-            .map_err(|error| IngestError::Internal(format!("checking the request failed: {error}")))?
+        let method = method.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let signing = Signing {
+                method: &method,
+                url: url.as_deref(),
+            };
+            check(&source, &RequestHeaders(&headers), &body, &signing, now)
+        })
+        .await
+        .map_err(|error| IngestError::Internal(format!("checking the request failed: {error}")))?
     };
     if let (Err(IngestError::Signature(rejection)), Some(quarantine)) = (&checked, &state.quarantine) {
         quarantine.offer(source, *rejection, request.headers(), &body, received_at);
     }
+    state
+        .metrics
+        .clock_skew
+        .observe(source, &RequestHeaders(request.headers()), now);
     let (verified, identity) = match checked? {
-        (_, Checked::Challenge(challenge)) => return Ok(Accepted::Challenge(challenge)),
+        (_, Checked::Handshake(name, answer)) => return Ok(Accepted::Handshake(name, answer)),
         (verified, Checked::Event(identity)) => (verified, identity),
     };
+    if let Some(key) = filtered_by(source, &identity.event_type) {
+        return Ok(Accepted::Filtered(identity.delivery_id.into_string(), key));
+    }
 
     let envelope = Envelope::new(
         &source.name,
@@ -218,43 +289,94 @@ async fn accept(
 /// bytes (401), then [`examine`]. The body is read once, for all of them.
 pub(crate) fn check(
     source: &Source,
-    headers: &(impl Headers + ?Sized),
+    headers: &(impl Headers + Sized),
     body: &[u8],
+    signing: &Signing<'_>,
     now: i64,
 ) -> Result<(Verified, Checked), IngestError> {
+    let request = Request {
+        headers,
+        body,
+        method: signing.method,
+        url: signing.url,
+        webhook_id: source.endpoint.webhook_id.as_deref(),
+        now,
+        tolerance: source.tolerance_secs,
+    };
     let verified = source
         .scheme
-        .verify(&source.secrets, headers, body, now, source.tolerance_secs)
+        .verify_request(&source.keys, &request)
         .map_err(IngestError::Signature)?;
-    Ok((verified, examine(source, headers, body)?))
+    let secret = source.keys.secrets.get(verified.secret_index);
+    Ok((verified, examine(source, headers, body, secret)?))
 }
 
 /// The checks after the signature: the body in its source's format (400), a handshake, then
-/// the delivery id and event type (400).
-pub(crate) fn examine(source: &Source, headers: &(impl Headers + ?Sized), body: &[u8]) -> Result<Checked, IngestError> {
+/// the delivery id and event type (400). `secret` is the one that verified the signature, for
+/// handshakes whose answer is keyed.
+pub(crate) fn examine(
+    source: &Source,
+    headers: &(impl Headers + Sized),
+    body: &[u8],
+    secret: Option<&Secret>,
+) -> Result<Checked, IngestError> {
     let parsed = match source.body_format {
         BodyFormat::Json => Parsed::Json(payload::read_json(body, &source.json_pointers())?),
         BodyFormat::Form => Parsed::Form(Form::parse(body)?),
     };
-    if let Some(challenge) = handshake(source, &parsed)? {
-        return Ok(Checked::Challenge(challenge));
+    if let Some(handshake) = source.scheme.handshake() {
+        let challenge = Challenge {
+            headers,
+            json: match &parsed {
+                Parsed::Json(json) => Some(json),
+                Parsed::Form(_) => None,
+            },
+            secret,
+        };
+        if let Some(answer) = (handshake.answer)(&challenge) {
+            return answer
+                .map(|answer| Checked::Handshake(handshake.name, answer))
+                .map_err(IngestError::BadRequest);
+        }
     }
     let identity = identify(source, headers, &parsed, body)?;
     Ok(Checked::Event(identity))
 }
 
-/// The vendor proving the URL (Slack's `url_verification`): answered with its challenge, not
-/// stored, and only once the signature has been checked.
-fn handshake(source: &Source, parsed: &Parsed<'_>) -> Result<Option<String>, IngestError> {
-    let (Some(handshake), Parsed::Json(json)) = (source.scheme.handshake(), parsed) else {
-        return Ok(None);
+/// The address a request comes from: the peer, or, when the peer is a trusted proxy, the
+/// last address of `X-Forwarded-For` that is not one (each proxy appends the one it saw). A
+/// header that cannot be read leaves the peer.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |address: &IpAddr| {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*address, IpAddr::V4),
+            v4 => *v4,
+        };
+        trusted.iter().any(|network| network.contains(&address))
     };
-    if json.text("/type").as_deref() != Some(handshake.event_type) {
-        return Ok(None);
+    if !is_trusted(&peer) {
+        return peer;
     }
-    json.text(handshake.challenge)
-        .map(Some)
-        .ok_or_else(|| IngestError::BadRequest(format!("{} without a challenge", handshake.event_type)))
+    let mut forwarded = Vec::new();
+    for value in headers.get_all("X-Forwarded-For") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for entry in text.split(',') {
+            match entry.trim().parse::<IpAddr>() {
+                Ok(address) => forwarded.push(address),
+                Err(_) => return peer,
+            }
+        }
+    }
+    let mut client = peer;
+    for address in forwarded.into_iter().rev() {
+        client = address;
+        if !is_trusted(&address) {
+            break;
+        }
+    }
+    client
 }
 
 /// Reads the whole body, failing as soon as it grows past `limit`, whatever Content-Length

@@ -9,6 +9,7 @@ use std::time::Duration;
 use actix_web::web;
 use webhook_core::broker::Publisher;
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::quarantine::Quarantine;
 use crate::rejections::RejectionLog;
@@ -31,6 +32,10 @@ pub(crate) struct State {
     pub(crate) spool: Option<Arc<Spool>>,
     /// Where quarantining sources' requests with a signature of no secret go (`SPOOL_DIR`).
     pub(crate) quarantine: Option<Quarantine>,
+    /// Rate limits and the cap on requests in work.
+    pub(crate) admission: Admission,
+    /// The peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Registers every route.

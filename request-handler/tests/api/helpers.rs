@@ -59,6 +59,11 @@ impl TestApp {
         .await;
     }
 
+    /// The value of the metric line that starts with `series` (name and labels), or 0.
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.get("/metrics").await.text().await.unwrap(), series)
+    }
+
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
     }
@@ -128,4 +133,11 @@ impl Drop for TestApp {
 /// The JSON body of a response.
 pub(crate) async fn json(response: reqwest::Response) -> serde_json::Value {
     response.json().await.unwrap()
+}
+
+/// The value of the line of a `/metrics` text that starts with `series` (name and labels), or 0.
+pub(crate) fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

@@ -4,7 +4,7 @@
 
 use reqwest::header::HeaderValue;
 use webhook_core::envelope::Envelope;
-use webhook_core::signature::{Algorithm, Encoding, GenericHmac, sign_generic, sign_github, sign_stripe};
+use webhook_core::signature::{GenericHmac, sign_generic, sign_github, sign_stripe};
 
 use crate::helpers::{SECRET, TestApp, env, json};
 
@@ -47,14 +47,7 @@ async fn app() -> (TestApp, testkit::SourcesFile) {
 }
 
 fn hmac_signature(secret: &[u8], body: &[u8]) -> String {
-    let scheme = GenericHmac {
-        header: "X-Signature".to_owned(),
-        algorithm: Algorithm::Sha256,
-        encoding: Encoding::Hex,
-        prefix: None,
-        template: None,
-        timestamp_header: None,
-    };
+    let scheme = GenericHmac::new("X-Signature");
     sign_generic(&scheme, secret, "", body)
 }
 

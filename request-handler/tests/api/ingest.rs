@@ -378,10 +378,13 @@ async fn every_rejection_leaves_a_record_without_body_or_signature() {
         vec![
             (400, "not_json", "default"),
             (401, "signature_mismatch", "default"),
-            (404, "unknown_source", "nobody")
+            (404, "unknown_source", "(unknown)")
         ]
     );
     assert_eq!(records[1]["delivery_id"], "d-401");
+    // The name a stranger chose is kept beside the bucket, never as the source.
+    assert_eq!(records[2]["claimed_source"], "nobody");
+    assert!(records[0].get("claimed_source").is_none(), "{}", records[0]);
     for message in records.iter().map(ToString::to_string) {
         assert!(!message.contains("4242") && !message.contains(&wrong[7..]), "{message}");
     }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod broker_addresses;
 mod broker_outage;
 mod broker_tls;
@@ -14,3 +15,4 @@ mod process;
 mod schemes;
 mod shutdown;
 mod spool;
+mod vendors;

@@ -120,9 +120,7 @@ impl HandlerProcess {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        crate::helpers::metric_value(&text, series)
     }
 }
 

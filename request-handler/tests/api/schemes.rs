@@ -312,12 +312,12 @@ async fn standard_webhooks_signatures_are_checked_with_the_timestamp() {
 async fn generic_hmac_signatures_are_checked_with_configured_id_and_type() {
     let (app, _dir) = app().await;
     let scheme = GenericHmac {
-        header: "X-Custom-Signature".to_owned(),
         algorithm: Algorithm::Sha512,
         encoding: Encoding::Base64,
         prefix: Some("v1=".to_owned()),
         template: Some("{timestamp}.{body}".to_owned()),
         timestamp_header: Some("X-Custom-Timestamp".to_owned()),
+        ..GenericHmac::new("X-Custom-Signature")
     };
     let body = br#"{"event":{"name":"order.created"},"order":7}"#.to_vec();
     let ts = now().to_string();

@@ -290,8 +290,8 @@ async fn the_same_delivery_posted_three_times_is_one_row() {
 }
 
 /// Requests the handler turns away reach the `rejections` table through `{P}.rejected`, with
-/// the reason and status the caller got, and show in `vendor_health`; nothing of them reaches
-/// `events`.
+/// the reason and status the caller got (a source that is not configured as `(unknown)`), and
+/// show in `vendor_health`; nothing of them reaches `events`.
 #[tokio::test]
 async fn rejected_requests_are_stored_in_the_rejection_log() {
     let pipeline = Pipeline::start().await;
@@ -338,7 +338,7 @@ async fn rejected_requests_are_stored_in_the_rejection_log() {
         [
             ("default", 400, Some("bad-json-1")),
             ("default", 401, Some("forged-1")),
-            ("nobody", 404, None)
+            ("(unknown)", 404, None)
         ]
     );
     assert!(rows.iter().all(|(_, reason, _, _)| !reason.is_empty()), "{rows:?}");
@@ -350,7 +350,7 @@ async fn rejected_requests_are_stored_in_the_rejection_log() {
     .fetch_all(&mut connection)
     .await
     .unwrap();
-    assert_eq!(health, [("default".to_owned(), 0, 2), ("nobody".to_owned(), 0, 1)]);
+    assert_eq!(health, [("(unknown)".to_owned(), 0, 1), ("default".to_owned(), 0, 2)]);
 }
 
 /// The value of `sample` (name and labels, exactly as exported) in a `/metrics` text; 0 when it

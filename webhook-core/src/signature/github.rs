@@ -2,29 +2,26 @@
 //! `X-Hub-Signature` (`sha1=<hex>`, the HMAC-SHA1 GitHub still sends for old integrations, or
 //! `sha256=<hex>`) is read only without it. Bare hex names no algorithm and is refused.
 
-use super::{Algorithm, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
-use crate::config::Secret;
+use super::{Algorithm, Family, Keys, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
 
 /// The header GitHub sends with an HMAC-SHA256 signature: `sha256=<hex>`.
 pub const HUB_SIGNATURE_256: &str = "X-Hub-Signature-256";
 /// The older GitHub header: `sha1=<hex>` or `sha256=<hex>`.
 pub const HUB_SIGNATURE: &str = "X-Hub-Signature";
 
-pub(super) const FAMILY: Family = Family {
-    name: "github",
-    json: Places {
+pub(super) const FAMILY: Family = Family::new(
+    "github",
+    Places {
         delivery_id: Some(Place::Header("X-GitHub-Delivery")),
         event_type: Some(Place::Header("X-GitHub-Event")),
     },
-    form: Places {
+    Places {
         delivery_id: Some(Place::Header("X-GitHub-Delivery")),
         event_type: Some(Place::Header("X-GitHub-Event")),
     },
-    handshake: None,
-    check_secret: None,
     verify,
     sign,
-};
+);
 
 /// A parsed GitHub-style signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +54,7 @@ impl HubSignature {
 }
 
 /// `X-Hub-Signature-256` if present (it alone decides), else `X-Hub-Signature`.
-fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+fn verify(keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
     let signature = if request.has(HUB_SIGNATURE_256) {
         HubSignature::parse_sha256(request.header(HUB_SIGNATURE_256)?)
     } else {
@@ -67,7 +64,7 @@ fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejectio
         HubSignature::Sha256(tag) => (Algorithm::Sha256, tag),
         HubSignature::Sha1(tag) => (Algorithm::Sha1, tag),
     };
-    check(secrets, text_key, algorithm, &[request.body], &[tag])
+    check(&keys.secrets, text_key, algorithm, &[request.body], &[tag])
 }
 
 /// The `X-Hub-Signature-256` value for `body` under `secret`: `sha256=<hex>`.

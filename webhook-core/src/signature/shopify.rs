@@ -1,31 +1,28 @@
 //! Shopify: `X-Shopify-Hmac-Sha256` is the base64 HMAC-SHA256 of the body.
 
-use super::{Algorithm, Encoding, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
-use crate::config::Secret;
+use super::{Algorithm, Encoding, Family, Keys, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
 
 /// Shopify's header.
 pub const SHOPIFY_HMAC: &str = "X-Shopify-Hmac-Sha256";
 
-pub(super) const FAMILY: Family = Family {
-    name: "shopify",
-    json: Places {
+pub(super) const FAMILY: Family = Family::new(
+    "shopify",
+    Places {
         delivery_id: Some(Place::Header("X-Shopify-Webhook-Id")),
         event_type: Some(Place::Header("X-Shopify-Topic")),
     },
-    form: Places {
+    Places {
         delivery_id: Some(Place::Header("X-Shopify-Webhook-Id")),
         event_type: Some(Place::Header("X-Shopify-Topic")),
     },
-    handshake: None,
-    check_secret: None,
     verify,
     sign,
-};
+);
 
-fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+fn verify(keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
     let header = request.header(SHOPIFY_HMAC)?;
     let tag = Encoding::Base64.decode(header.trim()).ok_or(Rejection::Malformed)?;
-    check(secrets, text_key, Algorithm::Sha256, &[request.body], &[tag])
+    check(&keys.secrets, text_key, Algorithm::Sha256, &[request.body], &[tag])
 }
 
 fn sign(secret: &str, request: &ToSign<'_>) -> Vec<(String, String)> {
@@ -54,14 +51,7 @@ mod tests {
             Err(Rejection::Mismatch)
         );
         assert_eq!(shopify("not base64!", body), Err(Rejection::Malformed));
-        let signed = sign(
-            "shpss_test",
-            &ToSign {
-                delivery_id: "",
-                timestamp: 0,
-                body,
-            },
-        );
+        let signed = sign("shpss_test", &ToSign::new("", 0, body));
         assert_eq!(signed, [(SHOPIFY_HMAC.to_owned(), expected.to_owned())]);
     }
 }

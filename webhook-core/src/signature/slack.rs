@@ -1,8 +1,10 @@
 //! Slack: `X-Slack-Signature: v0=<hex>`, the HMAC-SHA256 of
 //! `"v0:{X-Slack-Request-Timestamp}:{body}"`; the Events API's `url_verification` handshake.
 
-use super::{Algorithm, Family, Handshake, Place, Places, Rejection, Signed, ToSign, Verified, check, text_key};
-use crate::config::Secret;
+use super::{
+    Algorithm, Answer, Challenge, Family, Handshake, Keys, Place, Places, Rejection, Signed, ToSign, Verified, check,
+    text_key,
+};
 
 /// Slack's signature header.
 pub const SLACK_SIGNATURE: &str = "X-Slack-Signature";
@@ -10,27 +12,42 @@ pub const SLACK_SIGNATURE: &str = "X-Slack-Signature";
 pub const SLACK_TIMESTAMP: &str = "X-Slack-Request-Timestamp";
 
 pub(super) const FAMILY: Family = Family {
-    name: "slack",
-    json: Places {
-        delivery_id: Some(Place::Json("/event_id")),
-        event_type: Some(Place::Json("/type")),
-    },
-    // Slash commands: a unique `trigger_id` and the `command`.
-    form: Places {
-        delivery_id: Some(Place::Form("trigger_id")),
-        event_type: Some(Place::Form("command")),
-    },
     // Sent when an Events API URL is configured.
     handshake: Some(Handshake {
-        event_type: "url_verification",
-        challenge: "/challenge",
+        name: "url_verification",
+        pointers: &["/challenge"],
+        answer: url_verification,
     }),
-    check_secret: None,
-    verify,
-    sign,
+    ..Family::new(
+        "slack",
+        Places {
+            delivery_id: Some(Place::Json("/event_id")),
+            event_type: Some(Place::Json("/type")),
+        },
+        // Slash commands: a unique `trigger_id` and the `command`.
+        Places {
+            delivery_id: Some(Place::Form("trigger_id")),
+            event_type: Some(Place::Form("command")),
+        },
+        verify,
+        sign,
+    )
 };
 
-fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+/// The Events API's `url_verification`: `{"challenge": …}` back.
+fn url_verification(request: &Challenge<'_>) -> Option<Result<Answer, String>> {
+    let json = request.json?;
+    if json.text("/type").as_deref() != Some("url_verification") {
+        return None;
+    }
+    Some(
+        json.text("/challenge")
+            .map(|challenge| Answer::json(&serde_json::json!({ "challenge": challenge })))
+            .ok_or_else(|| "url_verification without a challenge".to_owned()),
+    )
+}
+
+fn verify(keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
     let signature = request.header(SLACK_SIGNATURE)?;
     let timestamp = request.header(SLACK_TIMESTAMP)?;
     let tag = signature
@@ -41,7 +58,7 @@ fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejectio
     request.timestamp(timestamp)?;
     let timestamp = timestamp.trim();
     check(
-        secrets,
+        &keys.secrets,
         text_key,
         Algorithm::Sha256,
         &[b"v0:", timestamp.as_bytes(), b":", request.body],

@@ -1,12 +1,16 @@
-//! Standard Webhooks (Svix and others): `webhook-signature` is a space-separated list of
-//! `v1,<base64>`, the HMAC-SHA256 of `"{webhook-id}.{webhook-timestamp}.{body}"` keyed with the
-//! base64-decoded secret (`whsec_…`).
+//! Standard Webhooks (and Svix, Resend and Clerk, which send it under `svix-` header names):
+//! `webhook-signature` is a space-separated list of `v1,<base64>`, the HMAC-SHA256 of
+//! `"{webhook-id}.{webhook-timestamp}.{body}"` keyed with the base64-decoded secret
+//! (`whsec_…`), and of `v1a,<base64>`, the same content signed with Ed25519 (public keys
+//! `whpk_…`). A source may hold secrets, public keys or both.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{Algorithm, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, entries};
-use crate::config::Secret;
+use super::keys::{check_public, private};
+use super::{
+    Algorithm, Family, KeyKind, Keys, Place, Places, PublicKey, Rejection, Signed, ToSign, Verified, check, entries,
+};
 
 /// Standard Webhooks' id header.
 pub const STANDARD_ID: &str = "webhook-id";
@@ -15,21 +19,52 @@ pub const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
 /// Standard Webhooks' signature header.
 pub const STANDARD_SIGNATURE: &str = "webhook-signature";
 
-pub(super) const FAMILY: Family = Family {
-    name: "standard",
-    json: Places {
-        delivery_id: Some(Place::Header(STANDARD_ID)),
-        event_type: Some(Place::Json("/type")),
-    },
-    form: Places {
-        delivery_id: Some(Place::Header(STANDARD_ID)),
-        event_type: None,
-    },
-    handshake: None,
-    check_secret: Some(check_secret),
-    verify,
-    sign,
+/// The three headers of one naming.
+struct Names {
+    id: &'static str,
+    timestamp: &'static str,
+    signature: &'static str,
+}
+
+const STANDARD_NAMES: Names = Names {
+    id: STANDARD_ID,
+    timestamp: STANDARD_TIMESTAMP,
+    signature: STANDARD_SIGNATURE,
 };
+
+const SVIX_NAMES: Names = Names {
+    id: "svix-id",
+    timestamp: "svix-timestamp",
+    signature: "svix-signature",
+};
+
+const fn family(name: &'static str, id: &'static str, verify: super::VerifyFn, sign: super::SignFn) -> Family {
+    Family {
+        keys: KeyKind::Either(PublicKey::ed25519_whpk),
+        check_secret: Some(check_secret),
+        ..Family::new(
+            name,
+            Places {
+                delivery_id: Some(Place::Header(id)),
+                event_type: Some(Place::Json("/type")),
+            },
+            Places {
+                delivery_id: Some(Place::Header(id)),
+                event_type: None,
+            },
+            verify,
+            sign,
+        )
+    }
+}
+
+pub(super) const FAMILY: Family = family("standard", STANDARD_ID, verify, sign);
+/// Svix sends Standard Webhooks under its own header names.
+pub(super) const SVIX: Family = family("svix", "svix-id", verify_svix, sign_svix);
+/// Resend signs through Svix.
+pub(super) const RESEND: Family = family("resend", "svix-id", verify_svix, sign_svix);
+/// Clerk signs through Svix.
+pub(super) const CLERK: Family = family("clerk", "svix-id", verify_svix, sign_svix);
 
 /// The key of a Standard Webhooks secret: base64 after `whsec_` (or the whole secret when it
 /// has no prefix). `None` when it is not base64.
@@ -43,26 +78,43 @@ fn check_secret(secret: &str) -> Result<(), &'static str> {
         .ok_or("standard secrets are `whsec_` followed by base64")
 }
 
-fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
-    let id = request.header(STANDARD_ID)?;
-    let timestamp = request.header(STANDARD_TIMESTAMP)?;
-    let header = request.header(STANDARD_SIGNATURE)?;
-    let signatures: Vec<Vec<u8>> = entries(header, char::is_whitespace)?
-        .into_iter()
-        .filter_map(|item| item.strip_prefix("v1,"))
-        .filter_map(|encoded| BASE64.decode(encoded).ok())
-        .collect();
-    if signatures.is_empty() {
+fn verify(keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
+    verify_named(&STANDARD_NAMES, keys, request)
+}
+
+fn verify_svix(keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
+    verify_named(&SVIX_NAMES, keys, request)
+}
+
+fn verify_named(names: &Names, keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
+    let id = request.header(names.id)?;
+    let timestamp = request.header(names.timestamp)?;
+    let header = request.header(names.signature)?;
+    let mut symmetric = Vec::new();
+    let mut asymmetric = Vec::new();
+    for item in entries(header, char::is_whitespace)? {
+        if let Some(encoded) = item.strip_prefix("v1,") {
+            symmetric.extend(BASE64.decode(encoded).ok());
+        } else if let Some(encoded) = item.strip_prefix("v1a,") {
+            asymmetric.extend(BASE64.decode(encoded).ok());
+        }
+    }
+    if symmetric.is_empty() && asymmetric.is_empty() {
         return Err(Rejection::Malformed);
     }
     request.timestamp(timestamp)?;
-    check(
-        secrets,
-        standard_key,
-        Algorithm::Sha256,
-        &[id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", request.body],
-        &signatures,
-    )
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.trim().as_bytes(), b".", request.body];
+    // A secret's v1 first, then a public key's v1a: either proves the sender.
+    let by_secret = if symmetric.is_empty() {
+        Err(Rejection::Mismatch)
+    } else {
+        check(&keys.secrets, standard_key, Algorithm::Sha256, &parts, &symmetric)
+    };
+    match by_secret {
+        Ok(verified) => Ok(verified),
+        Err(_) if !asymmetric.is_empty() => check_public(&keys.public, &parts, &asymmetric),
+        Err(rejection) => Err(rejection),
+    }
 }
 
 /// Signs like Standard Webhooks: one `v1,<base64>` entry.
@@ -73,15 +125,33 @@ pub fn sign_standard(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Opt
     Some(format!("v1,{}", BASE64.encode(tag)))
 }
 
-/// A secret that is not `whsec_` + base64 signs nothing (a source cannot be configured with
-/// one).
-fn sign(secret: &str, request: &ToSign<'_>) -> Vec<(String, String)> {
-    let signature = sign_standard(secret, request.delivery_id, request.timestamp, request.body).unwrap_or_default();
+/// Signs with a `whsk_` private key: one `v1a,<base64>` Ed25519 entry.
+fn sign_asymmetric(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    let message = [id.as_bytes(), b".", timestamp.to_string().as_bytes(), b".", body].concat();
+    private::ed25519(secret, &message).map(|signature| format!("v1a,{}", BASE64.encode(signature)))
+}
+
+fn sign_named(names: &Names, secret: &str, request: &ToSign<'_>) -> Vec<(String, String)> {
+    let signature = if secret.starts_with("whsk_") {
+        sign_asymmetric(secret, request.delivery_id, request.timestamp, request.body)
+    } else {
+        sign_standard(secret, request.delivery_id, request.timestamp, request.body)
+    };
     vec![
-        (STANDARD_ID.to_owned(), request.delivery_id.to_owned()),
-        (STANDARD_TIMESTAMP.to_owned(), request.timestamp.to_string()),
-        (STANDARD_SIGNATURE.to_owned(), signature),
+        (names.id.to_owned(), request.delivery_id.to_owned()),
+        (names.timestamp.to_owned(), request.timestamp.to_string()),
+        (names.signature.to_owned(), signature.unwrap_or_default()),
     ]
+}
+
+/// A secret that is not `whsec_` + base64 (nor a `whsk_` private key) signs nothing (a source
+/// cannot be configured with one).
+fn sign(secret: &str, request: &ToSign<'_>) -> Vec<(String, String)> {
+    sign_named(&STANDARD_NAMES, secret, request)
+}
+
+fn sign_svix(secret: &str, request: &ToSign<'_>) -> Vec<(String, String)> {
+    sign_named(&SVIX_NAMES, secret, request)
 }
 
 #[cfg(test)]

@@ -1,31 +1,25 @@
 //! Stripe: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, the HMAC-SHA256 of
 //! `"{t}.{body}"` with the secret string as the key.
 
-use super::{Algorithm, Family, Place, Places, Rejection, Signed, ToSign, Verified, check, entries, text_key};
-use crate::config::Secret;
+use super::{Algorithm, Family, Keys, Place, Places, Rejection, Signed, ToSign, Verified, check, entries, text_key};
 
 /// Stripe's header.
 pub const STRIPE_SIGNATURE: &str = "Stripe-Signature";
 
-pub(super) const FAMILY: Family = Family {
-    name: "stripe",
-    json: Places {
+pub(super) const FAMILY: Family = Family::new(
+    "stripe",
+    Places {
         delivery_id: Some(Place::Json("/id")),
         event_type: Some(Place::Json("/type")),
     },
-    form: Places {
-        delivery_id: None,
-        event_type: None,
-    },
-    handshake: None,
-    check_secret: None,
+    Places::NOWHERE,
     verify,
     sign,
-};
+);
 
 /// Entries other than `t` and `v1` (such as `v0`) are ignored, as are entries without `=` and
 /// `v1` values that are not hex; without a `t` and a hex `v1` the header is malformed.
-fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejection> {
+fn verify(keys: &Keys, request: &Signed<'_>) -> Result<Verified, Rejection> {
     let header = request.header(STRIPE_SIGNATURE)?;
     let mut timestamp = None;
     let mut signatures = Vec::new();
@@ -48,7 +42,7 @@ fn verify(secrets: &[Secret], request: &Signed<'_>) -> Result<Verified, Rejectio
     }
     request.timestamp(timestamp)?;
     check(
-        secrets,
+        &keys.secrets,
         text_key,
         Algorithm::Sha256,
         &[timestamp.as_bytes(), b".", request.body],

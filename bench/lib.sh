@@ -1,0 +1,25 @@
+# Shared by the bench scripts (`source` it after setting ROOT, PREFIX and DB): logging, waiting
+# for a service, and a cleanup that stops the processes in PIDS, drops DB and removes every
+# queue and exchange of PREFIX.
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  mariadb -uroot -e "DROP DATABASE IF EXISTS \`$DB\`" 2>/dev/null || true
+  for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5; do
+    rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
+  done
+  rabbitmqctl -q delete_exchange "$PREFIX" >/dev/null 2>&1 || true
+  rabbitmqctl -q delete_exchange "$PREFIX.dlx" >/dev/null 2>&1 || true
+}
+
+wait_ready() { # url
+  for _ in $(seq 1 200); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "not ready: $1" >&2; return 1
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# What the triggers that keep daily_counts and sales_months cost the consumer: a backlog of
+# BACKLOG sale events (each an `events` row and a `sales` row) drained by one consumer into
+# empty tables, with the triggers and without them, in turn, ROUNDS times each. The same release
+# binaries both ways; only the triggers differ (dropped, or created from their migrations).
+#
+#   bench/trigger-cost.sh                     # 100,000 events, 3 rounds
+#   BACKLOG=20000 ROUNDS=1 bench/trigger-cost.sh
+#
+# Uses a fresh AMQP_PREFIX and database, both removed at the end.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BACKLOG=${BACKLOG:-100000}
+ROUNDS=${ROUNDS:-3}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+PREFIX="bench_triggers_$STAMP"
+DB="bench_triggers_$STAMP"
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export AMQP_PREFIX=$PREFIX
+export DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
+export WEBHOOK_SECRET=bench-secret
+export RUST_LOG=warn
+export HANDLER_ADDR=127.0.0.1:3110
+export CONSUMER_ADDR=127.0.0.1:3111
+URL="http://$HANDLER_ADDR/webhook"
+TRIGGERS=(events_count_stored events_count_duplicates dead_letters_count rejections_count
+  sales_count_inserted sales_count_updated sales_count_deleted)
+
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap cleanup EXIT
+
+"$ROOT/scripts/ensure-services"
+log "building release binaries"
+cargo build --release --locked -q -p request-handler -p consumer -p loadgen
+BIN="$ROOT/target/release"
+
+sql() { mariadb -uroot -N "$DB" -e "$1"; }
+
+triggers() { # on | off
+  local name
+  for name in "${TRIGGERS[@]}"; do sql "DROP TRIGGER IF EXISTS $name"; done
+  if [[ $1 == on ]]; then
+    # One statement per file, some with compound bodies: no client-side splitting at ';'.
+    for file in "$ROOT"/migrations/*_count_*.sql; do mariadb -uroot --delimiter='$$' "$DB" < "$file"; done
+  fi
+}
+
+"$BIN/consumer" migrate >/dev/null
+"$BIN/request-handler" >/dev/null 2>&1 &
+PIDS+=("$!")
+wait_ready "http://$HANDLER_ADDR/readyz"
+
+for round in $(seq 1 "$ROUNDS"); do
+  # Alternate which goes first, so that neither always drains into a fresher server.
+  modes=(on off)
+  ((round % 2 == 0)) && modes=(off on)
+  for mode in "${modes[@]}"; do
+    triggers "$mode"
+    sql "TRUNCATE TABLE events; TRUNCATE TABLE sales; TRUNCATE TABLE daily_counts; TRUNCATE TABLE sales_months"
+    wait_ready "http://$HANDLER_ADDR/readyz"
+    filled=$("$BIN/loadgen" --url "$URL" -c 64 -n "$BACKLOG" --event-type sale.completed --json 2>/dev/null)
+    grep -Eq "\"200\": *$BACKLOG[,}]" <<<"$filled" || { echo "the backlog was not all accepted: $filled" >&2; exit 1; }
+    started=$(date +%s.%N)
+    "$BIN/consumer" >/dev/null 2>&1 &
+    consumer=$!
+    PIDS+=("$consumer")
+    while (($(sql "SELECT COUNT(*) FROM events") < BACKLOG)); do sleep 0.1; done
+    seconds=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+    kill "$consumer"; wait "$consumer" 2>/dev/null || true
+    printf 'round %s\ttriggers %s\t%s events in %s s\t%.0f events/s\tload %s\n' "$round" "$mode" "$BACKLOG" \
+      "$seconds" "$(awk -v n="$BACKLOG" -v s="$seconds" 'BEGIN {print n / s}')" "$(cut -d' ' -f1 /proc/loadavg)"
+  done
+done
