@@ -11,14 +11,15 @@
 //! public key the file holds; loadgen signs for them with the private key in the file named by
 //! `{SOURCE}_SIGNING_KEY_FILE` (the source's name upper-cased, `-` as `_`): an Ed25519 seed in
 //! hex, or a PKCS#8 PEM key. Twilio's JSON bodies get their `bodySHA256` query and Mailgun's
-//! their `signature` object; Adyen's signatures are per notification item, so its bodies must
-//! be Adyen notifications, which the demo's payloads are not.
+//! their `signature` object; Adyen signs each item of a notification: a body that is one gets
+//! its items signed, any other is sent as the payload of a one-item notification (its
+//! `pspReference` the delivery id, its `eventCode` the event type).
 
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use webhook_core::config::Secret;
-use webhook_core::signature::{KeyKind, Scheme, ToSign, mailgun_signature, twilio_json_url};
+use webhook_core::signature::{KeyKind, Scheme, ToSign, adyen_signed_body, mailgun_signature, twilio_json_url};
 use webhook_core::sources::{Identity, Locator, Preset, SourceConfig, SourcesFile, invalid_file};
 
 /// A source the demo sends to.
@@ -118,6 +119,9 @@ impl Vendor {
             );
             body = serde_json::Value::Object(object).to_string().into_bytes();
         }
+        if self.scheme.name() == "adyen" {
+            body = adyen_body(self.secret.expose(), delivery_id, event_type, body);
+        }
         let url = match (&self.url, self.scheme.name()) {
             (Some(url), "twilio") => Some(twilio_json_url(url, &body)),
             (url, _) => url.clone(),
@@ -165,6 +169,31 @@ impl Vendor {
         add("Content-Type", "application/json".to_owned());
         headers
     }
+}
+
+/// An Adyen notification carrying `body`, every item signed under the hex key: `body` itself
+/// if it is a notification, else a one-item notification with `body` as its `payload`.
+fn adyen_body(hex_key: &str, delivery_id: &str, event_type: &str, body: Vec<u8>) -> Vec<u8> {
+    if let Some(signed) = adyen_signed_body(hex_key, &body) {
+        return signed;
+    }
+    let payload: serde_json::Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
+    let notification = serde_json::json!({
+        "live": "false",
+        "notificationItems": [{
+            "NotificationRequestItem": {
+                "pspReference": delivery_id,
+                "eventCode": event_type,
+                "merchantAccountCode": "loadgen",
+                "merchantReference": delivery_id,
+                "amount": { "value": 0, "currency": "EUR" },
+                "success": "true",
+                "payload": payload,
+            }
+        }]
+    });
+    adyen_signed_body(hex_key, notification.to_string().as_bytes()).unwrap_or(body)
 }
 
 #[cfg(test)]
@@ -233,14 +262,11 @@ mod tests {
     }
 
     #[test]
-    fn every_preset_but_adyen_is_signed_as_its_handler_verifies() {
+    fn every_preset_is_signed_as_its_handler_verifies() {
         let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../webhook-core/tests/vectors/keys");
         let key_file = |name: &str| keys.join(name).display().to_string();
         let mut text = String::new();
-        for family in webhook_core::signature::FAMILIES
-            .iter()
-            .filter(|family| family.name != "adyen")
-        {
+        for family in webhook_core::signature::FAMILIES {
             let name = family.name;
             text.push_str(&format!("[[source]]\nname = \"{name}\"\nscheme = \"{name}\"\n"));
             text.push_str(&match name {
@@ -248,6 +274,7 @@ mod tests {
                 "sendgrid" => "public_key = \"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEMfT5+qCxqcDHpp4DANHB+X2Uu+YnL93581AQZZxHnORSvmD9W7cmV+7J0UeEapwicQdEaBKbZfveEpyf1G7M2g==\"\n".to_owned(),
                 "paypal" => format!("certificate_file = \"{}\"\nwebhook_id = \"WH-1\"\n", key_file("paypal-cert.pem")),
                 "postmark" => "secrets = [\"user:password\"]\n".to_owned(),
+                "adyen" => "secrets = [\"44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056\"]\n".to_owned(),
                 _ => "secrets = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"]\n".to_owned(),
             });
             if webhook_core::signature::Scheme::Vendor(family).signs_url() {
@@ -297,5 +324,6 @@ mod tests {
             };
             assert!(verify(&request.body).is_ok(), "{}", source.name);
         }
+        assert!(file.get("adyen").is_some(), "every preset, Adyen's included");
     }
 }

@@ -157,6 +157,27 @@ pub fn adyen_signature(hex_key: &str, signing_string: &str) -> Option<String> {
     Some(BASE64.encode(Algorithm::Sha256.sign(&key, &[signing_string.as_bytes()])))
 }
 
+/// `body`, an Adyen notification, with every item's `additionalData.hmacSignature` set under
+/// the hex key, as Adyen signs it (for loadgen and tests); `None` when `body` is not a
+/// notification or the key is not hex. The signing string is read by the same code the check
+/// uses, so what this signs is what [`verify`] accepts.
+pub fn adyen_signed_body(hex_key: &str, body: &[u8]) -> Option<Vec<u8>> {
+    let mut notification: serde_json::Value = serde_json::from_slice(body).ok()?;
+    for entry in notification.get_mut("notificationItems")?.as_array_mut()? {
+        let item = entry.get_mut("NotificationRequestItem")?;
+        let text = item.to_string();
+        let signing_string = serde_json::from_str::<RequestItem<'_>>(&text).ok()?.signing_string();
+        let signature = adyen_signature(hex_key, &signing_string)?;
+        let data = item
+            .as_object_mut()?
+            .entry("additionalData")
+            .or_insert_with(|| serde_json::json!({}));
+        data.as_object_mut()?
+            .insert("hmacSignature".to_owned(), serde_json::Value::String(signature));
+    }
+    serde_json::to_vec(&notification).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Scheme, secrets};
@@ -207,5 +228,18 @@ mod tests {
         assert_eq!(adyen(&many(MAX_SIGNATURE_ENTRIES)), Ok(Verified { secret_index: 0 }));
         assert_eq!(adyen(&many(MAX_SIGNATURE_ENTRIES + 1)), Err(Rejection::Malformed));
         assert!(check_secret("not hex").is_err());
+    }
+
+    #[test]
+    fn a_notification_signed_here_is_verified_and_a_changed_item_is_not() {
+        let unsigned = body("", 1130).replace(r#""additionalData":{"hmacSignature":""},"#, "");
+        let two = unsigned.replace("]}", &format!(",{}]}}", item("", 990)));
+        let signed = adyen_signed_body(KEY, two.as_bytes()).unwrap();
+        let text = String::from_utf8(signed).unwrap();
+        assert!(text.contains(SIGNATURE), "{text}");
+        assert!(adyen(&text).is_ok());
+        assert_eq!(adyen(&text.replace("990", "991")), Err(Rejection::Mismatch));
+        assert_eq!(adyen_signed_body(KEY, b"{\"id\":1}"), None);
+        assert_eq!(adyen_signed_body("not hex", unsigned.as_bytes()), None);
     }
 }

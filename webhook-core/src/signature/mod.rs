@@ -49,7 +49,7 @@ use std::fmt;
 use crate::config::Secret;
 use crate::payload::JsonBody;
 
-pub use adyen::adyen_signature;
+pub use adyen::{adyen_signature, adyen_signed_body};
 pub use discord::{DISCORD_SIGNATURE, DISCORD_TIMESTAMP};
 pub use github::{HUB_SIGNATURE, HUB_SIGNATURE_256, HubSignature, sign_github};
 pub use gitlab::GITLAB_TOKEN;
