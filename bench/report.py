@@ -172,9 +172,10 @@ def main():
         *[f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets],
         "",
     ]
-    # Kept by hand beside the script: the dashboard at scale (bench/dashboard-scale.sh,
-    # bench/trigger-cost.sh), then the analysis.
-    for name in ["DASHBOARD.md", "ANALYSIS.md"]:
+    # Kept by hand beside the script, from runs of their own: the dashboard at scale
+    # (bench/dashboard-scale.sh, bench/trigger-cost.sh), the spool (bench/spool.sh), the
+    # analysis, and the fairness run (loadgen --source-rate).
+    for name in ["DASHBOARD.md", "SPOOL.md", "ANALYSIS.md", "FAIRNESS.md"]:
         kept = pathlib.Path(__file__).with_name(name)
         if kept.exists():
             lines += [kept.read_text().rstrip(), ""]
