@@ -1097,7 +1097,9 @@ mod tests {
         fn well_formed_headers_with_wrong_macs_are_refused_without_panics(
             now in 0i64..4_000_000_000,
             mac in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
-            stray in "[a-z0-9=,. ]{0,20}",
+            // No `t`: a stray `t=…` entry is a second Stripe timestamp (the last one decides),
+            // which makes the request stale rather than reach the MAC comparison.
+            stray in "[a-su-z0-9=,. ]{0,20}",
             body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
         ) {
             let (hex, base64) = (hex::encode(&mac), BASE64.encode(&mac));
