@@ -6,6 +6,7 @@
 //!   verified over the raw body in constant time.
 //! - [`ids`]: source names, delivery ids and event types, as types that hold only valid values.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
+//! - [`metrics`]: registering a metric and keeping it in one step.
 //! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
@@ -28,6 +29,7 @@ pub mod consume;
 pub mod database;
 pub mod envelope;
 pub mod ids;
+pub mod metrics;
 pub mod money;
 pub mod payload;
 pub mod rejection;
