@@ -13,7 +13,6 @@ pub mod page;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, middleware, web};
 use anyhow::Context;
@@ -24,6 +23,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use tokio_util::sync::CancellationToken;
 use webhook_core::config::{ConfigError, Url, Vars};
 use webhook_core::envelope::is_valid_source_name;
+use webhook_core::http::{self, Listening};
 
 use crate::data::Filter;
 
@@ -116,18 +116,9 @@ impl FilterQuery {
 }
 
 /// A running dashboard.
+#[derive(Debug)]
 pub struct Application {
-    addr: SocketAddr,
-    server: Server,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
+    http: Listening,
 }
 
 impl Application {
@@ -154,9 +145,7 @@ impl Application {
                 ),
             }
         });
-        let listener = std::net::TcpListener::bind(settings.addr)
-            .with_context(|| format!("cannot listen on DASHBOARD_ADDR={}", settings.addr))?;
-        let addr = listener.local_addr()?;
+        let (listener, addr) = http::bind("DASHBOARD_ADDR", settings.addr)?;
         let pool = web::Data::new(pool);
         let policy = page::content_security_policy();
         let server = HttpServer::new(move || {
@@ -171,9 +160,7 @@ impl Application {
                 .service(readable("/api/sales", api_sales))
                 .service(readable("/api/health", api_health))
                 .service(readable("/api/dead-letters", api_dead_letters))
-                .service(readable("/healthz", || async {
-                    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-                }))
+                .service(readable("/healthz", http::healthz))
                 .service(readable("/readyz", readyz))
                 .default_service(web::to(not_found))
         })
@@ -183,36 +170,23 @@ impl Application {
         .run();
         log::info!("dashboard listening on http://{addr}");
         Ok(Self {
-            addr,
-            server,
-            shutdown: CancellationToken::new(),
+            http: Listening::new(addr, server),
         })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Cancel to stop.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.http.shutdown_token()
     }
 
     /// Serves until the token is cancelled.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = self.shutdown.cancelled() => {
-                handle.stop(true).await;
-                server.await
-            }
-        };
-        result
-            .context("the HTTP server task failed")?
-            .context("the HTTP server failed")
+        self.http.serve_until_stopped().await.context("the HTTP server failed")
     }
 }
 
@@ -361,10 +335,8 @@ async fn api_dead_letters(pool: web::Data<MySqlPool>, request: HttpRequest) -> H
 }
 
 async fn readyz(pool: web::Data<MySqlPool>) -> HttpResponse {
-    match sqlx::query("SELECT 1").execute(pool.get_ref()).await {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "up" })),
-        Err(_) => {
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "not ready", "database": "down" }))
-        }
-    }
+    let up = sqlx::query("SELECT 1").execute(pool.get_ref()).await.is_ok();
+    let mut details = serde_json::Map::new();
+    details.insert("database".to_owned(), (if up { "up" } else { "down" }).into());
+    http::readiness(up, details)
 }

@@ -19,6 +19,8 @@
 //! - [`consume`]: consuming a queue in batches, reconnecting until shutdown.
 //! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
+//! - [`http`] (feature `http`): `/healthz`, `/readyz`, `/metrics` and the server every service
+//!   runs.
 
 pub mod addresses;
 pub mod admission;
@@ -28,6 +30,8 @@ pub mod consume;
 #[cfg(feature = "mysql")]
 pub mod database;
 pub mod envelope;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod money;
