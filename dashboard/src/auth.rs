@@ -183,8 +183,8 @@ impl Auth {
 /// The users of a users file, by name, with their argon2 hashes.
 pub struct Users {
     hashes: HashMap<String, PasswordHash>,
-    /// The hash of a random password, checked for unknown users so that they cost what a known
-    /// user's wrong password costs.
+    /// The hash of a random password with the parameters of the file's first user, checked for
+    /// unknown users so that they cost what a known user's wrong password costs.
     dummy: PasswordHash,
 }
 
@@ -202,6 +202,7 @@ impl Users {
     /// `#` are skipped. An error names the line.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut hashes = HashMap::new();
+        let mut first = None;
         for (index, line) in text.lines().enumerate() {
             let number = index + 1;
             let line = line.trim();
@@ -213,14 +214,15 @@ impl Users {
             };
             check_user_name(user).map_err(|why| format!("line {number}: {why}"))?;
             let hash = parse_hash(hash).map_err(|why| format!("line {number}: {why}"))?;
+            first.get_or_insert_with(|| hash.clone());
             if hashes.insert(user.to_owned(), hash).is_some() {
                 return Err(format!("line {number}: the user {user:?} is already named above"));
             }
         }
-        let Some(first) = hashes.values().next() else {
+        let Some(first) = first else {
             return Err("no users in it".to_owned());
         };
-        let params = Params::try_from(first).map_err(|error| format!("argon2 parameters: {error}"))?;
+        let params = Params::try_from(&first).map_err(|error| format!("argon2 parameters: {error}"))?;
         let random =
             argon2::password_hash::try_generate_salt().map_err(|error| format!("no random numbers: {error}"))?;
         let dummy = Argon2::from(params)
@@ -566,6 +568,18 @@ mod tests {
             let error = Users::parse(&text).unwrap_err();
             assert!(error.contains(expected), "{expected:?} not in {error:?}");
         }
+    }
+
+    #[test]
+    fn unknown_users_are_checked_against_a_hash_of_the_first_users_parameters() {
+        let cheap = Argon2::from(Params::new(1024, 1, 1, None).unwrap())
+            .hash_password(b"pw")
+            .unwrap();
+        let text = format!("zed:{cheap}\n{}\n", line("ann", "one"));
+        let users = Users::parse(&text).unwrap();
+        assert_eq!(users.dummy.params.to_string(), "m=1024,t=1,p=1");
+        assert!(users.verify("zed", b"pw"));
+        assert!(!users.verify("nobody", b"pw"));
     }
 
     #[test]
