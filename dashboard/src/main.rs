@@ -48,12 +48,22 @@ async fn serve() -> anyhow::Result<()> {
     app.run_until_stopped().await
 }
 
-/// `dashboard hash-password USER`: the password is all of standard input but one final line
-/// break, so that `printf '%s' "$PASSWORD" |` and a typed line both work.
+/// `dashboard hash-password USER`: the password is one line of standard input (all of it when
+/// it is not a terminal), without its final line break, so that `printf '%s' "$PASSWORD" |`,
+/// `echo "$PASSWORD" |` and a typed line all work; a password with a line break inside is
+/// refused rather than cut.
 #[allow(clippy::print_stdout)] // the line is the command's output
 fn hash_password(user: &str) -> ExitCode {
+    use std::io::IsTerminal as _;
+    let stdin = std::io::stdin();
     let mut input = String::new();
-    if let Err(error) = std::io::stdin().read_to_string(&mut input) {
+    let read = if stdin.is_terminal() {
+        eprint!("password for {user} (shown as typed; end with Enter): ");
+        stdin.read_line(&mut input).map(drop)
+    } else {
+        stdin.lock().read_to_string(&mut input).map(drop)
+    };
+    if let Err(error) = read {
         eprintln!("dashboard hash-password: cannot read the password from standard input: {error}");
         return ExitCode::FAILURE;
     }
@@ -61,6 +71,10 @@ fn hash_password(user: &str) -> ExitCode {
         .strip_suffix("\r\n")
         .or_else(|| input.strip_suffix('\n'))
         .unwrap_or(&input);
+    if password.contains(['\n', '\r']) {
+        eprintln!("dashboard hash-password: the password has a line break (give one line)");
+        return ExitCode::FAILURE;
+    }
     match dashboard::auth::users_file_line(user, password) {
         Ok(line) => {
             println!("{line}");

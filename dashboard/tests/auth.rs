@@ -137,6 +137,11 @@ fn hash_password_reads_the_password_from_stdin_only() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("the password is empty"));
     let output = hash_password(&["a:b"], "pw\n");
     assert!(!output.status.success());
+    let output = hash_password(&["ann"], "two\nlines\n");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line break"));
+    let output = hash_password(&["ann"], "no final line break");
+    assert!(output.status.success());
 }
 
 #[tokio::test]
