@@ -608,9 +608,7 @@ mod tests {
     }
 
     fn read(pairs: &[(&str, &str)], addr: &str) -> Result<Auth, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let lookup = move |name: &str| map.get(name).cloned();
-        Auth::from_vars(&Vars::new(&lookup), addr.parse().unwrap())
+        Vars::with_pairs(pairs, |vars| Auth::from_vars(vars, addr.parse().unwrap()))
     }
 
     #[test]

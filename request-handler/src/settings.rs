@@ -90,15 +90,9 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn read(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
-        let lookup = move |name: &str| map.get(name).cloned();
-        Settings::from_vars(&Vars::new(&lookup))
+        Vars::with_pairs(pairs, Settings::from_vars)
     }
 
     #[test]

@@ -1019,7 +1019,6 @@ async fn supervise(inner: Arc<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
@@ -1034,12 +1033,7 @@ mod tests {
     }
 
     fn settings(pairs: &[(&str, &str)]) -> Result<BrokerSettings, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
-        let lookup = move |name: &str| map.get(name).cloned();
-        BrokerSettings::from_vars(&Vars::new(&lookup))
+        Vars::with_pairs(pairs, BrokerSettings::from_vars)
     }
 
     #[test]

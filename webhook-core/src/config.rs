@@ -146,6 +146,19 @@ impl<'a> Vars<'a> {
         Self { lookup }
     }
 
+    /// Runs `read` over variables that are exactly `pairs`, the last of a name winning (for
+    /// tests and tools that read settings from somewhere other than the process environment).
+    pub fn with_pairs<T>(pairs: &[(&str, &str)], read: impl FnOnce(&Vars<'_>) -> T) -> T {
+        let lookup = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        read(&Vars::new(&lookup))
+    }
+
     /// The value of `name`, trimmed, or `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<String> {
         (self.lookup)(name)

@@ -119,12 +119,11 @@ pub fn explain(error: &sqlx::Error, url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn read(url: &str) -> Result<(Url, MySqlConnectOptions), ConfigError> {
-        let map: HashMap<String, String> = [(VARIABLE.to_owned(), url.to_owned())].into();
-        let lookup = move |name: &str| map.get(name).cloned();
-        from_vars(&Vars::new(&lookup), "mysql://root@127.0.0.1:3306/webhooks")
+        Vars::with_pairs(&[(VARIABLE, url)], |vars| {
+            from_vars(vars, "mysql://root@127.0.0.1:3306/webhooks")
+        })
     }
 
     #[test]

@@ -291,15 +291,11 @@ pub(crate) async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn read(pairs: &[(&str, &str)], sources: &Sources) -> Result<Option<SpoolSettings>, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
-        let lookup = move |name: &str| map.get(name).cloned();
-        SpoolSettings::from_vars(&Vars::new(&lookup), sources, Duration::from_secs(5), 1 << 20)
+        Vars::with_pairs(pairs, |vars| {
+            SpoolSettings::from_vars(vars, sources, Duration::from_secs(5), 1 << 20)
+        })
     }
 
     fn spooling_sources() -> Sources {
