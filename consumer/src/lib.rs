@@ -21,6 +21,7 @@
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
 //! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
+//! - [`retention`]: the purge of old bodies (`RETENTION_DAYS`, `consumer purge`).
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod dlq;
@@ -30,6 +31,7 @@ pub mod metrics;
 mod plan;
 mod processors;
 mod rejections;
+pub mod retention;
 mod retry;
 pub mod settings;
 mod settle;

@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use consumer::dlq::{self, DeadLetter, ReplayReport, Selection};
 use consumer::{Application, Settings};
+use consumer::retention;
 use webhook_core::config::Vars;
 use webhook_core::service::{self, EXIT_CONFIG};
 
@@ -25,6 +27,9 @@ enum Command {
     /// Inspect or replay the dead-letter queue `{AMQP_PREFIX}.dead`.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Run one retention pass now: clear the bodies of events received more than
+    /// RETENTION_DAYS days ago (the rows, their dedup keys and their sales stay).
+    Purge,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +89,7 @@ async fn main() -> ExitCode {
                 }
             })
         }
+        Some(Command::Purge) => purge(&settings).await,
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("consumer: {}", error_line(&error, &settings));
@@ -116,6 +122,25 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     service::stop_on_signal(app.shutdown_token());
     app.run().await
+}
+
+#[allow(clippy::print_stdout)] // the report is the command's output
+async fn purge(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(retention) = settings.retention else {
+        anyhow::bail!("RETENTION_DAYS is not set: bodies are kept forever, nothing to purge");
+    };
+    let pool = consumer::store::connect(settings).await?;
+    let cutoff = retention.cutoff(chrono::Utc::now());
+    let done = retention::pass(&pool, &retention, cutoff, None, |_| {})
+        .await
+        .context("purging bodies")?;
+    println!(
+        "purged {} bodies of events received before {} (RETENTION_DAYS={})",
+        done.purged,
+        cutoff.to_rfc3339(),
+        retention.days
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[allow(clippy::print_stdout)] // the listing is the command's output

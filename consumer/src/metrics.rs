@@ -85,6 +85,8 @@ pub struct Metrics {
     /// The database's `max_allowed_packet`, read on every new connection: a larger event can
     /// never be stored.
     pub database_max_allowed_packet: Gauge,
+    /// Bodies cleared by the retention purge (`RETENTION_DAYS`).
+    pub bodies_purged: Counter,
 }
 
 impl Metrics {
@@ -193,6 +195,12 @@ impl Metrics {
             Unit::Bytes,
             database_max_allowed_packet.clone(),
         );
+        let bodies_purged = Counter::default();
+        registry.register(
+            "bodies_purged",
+            "Event bodies cleared by the retention purge (RETENTION_DAYS); the rows stay",
+            bodies_purged.clone(),
+        );
         Self {
             registry,
             events_stored,
@@ -212,6 +220,7 @@ impl Metrics {
             broker_connected,
             database_up,
             database_max_allowed_packet,
+            bodies_purged,
         }
     }
 

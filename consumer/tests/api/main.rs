@@ -1,7 +1,7 @@
 //! The consumer's contract against the real RabbitMQ and MariaDB/MySQL: events stored once,
 //! acked only after the commit, sales and refunds applied with them, poison, refused rows and
 //! malformed sales dead-lettered and recorded, the rejection log stored, outages ridden out, dead letters listed and
-//! replayed, the views' counts always matching the rows; and its SQL on its own (`storage`).
+//! replayed, the views' counts always matching the rows; bodies purged after RETENTION_DAYS; and its SQL on its own (`storage`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +14,7 @@ mod helpers;
 mod migrations;
 mod outage;
 mod rejections;
+mod retention;
 mod sales;
 mod storage;
 mod storing;
