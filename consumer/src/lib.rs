@@ -22,9 +22,11 @@
 //! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
 //! - [`retention`]: the purge of old bodies (`RETENTION_DAYS`, `consumer purge`).
+//! - [`erase`]: erasing events and what they set, leaving a tombstone (`consumer erase`).
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod dlq;
+pub mod erase;
 mod health;
 mod message;
 pub mod metrics;

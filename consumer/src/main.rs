@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use consumer::dlq::{self, DeadLetter, ReplayReport, Selection};
 use consumer::{Application, Settings};
-use consumer::retention;
+use consumer::{erase, retention};
 use webhook_core::config::Vars;
 use webhook_core::service::{self, EXIT_CONFIG};
 
@@ -30,6 +30,35 @@ enum Command {
     /// Run one retention pass now: clear the bodies of events received more than
     /// RETENTION_DAYS days ago (the rows, their dedup keys and their sales stay).
     Purge,
+    /// Erase stored events and what they set in sales, leaving a tombstone in `erasures`; a
+    /// retry of an erased event is a duplicate whose data is not stored again.
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["delivery_id", "pointer"])))]
+struct EraseArgs {
+    /// The events' source.
+    #[arg(long)]
+    source: String,
+    /// Erase the event with this delivery id.
+    #[arg(long = "delivery-id", value_name = "ID")]
+    delivery_id: Option<String>,
+    /// Erase every stored event whose JSON body has --value at this JSON pointer (/customer/id).
+    #[arg(long, value_name = "POINTER", requires = "value")]
+    pointer: Option<String>,
+    /// The value to look for at --pointer (a string, or a number's text).
+    #[arg(long, requires = "pointer")]
+    value: Option<String>,
+    /// Who erases, for the tombstone (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+    /// Why, for the tombstone.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only list what would be erased.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +119,7 @@ async fn main() -> ExitCode {
             })
         }
         Some(Command::Purge) => purge(&settings).await,
+        Some(Command::Erase(args)) => erase(&settings, args).await,
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("consumer: {}", error_line(&error, &settings));
@@ -140,6 +170,29 @@ async fn purge(settings: &Settings) -> anyhow::Result<ExitCode> {
         cutoff.to_rfc3339(),
         retention.days
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // the report is the command's output
+async fn erase(settings: &Settings, args: EraseArgs) -> anyhow::Result<ExitCode> {
+    let target = match (args.delivery_id, args.pointer, args.value) {
+        (Some(id), _, _) => erase::Target::DeliveryId(id),
+        (None, Some(pointer), Some(value)) => erase::Target::Pointer { pointer, value },
+        _ => anyhow::bail!("erase needs --delivery-id, or --pointer with --value"),
+    };
+    let request = erase::Request {
+        source: args.source,
+        target,
+        by: erase::operator(args.by.as_deref(), |name| std::env::var(name).ok()),
+        reason: args.reason,
+        dry_run: args.dry_run,
+    };
+    let pool = consumer::store::connect(settings).await?;
+    let report = erase::erase(&pool, &request, |scanned| {
+        eprintln!("erase: {scanned} bodies read");
+    })
+    .await?;
+    print!("{}", report.lines(&request.source));
     Ok(ExitCode::SUCCESS)
 }
 
