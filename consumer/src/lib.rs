@@ -23,6 +23,7 @@
 //! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
 //! - [`retention`]: the purge of old bodies (`RETENTION_DAYS`, `consumer purge`).
 //! - [`erase`]: erasing events and what they set, leaving a tombstone (`consumer erase`).
+//! - [`replay`]: running stored events through the current processors (`consumer replay`).
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod dlq;
@@ -33,6 +34,7 @@ pub mod metrics;
 mod plan;
 mod processors;
 mod rejections;
+pub mod replay;
 pub mod retention;
 mod retry;
 pub mod settings;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use consumer::dlq::{self, DeadLetter, ReplayReport, Selection};
 use consumer::{Application, Settings};
-use consumer::{erase, retention};
+use consumer::{erase, replay, retention};
 use webhook_core::config::Vars;
 use webhook_core::service::{self, EXIT_CONFIG};
 
@@ -33,6 +33,8 @@ enum Command {
     /// Erase stored events and what they set in sales, leaving a tombstone in `erasures`; a
     /// retry of an erased event is a duplicate whose data is not stored again.
     Erase(EraseArgs),
+    /// Run stored events through the current processors again (idempotent).
+    Replay(ReplayEventsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +59,25 @@ struct EraseArgs {
     #[arg(long)]
     reason: Option<String>,
     /// Only list what would be erased.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReplayEventsArgs {
+    /// The events' source.
+    #[arg(long)]
+    source: String,
+    /// Only events of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    event_type: Option<String>,
+    /// Received at or after: RFC 3339 or a date (UTC).
+    #[arg(long, value_name = "TIME")]
+    since: String,
+    /// Received before: RFC 3339, or a date (through the end of that day, UTC).
+    #[arg(long, value_name = "TIME")]
+    until: String,
+    /// Report what would change without writing anything.
     #[arg(long)]
     dry_run: bool,
 }
@@ -120,6 +141,7 @@ async fn main() -> ExitCode {
         }
         Some(Command::Purge) => purge(&settings).await,
         Some(Command::Erase(args)) => erase(&settings, args).await,
+        Some(Command::Replay(args)) => replay(&settings, args).await,
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("consumer: {}", error_line(&error, &settings));
@@ -194,6 +216,30 @@ async fn erase(settings: &Settings, args: EraseArgs) -> anyhow::Result<ExitCode>
     .await?;
     print!("{}", report.lines(&request.source));
     Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // the summary is the command's output
+async fn replay(settings: &Settings, args: ReplayEventsArgs) -> anyhow::Result<ExitCode> {
+    let since = replay::parse_time(&args.since, false).map_err(|why| anyhow::anyhow!("--since {why}"))?;
+    let until = replay::parse_time(&args.until, true).map_err(|why| anyhow::anyhow!("--until {why}"))?;
+    let request = replay::Request {
+        source: args.source,
+        event_type: args.event_type,
+        since,
+        until,
+        dry_run: args.dry_run,
+    };
+    let pool = consumer::store::connect(settings).await?;
+    let summary = replay::replay(settings, &pool, &request, |summary| {
+        eprintln!("{}", summary.progress_line());
+    })
+    .await?;
+    print!("{}", summary.lines());
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 #[allow(clippy::print_stdout)] // the listing is the command's output
