@@ -1130,6 +1130,20 @@ pub async fn reprocess(
     dry_run: bool,
 ) -> Result<Vec<bool>, StoreError> {
     let mut transaction = pool.begin().await.map_err(StoreError::Unavailable)?;
+    // Events first, then sales: the order in which the live consumer locks them.
+    let mut status_changed = Vec::with_capacity(events.len());
+    for event in events {
+        let status = event.status();
+        let differs = status != event.stored_status;
+        if differs {
+            sqlx::query("UPDATE events SET status = ?, processed_at = UTC_TIMESTAMP(6), error = NULL WHERE id = ?")
+                .bind(status)
+                .bind(event.id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        status_changed.push(differs);
+    }
     let mut orders: Vec<&str> = events
         .iter()
         .filter_map(|event| event.sale.map(|sale| sale.order_id.as_str()))
@@ -1152,22 +1166,16 @@ pub async fn reprocess(
         upsert_sales(&mut transaction, chunk).await?;
     }
     let after = order_states(&mut transaction, source, &orders).await?;
-    let mut changed = Vec::with_capacity(events.len());
-    for event in events {
-        let status = event.status();
-        let status_changed = status != event.stored_status;
-        if status_changed {
-            sqlx::query("UPDATE events SET status = ?, processed_at = UTC_TIMESTAMP(6), error = NULL WHERE id = ?")
-                .bind(status)
-                .bind(event.id)
-                .execute(&mut *transaction)
-                .await?;
-        }
-        let order_changed = event
-            .sale
-            .is_some_and(|sale| before.get(&sale.order_id) != after.get(&sale.order_id));
-        changed.push(status_changed || order_changed);
-    }
+    let changed = events
+        .iter()
+        .zip(status_changed)
+        .map(|(event, status_changed)| {
+            status_changed
+                || event
+                    .sale
+                    .is_some_and(|sale| before.get(&sale.order_id) != after.get(&sale.order_id))
+        })
+        .collect();
     if dry_run {
         transaction.rollback().await?;
     } else {
