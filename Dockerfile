@@ -42,9 +42,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin webhooks \
- && install -d -o webhooks -g webhooks -m 0700 /var/lib/webhook-inbox/spool
-# The handler's spool (SPOOL_DIR): owned by the service's user, so that a new named volume
-# mounted here is too.
+ && install -d -o webhooks -g webhooks -m 0700 /var/lib/webhook-inbox/spool /var/lib/webhook-inbox/dashboard-users
+# The handler's spool (SPOOL_DIR) and the dashboard's users file (docker-compose.yml): owned
+# by the service's user, so that a new named volume mounted here is too.
 COPY --from=builder \
      /src/target/release/request-handler \
      /src/target/release/consumer \

@@ -11,6 +11,7 @@ use lapin::{BasicProperties, Channel};
 use webhook_core::broker::{self, BrokerConnection, BrokerSettings, Outgoing, Publisher};
 use webhook_core::consume::close;
 use webhook_core::envelope::{Envelope, header, header_text};
+use webhook_core::service::Selection;
 
 /// How long a replay publish may wait for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,15 +106,6 @@ pub async fn list(broker: &BrokerSettings, limit: usize) -> anyhow::Result<Vec<D
     listed
 }
 
-/// Which dead letters to replay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// Every dead letter in the queue when the replay starts.
-    All,
-    /// Those whose delivery id (`message_id`) is one of these.
-    Ids(Vec<String>),
-}
-
 /// What a replay did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -192,11 +184,7 @@ async fn replay_on(
             .as_ref()
             .map(|id| id.as_str().to_owned())
             .unwrap_or_default();
-        let selected = match selection {
-            Selection::All => true,
-            Selection::Ids(ids) => ids.contains(&id),
-        };
-        if !selected {
+        if !selection.takes(&id) {
             // Left unacked: it goes back to the queue when the channel closes.
             continue;
         }
@@ -226,9 +214,7 @@ async fn replay_on(
             )),
         }
     }
-    if let Selection::Ids(ids) = selection {
-        report.not_found = ids.iter().filter(|id| !found.contains(*id)).cloned().collect();
-    }
+    report.not_found = selection.not_found(|id| found.contains(id));
     Ok(report)
 }
 

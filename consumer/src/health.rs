@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use actix_web::{HttpResponse, web};
+use webhook_core::http;
 
 use crate::metrics::Metrics;
 
@@ -69,14 +70,9 @@ pub(crate) struct State {
 /// Registers the routes.
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/healthz").get(healthz))
+        .service(web::resource("/healthz").get(http::healthz))
         .service(web::resource("/readyz").get(readyz))
         .service(web::resource("/metrics").get(metrics));
-}
-
-/// `GET /healthz`: the process is up and serving.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: 200 only while the consuming channel is open and the last database operation
@@ -84,23 +80,18 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<State>) -> HttpResponse {
     let broker = state.health.channel_open();
     let database = state.health.database_ok();
-    let body = serde_json::json!({
-        "status": if broker && database { "ready" } else { "not ready" },
-        "broker": if broker { "connected" } else { "disconnected" },
-        "database": if database { "up" } else { "down" },
-    });
-    if broker && database {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    let mut details = serde_json::Map::new();
+    details.insert(
+        "broker".to_owned(),
+        (if broker { "connected" } else { "disconnected" }).into(),
+    );
+    details.insert("database".to_owned(), (if database { "up" } else { "down" }).into());
+    http::readiness(broker && database, details)
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
 async fn metrics(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.encode())
+    http::metrics(state.metrics.encode())
 }
 
 #[cfg(test)]

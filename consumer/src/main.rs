@@ -4,11 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use consumer::dlq::{self, DeadLetter, ReplayReport, Selection};
+use consumer::dlq::{self, DeadLetter, ReplayReport};
 use consumer::{Application, Settings};
 use consumer::{erase, replay, retention};
-use webhook_core::config::Vars;
-use webhook_core::service::{self, EXIT_CONFIG};
+use webhook_core::service::{self, SelectionArgs};
 
 /// Reads webhook events from RabbitMQ in batches, stores each exactly once in MySQL, then acks
 /// them; retries and dead-letters what the database refuses. Configured by environment
@@ -91,32 +90,14 @@ enum DlqCommand {
         limit: usize,
     },
     /// Republish dead letters to the exchange with retry-count 0, then remove them.
-    Replay(ReplayArgs),
-}
-
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-struct ReplayArgs {
-    /// Replay every dead letter.
-    #[arg(long)]
-    all: bool,
-    /// Replay the dead letters with this delivery id (repeatable).
-    #[arg(long = "id", value_name = "ID")]
-    ids: Vec<String>,
+    Replay(SelectionArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     service::init();
-    let lookup = |name: &str| std::env::var(name).ok();
-    let settings = match Settings::from_vars(&Vars::new(&lookup)) {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(EXIT_CONFIG as u8);
-        }
-    };
+    let settings = service::settings_or_exit(Settings::from_vars);
     let outcome = match cli.command {
         None => run(settings.clone()).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Migrate) => consumer::migrate(&settings).await.map(|()| ExitCode::SUCCESS),
@@ -125,18 +106,9 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Some(Command::Dlq(DlqCommand::Replay(args))) => {
-            let selection = if args.all {
-                Selection::All
-            } else {
-                Selection::Ids(args.ids)
-            };
-            dlq::replay(&settings.broker, &selection).await.map(|report| {
+            dlq::replay(&settings.broker, &args.into()).await.map(|report| {
                 print_report(&report);
-                if report.is_success() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+                service::exit_status(report.is_success())
             })
         }
         Some(Command::Purge) => purge(&settings).await,
@@ -235,11 +207,7 @@ async fn replay(settings: &Settings, args: ReplayEventsArgs) -> anyhow::Result<E
     })
     .await?;
     print!("{}", summary.lines());
-    Ok(if summary.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(service::exit_status(summary.failed == 0))
 }
 
 #[allow(clippy::print_stdout)] // the listing is the command's output

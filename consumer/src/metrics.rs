@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use webhook_core::metrics::{registered, registered_with_unit};
 
 /// Labels of `webhook_consumer_events_stored_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,113 +94,117 @@ impl Metrics {
     /// Creates and registers every metric under the `webhook_consumer` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("webhook_consumer");
-        let events_stored = Family::<SourceLabels, Counter>::default();
-        registry.register(
+        let events_stored = registered(
+            &mut registry,
             "events_stored",
             "New event rows committed, by source",
-            events_stored.clone(),
+            Family::<SourceLabels, Counter>::default(),
         );
-        let duplicates = Counter::default();
-        registry.register(
+        let duplicates = registered(
+            &mut registry,
             "duplicates",
             "Deliveries of an event that was already stored (or twice in one batch)",
-            duplicates.clone(),
+            Counter::default(),
         );
-        let conflicting_duplicates = Counter::default();
-        registry.register(
+        let conflicting_duplicates = registered(
+            &mut registry,
             "conflicting_duplicates",
             "Deliveries with the source and delivery id of a stored event but another body (the first stored is kept)",
-            conflicting_duplicates.clone(),
+            Counter::default(),
         );
-        let retried = Family::<AttemptLabels, Counter>::default();
-        registry.register(
+        let retried = registered(
+            &mut registry,
             "retried",
             "Messages republished to a retry queue, by attempt",
-            retried.clone(),
+            Family::<AttemptLabels, Counter>::default(),
         );
-        let dead_lettered = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        let dead_lettered = registered(
+            &mut registry,
             "dead_lettered",
             "Messages published to the dead-letter exchange, by reason",
-            dead_lettered.clone(),
+            Family::<ReasonLabels, Counter>::default(),
         );
-        let dead_letter_records_failed = Counter::default();
-        registry.register(
+        let dead_letter_records_failed = registered(
+            &mut registry,
             "dead_letter_records_failed",
             "Dead letters that could not be recorded in the dead_letters table (they are still in the dead-letter queue)",
-            dead_letter_records_failed.clone(),
+            Counter::default(),
         );
-        let processed = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let processed = registered(
+            &mut registry,
             "processed",
             "Events run through their processor, by outcome: processed, ignored or failed",
-            processed.clone(),
+            Family::<OutcomeLabels, Counter>::default(),
         );
-        let rejections_stored = Counter::default();
-        registry.register(
+        let rejections_stored = registered(
+            &mut registry,
             "rejections_stored",
             "Rejection records (requests the handler turned away) stored in the rejections table",
-            rejections_stored.clone(),
+            Counter::default(),
         );
-        let rejections_unreadable = Counter::default();
-        registry.register(
+        let rejections_unreadable = registered(
+            &mut registry,
             "rejections_unreadable",
             "Rejection records that could not be read, dropped",
-            rejections_unreadable.clone(),
+            Counter::default(),
         );
-        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 13));
-        registry.register("batch_size", "Deliveries per batch", batch_size.clone());
-        let commit_seconds = Histogram::new(exponential_buckets(0.000_5, 2.0, 16));
-        registry.register_with_unit(
+        let batch_size = registered(
+            &mut registry,
+            "batch_size",
+            "Deliveries per batch",
+            Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        );
+        let commit_seconds = registered_with_unit(
+            &mut registry,
             "commit",
             "Time of one insert transaction, begin to commit",
             Unit::Seconds,
-            commit_seconds.clone(),
+            Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
         );
-        let ingest_to_store_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
-        registry.register_with_unit(
+        let ingest_to_store_seconds = registered_with_unit(
+            &mut registry,
             "ingest_to_store",
             "Time from the handler receiving an event to the commit of its row",
             Unit::Seconds,
-            ingest_to_store_seconds.clone(),
+            Histogram::new(exponential_buckets(0.001, 2.0, 20)),
         );
-        let lag_messages = Gauge::default();
-        registry.register_with_unit(
+        let lag_messages = registered_with_unit(
+            &mut registry,
             "lag",
             "Messages ready in the events queue, waiting for a consumer (sampled every 5 s)",
             Unit::Other("messages".to_owned()),
-            lag_messages.clone(),
+            Gauge::default(),
         );
-        let events_queue_answering = Gauge::default();
-        registry.register(
+        let events_queue_answering = registered(
+            &mut registry,
             "events_queue_answering",
             "1 while the events queue answers; 0 when it has not for 8 s (a quorum queue that lost the majority of its nodes stores nothing until they return)",
-            events_queue_answering.clone(),
+            Gauge::default(),
         );
-        let broker_connected = Gauge::default();
-        registry.register(
+        let broker_connected = registered(
+            &mut registry,
             "broker_connected",
             "1 while every worker's consuming channel to RabbitMQ is open",
-            broker_connected.clone(),
+            Gauge::default(),
         );
-        let database_up = Gauge::default();
-        registry.register(
+        let database_up = registered(
+            &mut registry,
             "database_up",
             "1 while the last database operation succeeded",
-            database_up.clone(),
+            Gauge::default(),
         );
-        let database_max_allowed_packet = Gauge::default();
-        registry.register_with_unit(
+        let database_max_allowed_packet = registered_with_unit(
+            &mut registry,
             "database_max_allowed_packet",
             "The database's max_allowed_packet: an event whose row is larger is dead-lettered as too_large",
             Unit::Bytes,
-            database_max_allowed_packet.clone(),
+            Gauge::default(),
         );
-        let bodies_purged = Counter::default();
-        registry.register(
+        let bodies_purged = registered(
+            &mut registry,
             "bodies_purged",
             "Event bodies cleared by the retention purge (RETENTION_DAYS); the rows stay",
-            bodies_purged.clone(),
+            Counter::default(),
         );
         Self {
             registry,

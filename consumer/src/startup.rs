@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
+use webhook_core::http::{self, Listening, Serving};
 
 use crate::health::{self, Health, State};
 use crate::metrics::Metrics;
@@ -26,23 +26,15 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A consumer, built and listening; [`Application::run`] starts consuming.
+#[derive(Debug)]
 pub struct Application {
-    addr: SocketAddr,
-    server: Server,
+    http: Listening,
     settings: Settings,
     database: Database,
     publisher: Publisher,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Application {
@@ -68,9 +60,7 @@ impl Application {
         let publisher = Publisher::start(settings.broker.clone(), &name, 1, CONFIRM_TIMEOUT);
         let health = Arc::new(Health::new(Arc::clone(&metrics), true, settings.workers));
 
-        let listener = std::net::TcpListener::bind(settings.addr)
-            .with_context(|| format!("cannot listen on CONSUMER_ADDR={}", settings.addr))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
+        let (listener, addr) = http::bind("CONSUMER_ADDR", settings.addr)?;
         let state = web::Data::new(State {
             health: Arc::clone(&health),
             metrics: Arc::clone(&metrics),
@@ -88,21 +78,21 @@ impl Application {
             settings.broker.topology.prefix(),
             settings.database_url.redacted()
         );
+        let http = Listening::new(addr, server);
         Ok(Self {
-            addr,
-            server,
+            shutdown: http.shutdown_token(),
+            http,
             settings,
             database,
             publisher,
             metrics,
             health,
-            shutdown: CancellationToken::new(),
         })
     }
 
     /// The address the health and metrics server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Cancel this token to stop: no new deliveries are taken, the batch in hand is committed
@@ -114,8 +104,10 @@ impl Application {
 
     /// Consumes and serves until the shutdown token is cancelled.
     pub async fn run(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
+        let Serving {
+            handle,
+            task: mut server,
+        } = self.http.start();
         let grace_over = CancellationToken::new();
         let timer = tokio::spawn({
             let shutdown = self.shutdown.clone();

@@ -2,29 +2,36 @@
 //! server-rendered page at `/` and as JSON under `/api/…`, read from the SQL views
 //! `sales_per_month` and `vendor_health` (it only ever reads; give it a read-only user).
 //!
+//! Who may see it is `DASHBOARD_AUTH` ([`auth`]): unset, only on a loopback address; HTTP
+//! Basic against a users file of argon2 hashes; or a header from a trusted reverse proxy.
+//! `/healthz`, `/readyz` and `/metrics` never ask for a login.
+//!
 //! Every path answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
 //! (JSON under `/api/`, a page elsewhere) and carries `X-Content-Type-Options: nosniff` and a
 //! Content-Security-Policy that allows the page's one stylesheet and nothing else, and no
 //! framing.
 
+pub mod auth;
 pub mod data;
 pub mod page;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, middleware, web};
 use anyhow::Context;
 use chrono::{Datelike, Months, Utc};
+use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 use tokio_util::sync::CancellationToken;
 use webhook_core::config::{ConfigError, Url, Vars};
 use webhook_core::envelope::is_valid_source_name;
+use webhook_core::http::{self, Listening};
 
+use crate::auth::{Auth, Gate};
 use crate::data::Filter;
 
 /// The dashboard's settings.
@@ -32,16 +39,21 @@ use crate::data::Filter;
 pub struct Settings {
     /// `DATABASE_URL` (a read-only user is enough).
     pub database_url: Url,
-    /// `DASHBOARD_ADDR`, default `0.0.0.0:3002`.
+    /// `DASHBOARD_ADDR`, default `127.0.0.1:3002`.
     pub addr: SocketAddr,
+    /// `DASHBOARD_AUTH`: who may see it (unset is only allowed on a loopback address).
+    pub auth: Auth,
 }
 
 impl Settings {
-    /// Reads `DATABASE_URL` and `DASHBOARD_ADDR`.
+    /// Reads `DATABASE_URL`, `DASHBOARD_ADDR` and `DASHBOARD_AUTH` (with its users file or
+    /// `DASHBOARD_TRUSTED_PROXIES`).
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
+        let addr = vars.socket_addr("DASHBOARD_ADDR", "127.0.0.1:3002")?;
         Ok(Self {
             database_url: database_url(vars)?,
-            addr: vars.socket_addr("DASHBOARD_ADDR", "0.0.0.0:3002")?,
+            addr,
+            auth: Auth::from_vars(vars, addr)?,
         })
     }
 }
@@ -116,18 +128,9 @@ impl FilterQuery {
 }
 
 /// A running dashboard.
+#[derive(Debug)]
 pub struct Application {
-    addr: SocketAddr,
-    server: Server,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
+    http: Listening,
 }
 
 impl Application {
@@ -154,14 +157,29 @@ impl Application {
                 ),
             }
         });
-        let listener = std::net::TcpListener::bind(settings.addr)
-            .with_context(|| format!("cannot listen on DASHBOARD_ADDR={}", settings.addr))?;
-        let addr = listener.local_addr()?;
+        let (listener, addr) = http::bind("DASHBOARD_ADDR", settings.addr)?;
         let pool = web::Data::new(pool);
+        let mut registry = Registry::with_prefix("webhook_dashboard");
+        let refusals = prometheus_client::metrics::family::Family::default();
+        registry.register(
+            "auth_refusals",
+            "Requests refused a login, by reason: missing, wrong, busy (too many password checks at once), untrusted_proxy",
+            refusals.clone(),
+        );
+        let registry = web::Data::new(registry);
+        match &settings.auth {
+            Auth::Open { explicit: true } => log::warn!("{}", settings.auth.describe(addr)),
+            auth => log::info!("{}", auth.describe(addr)),
+        }
+        let gate = web::Data::new(Gate::new(settings.auth.clone(), refusals).context("the dashboard's login")?);
         let policy = page::content_security_policy();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())
+                .app_data(gate.clone())
+                .app_data(registry.clone())
+                // Inside the default headers, so that refusals carry them too.
+                .wrap(middleware::from_fn(auth::require_login))
                 .wrap(
                     middleware::DefaultHeaders::new()
                         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -171,10 +189,9 @@ impl Application {
                 .service(readable("/api/sales", api_sales))
                 .service(readable("/api/health", api_health))
                 .service(readable("/api/dead-letters", api_dead_letters))
-                .service(readable("/healthz", || async {
-                    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
-                }))
+                .service(readable("/healthz", http::healthz))
                 .service(readable("/readyz", readyz))
+                .service(readable("/metrics", metrics))
                 .default_service(web::to(not_found))
         })
         .workers(2)
@@ -183,36 +200,23 @@ impl Application {
         .run();
         log::info!("dashboard listening on http://{addr}");
         Ok(Self {
-            addr,
-            server,
-            shutdown: CancellationToken::new(),
+            http: Listening::new(addr, server),
         })
     }
 
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// Cancel to stop.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.http.shutdown_token()
     }
 
     /// Serves until the token is cancelled.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = self.shutdown.cancelled() => {
-                handle.stop(true).await;
-                server.await
-            }
-        };
-        result
-            .context("the HTTP server task failed")?
-            .context("the HTTP server failed")
+        self.http.serve_until_stopped().await.context("the HTTP server failed")
     }
 }
 
@@ -235,7 +239,7 @@ where
 
 /// Whether answers at `path` are JSON (else a page).
 fn is_json_path(path: &str) -> bool {
-    path == "/api" || path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz")
+    path == "/api" || path.starts_with("/api/") || matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// An error in the form of the path: `{"error": …}` under `/api/`, else a page saying it.
@@ -361,10 +365,18 @@ async fn api_dead_letters(pool: web::Data<MySqlPool>, request: HttpRequest) -> H
 }
 
 async fn readyz(pool: web::Data<MySqlPool>) -> HttpResponse {
-    match sqlx::query("SELECT 1").execute(pool.get_ref()).await {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "up" })),
-        Err(_) => {
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "not ready", "database": "down" }))
-        }
+    let up = sqlx::query("SELECT 1").execute(pool.get_ref()).await.is_ok();
+    let mut details = serde_json::Map::new();
+    details.insert("database".to_owned(), (if up { "up" } else { "down" }).into());
+    http::readiness(up, details)
+}
+
+async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        log::error!("encoding metrics failed: {error}");
     }
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
 }

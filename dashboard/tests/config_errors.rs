@@ -1,6 +1,7 @@
 //! The dashboard binary refuses a bad configuration value at start: one line naming the
 //! variable, the value (password hidden) and what was expected; exit code 2. A database that
-//! refuses the login is logged at start in one line naming DATABASE_URL.
+//! refuses the login is logged at start in one line naming DATABASE_URL. No login on an address
+//! other than loopback, or a users file that cannot be used, refuses to start the same way.
 
 #![allow(clippy::unwrap_used)]
 
@@ -35,6 +36,88 @@ fn each_bad_variable_is_named_in_one_line_with_exit_code_2() {
     let refused = run_misconfigured(BINARY, &[], &[("DATABASE_URL", "mysql://ro:hunter2@db:x/webhooks")]);
     assert_config_error(&refused, "DATABASE_URL", "mysql://ro:***@db:x/webhooks");
     assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
+}
+
+#[test]
+fn no_login_on_an_address_other_than_loopback_refuses_to_start_in_one_line() {
+    for addr in ["0.0.0.0:3002", "[::]:3002", "192.0.2.1:3002"] {
+        let refused = run_misconfigured(BINARY, &[], &[("DASHBOARD_ADDR", addr)]);
+        assert_config_error(
+            &refused,
+            "DASHBOARD_AUTH",
+            "DASHBOARD_AUTH is not set: expected basic:FILE",
+        );
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("because DASHBOARD_ADDR={addr} is not a loopback address")),
+            "{}",
+            refused.stderr
+        );
+    }
+}
+
+#[test]
+fn a_bad_dashboard_auth_or_users_file_is_named_in_one_line() {
+    let dir = testkit::private::TempDir::new("dashboard-auth-config");
+    let bad = dir.write(
+        "users",
+        "# operators\nann:$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\nbob:hunter2\n",
+    );
+    let bad = bad.display().to_string();
+    let empty = dir.write("empty", "# nobody yet\n").display().to_string();
+    let missing = dir.path().join("absent").display().to_string();
+    let cases: Vec<(String, String, String)> = vec![
+        (
+            "DASHBOARD_AUTH".into(),
+            format!("basic:{bad}"),
+            format!("a users file of user:$argon2id$… lines ({bad}: line 3: the hash is not a PHC string"),
+        ),
+        (
+            "DASHBOARD_AUTH".into(),
+            format!("basic:{empty}"),
+            format!("({empty}: no users in it)"),
+        ),
+        (
+            "DASHBOARD_AUTH".into(),
+            format!("basic:{missing}"),
+            format!("a readable users file ({missing}: "),
+        ),
+        ("DASHBOARD_AUTH".into(), "ldap".into(), "expected basic:FILE".into()),
+        (
+            "DASHBOARD_AUTH".into(),
+            "proxy:Bad Header".into(),
+            "is not a header name".into(),
+        ),
+    ];
+    for (variable, value, expected) in &cases {
+        let refused = run_misconfigured(
+            BINARY,
+            &[],
+            &[(variable, value), ("DASHBOARD_TRUSTED_PROXIES", "10.0.0.1")],
+        );
+        assert_config_error(&refused, variable, expected);
+        assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
+    }
+    let refused = run_misconfigured(BINARY, &[], &[("DASHBOARD_AUTH", "proxy:X-Forwarded-User")]);
+    assert_config_error(
+        &refused,
+        "DASHBOARD_TRUSTED_PROXIES",
+        "DASHBOARD_TRUSTED_PROXIES is not set",
+    );
+    let refused = run_misconfigured(
+        BINARY,
+        &[],
+        &[
+            ("DASHBOARD_AUTH", "proxy:X-Forwarded-User"),
+            ("DASHBOARD_TRUSTED_PROXIES", "proxy.local"),
+        ],
+    );
+    assert_config_error(
+        &refused,
+        "DASHBOARD_TRUSTED_PROXIES",
+        "expected IP addresses or networks",
+    );
 }
 
 /// Starts the dashboard with `database_url` and returns its first log line that mentions the

@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use request_handler::quarantine::{self, ReadmitReport, Selection};
+use clap::{Parser, Subcommand};
+use request_handler::quarantine::{self, ReadmitReport};
 use request_handler::{Application, Settings};
 use webhook_core::config::ConfigError;
-use webhook_core::service::{self, EXIT_CONFIG};
+use webhook_core::service::{self, EXIT_CONFIG, SelectionArgs};
 
 /// Receives signed webhooks and enqueues them on RabbitMQ; answers 200 only once the broker
 /// has confirmed (or, for sources that spool, once the message is durable in the spool).
@@ -29,18 +29,7 @@ enum QuarantineCommand {
     List,
     /// Check kept requests again with the secrets as configured and publish those that pass
     /// (confirmed by the broker), removing them; the others stay.
-    Readmit(ReadmitArgs),
-}
-
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-struct ReadmitArgs {
-    /// Every kept request that passes.
-    #[arg(long)]
-    all: bool,
-    /// The kept request with this id, as `list` shows it (repeatable).
-    #[arg(long = "id", value_name = "ID")]
-    ids: Vec<String>,
+    Readmit(SelectionArgs),
 }
 
 #[tokio::main]
@@ -56,18 +45,9 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Some(Command::Quarantine(QuarantineCommand::Readmit(args))) => {
-            let selection = if args.all {
-                Selection::All
-            } else {
-                Selection::Ids(args.ids)
-            };
-            quarantine::readmit(&settings, &selection).await.map(|report| {
+            quarantine::readmit(&settings, &args.into()).await.map(|report| {
                 print_report(&report);
-                if report.is_success() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
+                service::exit_status(report.is_success())
             })
         }
     };

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use webhook_core::broker::PublisherCounters;
+use webhook_core::metrics::{registered, registered_with_unit};
 
 use crate::admission::AdmissionMetrics;
 use crate::skew::ClockSkew;
@@ -102,44 +103,49 @@ impl Metrics {
     /// source's tolerance).
     pub fn for_sources(sources: &Sources) -> Self {
         let mut registry = Registry::with_prefix("webhook_handler");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let requests = registered(
+            &mut registry,
             "requests",
             "Webhook requests by source, outcome and reason",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
-        let enqueue_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
-        registry.register_with_unit(
+        let enqueue_seconds = registered_with_unit(
+            &mut registry,
             "enqueue",
             "Time from publish to broker confirm",
             Unit::Seconds,
-            enqueue_seconds.clone(),
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
         );
-        let in_flight = Gauge::default();
-        registry.register(
+        let in_flight = registered(
+            &mut registry,
             "in_flight_requests",
             "Webhook requests being handled",
-            in_flight.clone(),
+            Gauge::default(),
         );
-        let body_bytes = Histogram::new(exponential_buckets(64.0, 4.0, 10));
-        registry.register_with_unit("body", "Sizes of received bodies", Unit::Bytes, body_bytes.clone());
-        let broker_connected = Gauge::default();
-        registry.register(
+        let body_bytes = registered_with_unit(
+            &mut registry,
+            "body",
+            "Sizes of received bodies",
+            Unit::Bytes,
+            Histogram::new(exponential_buckets(64.0, 4.0, 10)),
+        );
+        let broker_connected = registered(
+            &mut registry,
             "broker_connected",
             "1 when the publishing connection to RabbitMQ is usable",
-            broker_connected.clone(),
+            Gauge::default(),
         );
-        let verified = Family::<VerifiedLabels, Counter>::default();
-        registry.register(
+        let verified = registered(
+            &mut registry,
             "signatures_verified",
             "Queued requests by source and the index of the secret that verified them",
-            verified.clone(),
+            Family::<VerifiedLabels, Counter>::default(),
         );
-        let rejections_dropped = Counter::default();
-        registry.register(
+        let rejections_dropped = registered(
+            &mut registry,
             "rejections_dropped",
             "Rejection records not written to the rejection log",
-            rejections_dropped.clone(),
+            Counter::default(),
         );
         registry.register_collector(Box::new(RefusedHttpRequests));
         let admission = AdmissionMetrics::register(&mut registry);

@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use webhook_core::broker::{Outgoing, Publisher};
 use webhook_core::config::ConfigError;
 use webhook_core::envelope::{Envelope, format_time};
+use webhook_core::service::Selection;
 use webhook_core::signature::{Headers, Rejection};
 
 use crate::error::IngestError;
@@ -586,15 +587,6 @@ pub fn list(settings: &Settings) -> anyhow::Result<Vec<Listed>> {
         .collect())
 }
 
-/// Which kept requests `readmit` takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// Every one that passes now.
-    All,
-    /// These ids (as `list` shows them), if they pass now.
-    Ids(Vec<String>),
-}
-
 /// What `readmit` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadmitReport {
@@ -623,15 +615,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// once the broker has confirmed it. Those that still fail stay.
 pub async fn readmit(settings: &Settings, selection: &Selection) -> anyhow::Result<ReadmitReport> {
     let mut checked = recheck_all(settings)?;
-    let mut report = ReadmitReport::default();
-    if let Selection::Ids(ids) = selection {
-        report.not_found = ids
-            .iter()
-            .filter(|id| !checked.iter().any(|one| &one.listed.id == *id))
-            .cloned()
-            .collect();
-        checked.retain(|one| ids.contains(&one.listed.id));
-    }
+    let mut report = ReadmitReport {
+        not_found: selection.not_found(|id| checked.iter().any(|one| one.listed.id == id)),
+        ..ReadmitReport::default()
+    };
+    checked.retain(|one| selection.takes(&one.listed.id));
     let mut admissible = Vec::new();
     for one in checked {
         match one.message {

@@ -82,31 +82,9 @@ impl Settings {
             workers: vars.integer("HANDLER_WORKERS", workers, 1, 256, "worker threads")? as usize,
             publish_channels: vars.integer("PUBLISH_CHANNELS", 2, 1, 64, "channels")? as usize,
             max_in_flight: vars.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1, 1_000_000, "requests")? as usize,
-            trusted_proxies: trusted_proxies(vars.get("TRUSTED_PROXIES").as_deref())?,
+            trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
         })
     }
-}
-
-/// `TRUSTED_PROXIES`: addresses or networks, separated by commas.
-fn trusted_proxies(value: Option<&str>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-    value
-        .into_iter()
-        .flat_map(|text| text.split(','))
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            entry
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    ConfigError::invalid(
-                        "TRUSTED_PROXIES",
-                        value,
-                        "IP addresses or networks separated by commas (e.g. 10.0.0.0/8,::1)",
-                    )
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]

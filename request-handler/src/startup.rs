@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use webhook_core::broker::Publisher;
+use webhook_core::http::{self, Listening};
 
 use crate::admission::Admission;
 use crate::metrics::Metrics;
@@ -18,20 +18,11 @@ use crate::settings::Settings;
 use crate::spool::Spool;
 
 /// A running request handler: listening, and connecting to the broker in the background.
+#[derive(Debug)]
 pub struct Application {
-    addr: SocketAddr,
-    server: Server,
+    http: Listening,
     publisher: Publisher,
     spool: Option<Arc<Spool>>,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for Application {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Application {
@@ -60,9 +51,7 @@ impl Application {
             settings.publish_channels,
             settings.enqueue_timeout,
         );
-        let listener = std::net::TcpListener::bind(settings.addr)
-            .with_context(|| format!("cannot listen on HANDLER_ADDR={}", settings.addr))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
+        let (listener, addr) = http::bind("HANDLER_ADDR", settings.addr)?;
         let mut metrics = Metrics::for_sources(&settings.sources);
         let admission = Admission::new(&settings.sources, settings.max_in_flight, metrics.admission.clone());
         metrics.register_publisher(publisher.counters());
@@ -103,50 +92,37 @@ impl Application {
             settings.broker.topology.prefix()
         );
         Ok(Self {
-            addr,
-            server,
+            http: Listening::new(addr, server),
             publisher,
             spool,
-            shutdown: CancellationToken::new(),
         })
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.addr().port()
     }
 
     /// Cancel this token to stop: no new connections; requests in flight finish (each gets its
     /// true answer) within `SHUTDOWN_GRACE_MS`; then the spool's forwarder stops and its file
     /// is closed, and the broker connection is closed.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.http.shutdown_token()
     }
 
     /// Serves until the shutdown token is cancelled or the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        let result = tokio::select! {
-            result = &mut server => result,
-            () = self.shutdown.cancelled() => {
-                log::info!("request-handler stopping: finishing requests in flight");
-                handle.stop(true).await;
-                server.await
-            }
-        };
+        let result = self.http.serve_until_stopped().await;
         if let Some(spool) = &self.spool {
             spool.close().await;
         }
         self.publisher.close().await;
         log::info!("request-handler stopped");
-        result
-            .context("the HTTP server task failed")?
-            .context("the HTTP server failed")
+        result.context("the HTTP server failed")
     }
 }

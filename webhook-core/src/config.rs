@@ -220,6 +220,31 @@ impl<'a> Vars<'a> {
             .map_err(|_| ConfigError::invalid(name, Some(&value), "a socket address such as 0.0.0.0:3000"))
     }
 
+    /// A comma-separated list of IP addresses or networks such as `10.0.0.0/8,::1` (an address
+    /// is a network of one), empty when unset: the peers a service believes, e.g.
+    /// `TRUSTED_PROXIES`.
+    pub fn networks(&self, name: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        let value = self.get(name);
+        value
+            .iter()
+            .flat_map(|text| text.split(','))
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            name,
+                            value.as_deref(),
+                            "IP addresses or networks separated by commas (e.g. 10.0.0.0/8,::1)",
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// A comma-separated list of durations such as `1s,5s,30s,2m,10m`.
     pub fn durations(&self, name: &str, default: &str) -> Result<Vec<Duration>, ConfigError> {
         let value = self.string(name, default);
@@ -366,6 +391,26 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid configuration: WEBHOOK_SECRET is not set: expected the shared secret vendors sign with"
+        );
+    }
+
+    #[test]
+    fn networks_are_addresses_or_networks_separated_by_commas() {
+        let map = vars_from(&[("PROXIES", "10.0.0.0/8, ::1,"), ("BAD", "10.0.0.0/8,proxy")]);
+        let lookup = |name: &str| map.get(name).cloned();
+        let vars = Vars::new(&lookup);
+        let shown: Vec<String> = vars
+            .networks("PROXIES")
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128"]);
+        assert!(vars.networks("UNSET").unwrap().is_empty());
+        let error = vars.networks("BAD").unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid configuration: BAD=\"10.0.0.0/8,proxy\": expected IP addresses"),
+            "{error}"
         );
     }
 }

@@ -6,6 +6,7 @@
 //!   verified over the raw body in constant time.
 //! - [`ids`]: source names, delivery ids and event types, as types that hold only valid values.
 //! - [`envelope`]: the headers and properties that travel beside an event's body.
+//! - [`metrics`]: registering a metric and keeping it in one step.
 //! - [`money`]: currency minor units and exact decimal amounts, never floating point.
 //! - [`payload`]: checking that a body is JSON and reading its event type in one pass.
 //! - [`rejection`]: the record kept about each rejected request.
@@ -18,6 +19,8 @@
 //! - [`consume`]: consuming a queue in batches, reconnecting until shutdown.
 //! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
+//! - [`http`] (feature `http`): `/healthz`, `/readyz`, `/metrics` and the server every service
+//!   runs.
 
 pub mod addresses;
 pub mod admission;
@@ -27,7 +30,10 @@ pub mod consume;
 #[cfg(feature = "mysql")]
 pub mod database;
 pub mod envelope;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod money;
 pub mod payload;
 pub mod rejection;

@@ -173,9 +173,78 @@ pub async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// The exit status of a command that reports what it did: success only when all of it
+/// succeeded.
+pub fn exit_status(all_done: bool) -> std::process::ExitCode {
+    if all_done {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// Which of the items a command holds (dead letters, kept requests) it takes: every one, or
+/// those with these ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every one.
+    All,
+    /// Those whose id is one of these.
+    Ids(Vec<String>),
+}
+
+impl Selection {
+    /// Whether the item with `id` is taken.
+    pub fn takes(&self, id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Ids(ids) => ids.iter().any(|wanted| wanted == id),
+        }
+    }
+
+    /// The ids asked for that `found` does not hold, in the order asked (none for `All`).
+    pub fn not_found<'a>(&self, found: impl Fn(&str) -> bool + 'a) -> Vec<String> {
+        match self {
+            Self::All => Vec::new(),
+            Self::Ids(ids) => ids.iter().filter(|id| !found(id)).cloned().collect(),
+        }
+    }
+}
+
+/// `--all`, or `--id ID` (repeatable): exactly one of the two, for a command taking held items.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectionArgs {
+    /// Every one.
+    #[arg(long)]
+    pub all: bool,
+    /// The one with this id, as the command's `list` shows it (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+#[cfg(feature = "cli")]
+impl From<SelectionArgs> for Selection {
+    fn from(args: SelectionArgs) -> Self {
+        if args.all { Self::All } else { Self::Ids(args.ids) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_selection_takes_what_it_names_and_tells_the_ids_it_did_not_find() {
+        let all = Selection::All;
+        assert!(all.takes("anything"));
+        assert!(all.not_found(|_| false).is_empty());
+        let some = Selection::Ids(vec!["b".to_owned(), "a".to_owned(), "c".to_owned()]);
+        assert!(some.takes("a") && some.takes("c"));
+        assert!(!some.takes("d") && !some.takes(""));
+        assert_eq!(some.not_found(|id| id == "a"), ["b", "c"]);
+    }
 
     #[test]
     fn the_dispatchers_client_errors_are_told_apart() {

@@ -1,6 +1,7 @@
 use consumer::Settings;
-use consumer::dlq::{self, Selection};
+use consumer::dlq;
 use webhook_core::config::Vars;
+use webhook_core::service::Selection;
 
 use crate::helpers::{SOON, Services, TestApp, envelope};
 

@@ -43,7 +43,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config
         .service(web::resource("/webhook").post(ingest::default_source))
         .service(web::resource("/webhooks/{source}").post(ingest::named_source))
-        .service(web::resource("/healthz").get(health::healthz))
+        .service(web::resource("/healthz").get(webhook_core::http::healthz))
         .service(web::resource("/readyz").get(health::readyz))
         .service(web::resource("/metrics").get(health::metrics));
 }
