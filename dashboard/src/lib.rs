@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use webhook_core::config::{ConfigError, Url, Vars};
 use webhook_core::envelope::is_valid_source_name;
 use webhook_core::http::{self, Listening};
+use webhook_core::metrics::registered;
 
 use crate::auth::{Auth, Gate};
 use crate::data::Filter;
@@ -160,11 +161,11 @@ impl Application {
         let (listener, addr) = http::bind("DASHBOARD_ADDR", settings.addr)?;
         let pool = web::Data::new(pool);
         let mut registry = Registry::with_prefix("webhook_dashboard");
-        let refusals = prometheus_client::metrics::family::Family::default();
-        registry.register(
+        let refusals = registered(
+            &mut registry,
             "auth_refusals",
             "Requests refused a login, by reason: missing, wrong, busy (too many password checks at once), untrusted_proxy",
-            refusals.clone(),
+            prometheus_client::metrics::family::Family::default(),
         );
         let registry = web::Data::new(registry);
         match &settings.auth {
@@ -372,11 +373,5 @@ async fn readyz(pool: web::Data<MySqlPool>) -> HttpResponse {
 }
 
 async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
-    let mut text = String::new();
-    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
-        log::error!("encoding metrics failed: {error}");
-    }
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(text)
+    http::metrics(webhook_core::metrics::encode(&registry))
 }

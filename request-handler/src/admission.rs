@@ -4,7 +4,8 @@
 //! - **Rate limit**: a token bucket per source in this process (`rate_limit`). Over it, a
 //!   `when_limited = "429"` source's request is refused with 429 and `Retry-After` (when the
 //!   bucket next has a token); an `"accept"` source's is handled all the same, counted and
-//!   warned about.
+//!   warned about. An empty bucket is seen before the body is read, but a token is taken only
+//!   once the request's signature verified: strangers' requests cannot spend a vendor's limit.
 //! - **Load shedding**: at most `MAX_IN_FLIGHT` requests in work (body received, being checked
 //!   or published). Past it, a new request of a `"429"` source is refused with 503 before its
 //!   body is read; an `"accept"` source's is let in, counted and warned about. A request still
@@ -65,17 +66,23 @@ impl TokenBucket {
         }
     }
 
-    /// Takes a token at `now`, or says how long until there is one.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    /// Whether there is a token at `now`, without taking it, or how long until there is one.
+    pub fn peek(&mut self, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.at = self.at.max(now);
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
         }
+    }
+
+    /// Takes a token at `now`, or says how long until there is one.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.peek(now)?;
+        self.tokens -= 1.0;
+        Ok(())
     }
 }
 
@@ -155,19 +162,18 @@ impl Admission {
         }
     }
 
-    /// Decides, before the body is read, whether `source`'s request goes on.
+    /// Decides, before the body is read, whether `source`'s request goes on: a `"429"`
+    /// source whose bucket is empty is refused here, but no token is taken yet (see
+    /// [`Admission::spend`]).
     pub fn admit(&self, source: &Source) -> Result<(), Refused> {
         let accept = source.admission.when_limited == WhenLimited::Accept;
-        if source.admission.rate_limit.is_some() {
+        if source.admission.rate_limit.is_some() && !accept {
             let waited = self.with_gate(source, |gate| match &mut gate.bucket {
-                Some(bucket) => bucket.take(Instant::now()).err(),
+                Some(bucket) => bucket.peek(Instant::now()).err(),
                 None => None,
             });
             if let Some(wait) = waited {
-                if !accept {
-                    return Err(Refused::RateLimited(wait));
-                }
-                self.let_in_over_limit(source, "rate_limited");
+                return Err(Refused::RateLimited(wait));
             }
         }
         if self.metrics.in_work.get() >= i64::try_from(self.max_in_flight).unwrap_or(i64::MAX) {
@@ -177,6 +183,28 @@ impl Admission {
             self.let_in_over_limit(source, "overloaded");
         }
         Ok(())
+    }
+
+    /// Takes a token from `source`'s bucket for a request whose signature verified: only the
+    /// vendor's own requests spend its rate limit, so unsigned ones cannot use it up. Refused
+    /// when other verified requests emptied the bucket since [`Admission::admit`] (a
+    /// `"429"` source), or let in and counted (an `"accept"` source).
+    pub fn spend(&self, source: &Source) -> Result<(), Refused> {
+        if source.admission.rate_limit.is_none() {
+            return Ok(());
+        }
+        let waited = self.with_gate(source, |gate| match &mut gate.bucket {
+            Some(bucket) => bucket.take(Instant::now()).err(),
+            None => None,
+        });
+        match waited {
+            None => Ok(()),
+            Some(_) if source.admission.when_limited == WhenLimited::Accept => {
+                self.let_in_over_limit(source, "rate_limited");
+                Ok(())
+            }
+            Some(wait) => Err(Refused::RateLimited(wait)),
+        }
     }
 
     /// Counts a request as in work until the guard is dropped.
@@ -262,6 +290,18 @@ mod tests {
             assert_eq!(bucket.take(later), Ok(()));
         }
         assert!(bucket.take(later).is_err());
+    }
+
+    #[test]
+    fn peeking_takes_no_token() {
+        let start = Instant::now();
+        let mut bucket = bucket(0.01, 1, start);
+        for _ in 0..5 {
+            assert_eq!(bucket.peek(start), Ok(()));
+        }
+        assert_eq!(bucket.take(start), Ok(()));
+        assert!(bucket.peek(start).is_err());
+        assert!(bucket.take(start).is_err());
     }
 
     #[test]

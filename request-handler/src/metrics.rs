@@ -196,11 +196,7 @@ impl Metrics {
 
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-            log::error!("encoding metrics failed: {error}");
-        }
-        text
+        webhook_core::metrics::encode(&self.registry)
     }
 }
 

@@ -175,8 +175,9 @@ impl Quarantine {
     }
 }
 
-/// Creates `dir` (and its parents) readable by this user only: kept requests carry their
-/// headers, credentials included.
+/// Creates `dir` (and its parents) readable by this user only: kept requests carry the
+/// headers their source's checks read, a credential among them for some schemes (Postmark's
+/// Basic credentials).
 fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
@@ -214,7 +215,7 @@ impl Keeper {
         let Some(limits) = source.quarantine else {
             return;
         };
-        let headers = KeptHeaders(&offered.headers);
+        let headers = Recording::new(&offered.headers);
         // Only a request that fails nothing but its signature is worth a later look.
         let delivery_id = match examine(source, &headers, &offered.body, None) {
             Ok(Checked::Event(identity)) => identity.delivery_id.to_string(),
@@ -231,11 +232,22 @@ impl Keeper {
                 return;
             }
         }
+        // Run the signature check as a recheck will, for the headers it reads: only those are
+        // written to disk, not the request's other headers (cookies, other credentials).
+        let url = recheck_url(source);
+        let signing = recheck_signing(url.as_deref());
+        let _refused_again = check(
+            source,
+            &headers,
+            &offered.body,
+            &signing,
+            offered.received_at.timestamp(),
+        );
         let kept = KeptRequest {
             source: name.to_owned(),
             received_at: offered.received_at,
             delivery_id,
-            headers: offered.headers.clone(),
+            headers: headers.read(),
             body: offered.body.to_vec(),
         };
         match kept.write(&self.root.join(name)) {
@@ -310,6 +322,51 @@ impl Headers for KeptHeaders<'_> {
             .iter()
             .find(|(kept, _)| kept.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_slice())
+    }
+}
+
+/// The URL a kept request is checked against. The query string is not kept: a scheme that
+/// signs the URL is checked against the source's `url` alone, so a request that was sent with
+/// a query fails again and stays (it is never admitted unverified).
+fn recheck_url(source: &Source) -> Option<String> {
+    source.signed_url("")
+}
+
+/// How a kept request is checked: only POST reaches a source.
+fn recheck_signing(url: Option<&str>) -> Signing<'_> {
+    Signing { method: "POST", url }
+}
+
+/// A request's headers that note which of them the checks ask for.
+struct Recording<'a> {
+    headers: KeptHeaders<'a>,
+    asked: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Recording<'a> {
+    fn new(headers: &'a [(String, Vec<u8>)]) -> Self {
+        Self {
+            headers: KeptHeaders(headers),
+            asked: std::cell::RefCell::default(),
+        }
+    }
+
+    /// The headers present that were asked for, in the request's order.
+    fn read(&self) -> Vec<(String, Vec<u8>)> {
+        let asked = self.asked.borrow();
+        self.headers
+            .0
+            .iter()
+            .filter(|(name, _)| asked.iter().any(|wanted| wanted.eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Headers for Recording<'_> {
+    fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.asked.borrow_mut().push(name.to_owned());
+        self.headers.raw(name)
     }
 }
 
@@ -554,14 +611,8 @@ fn recheck(sources: &Sources, kept: &KeptRequest) -> (Verdict, Option<(Envelope,
         return (Verdict::UnknownSource, None);
     };
     let headers = KeptHeaders(&kept.headers);
-    // Only POST reaches a source. The query string is not kept: a scheme that signs the URL
-    // is checked against the source's `url` alone, so a request that was sent with a query
-    // fails again and stays (it is never admitted unverified).
-    let url = source.signed_url("");
-    let signing = Signing {
-        method: "POST",
-        url: url.as_deref(),
-    };
+    let url = recheck_url(source);
+    let signing = recheck_signing(url.as_deref());
     match check(source, &headers, &kept.body, &signing, kept.received_at.timestamp()) {
         Ok((_, Checked::Event(identity))) => {
             let envelope = Envelope::new(
@@ -723,6 +774,26 @@ mod tests {
         assert_eq!(
             KeptRequest::decode(&altered),
             Err("its checksum does not match (cut short or altered)".to_owned())
+        );
+    }
+
+    #[test]
+    fn only_the_headers_asked_for_are_kept() {
+        let headers = vec![
+            ("x-hub-signature-256".to_owned(), b"sha256=00".to_vec()),
+            ("cookie".to_owned(), b"session=secret".to_vec()),
+            ("x-github-delivery".to_owned(), b"d-1".to_vec()),
+        ];
+        let recording = Recording::new(&headers);
+        assert_eq!(recording.get("X-GitHub-Delivery"), Some("d-1"));
+        assert_eq!(recording.get("X-Hub-Signature-256"), Some("sha256=00"));
+        assert_eq!(recording.get("X-Absent"), None);
+        assert_eq!(
+            recording.read(),
+            [
+                ("x-hub-signature-256".to_owned(), b"sha256=00".to_vec()),
+                ("x-github-delivery".to_owned(), b"d-1".to_vec()),
+            ]
         );
     }
 

@@ -21,6 +21,16 @@ pub fn registered_with_unit<M: Metric + Clone>(
     metric
 }
 
+/// `registry` in the OpenMetrics text format, for `/metrics`. Encoding into a `String` fails
+/// only if a metric's own encoder does, which is logged: the answer is then what was encoded.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        log::error!("encoding metrics failed: {error}");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,8 +49,7 @@ mod tests {
         );
         kept.inc_by(3);
         seconds.inc();
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = encode(&registry);
         assert!(text.contains("test_things_total 3\n"), "{text}");
         assert!(text.contains("test_wait_seconds_total 1\n"), "{text}");
         assert!(text.contains("# HELP test_things Things done."), "{text}");

@@ -244,7 +244,9 @@ async fn accept(
         .metrics
         .clock_skew
         .observe(source, &RequestHeaders(request.headers()), now);
-    let (verified, identity) = match checked? {
+    let checked = checked?;
+    state.admission.spend(source)?;
+    let (verified, identity) = match checked {
         (_, Checked::Handshake(name, answer)) => return Ok(Accepted::Handshake(name, answer)),
         (verified, Checked::Event(identity)) => (verified, identity),
     };

@@ -1,5 +1,6 @@
 //! Admission through the HTTP endpoint: a source over its rate limit gets 429 with
-//! `Retry-After` (or, with `when_limited = "accept"`, is let in and counted), a handler past
+//! `Retry-After` (or, with `when_limited = "accept"`, is let in and counted) and only signed
+//! requests spend its limit, a handler past
 //! `MAX_IN_FLIGHT` sheds with 503 before reading the body while health and metrics still
 //! answer, a filtered event type is answered 200 and never published, and signed timestamps
 //! land in the clock-skew histogram.
@@ -96,6 +97,36 @@ async fn a_source_over_its_rate_limit_gets_429_with_retry_after_and_nothing_is_p
         (record["reason"].as_str(), record["status"].as_u64()),
         (Some("rate_limited"), Some(429))
     );
+}
+
+#[tokio::test]
+async fn unsigned_requests_do_not_spend_a_sources_rate_limit() {
+    let sources = github_source("gh", "rate_limit = { per_second = 0.01, burst = 2 }");
+    let (app, _file) = app_with(&sources, &[]).await;
+    // A stranger's flood: twenty requests with a wrong signature, each refused for it, none
+    // for the limit.
+    let body = br#"{"action":"opened"}"#;
+    let forged = testkit::sign("not-the-secret", body);
+    for attempt in 0..20 {
+        let response = app
+            .post(
+                "/webhooks/gh",
+                body,
+                &[
+                    ("X-Hub-Signature-256", &forged),
+                    ("X-GitHub-Delivery", &format!("forged-{attempt}")),
+                    ("X-GitHub-Event", "push"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 401, "forged request {attempt}");
+    }
+    // The vendor still has its whole burst, and then the limit holds.
+    for _ in 0..2 {
+        assert_eq!(post_github(&app, "gh", "push").await.status(), 200);
+    }
+    assert_eq!(post_github(&app, "gh", "push").await.status(), 429);
+    assert_eq!(app.broker.take_all(".events").await.len(), 2);
 }
 
 #[tokio::test]

@@ -172,6 +172,20 @@ async fn a_full_spool_answers_500() {
     );
 }
 
+/// Every file under `dir`, concatenated.
+fn kept_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            bytes.extend(kept_bytes(&path));
+        } else {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    bytes
+}
+
 /// Runs `request-handler quarantine {args}` with `vars`; its stdout, and whether it succeeded.
 fn quarantine(broker: &TestBroker, vars: &[(&str, &str)], args: &[&str]) -> (String, bool) {
     let output = Command::new(env!("CARGO_BIN_EXE_request-handler"))
@@ -206,7 +220,12 @@ async fn a_request_kept_for_its_signature_is_admitted_once_the_secret_is_correct
     let spool_dir = spool_dir.to_str().unwrap();
     let handler = HandlerProcess::start(&[("SOURCES_FILE", stale.to_str().unwrap()), ("SPOOL_DIR", spool_dir)]).await;
     let body = br#"{"zen":"kept"}"#;
-    assert_eq!(post(&handler, "rotated", body, "q-1").await.status(), 401);
+    // Sent with credentials the scheme does not read: they must not be written to disk.
+    let mut headers = github_headers("rotated", body, "q-1");
+    headers.push(("Cookie".to_owned(), "session=cookie-credential".to_owned()));
+    headers.push(("Authorization".to_owned(), "Bearer bearer-credential".to_owned()));
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert_eq!(handler.post("/webhooks/gh", body, &headers).await.status(), 401);
     assert_eq!(
         post(&handler, "forged", br#"{"zen":"forged"}"#, "q-2").await.status(),
         401
@@ -220,6 +239,18 @@ async fn a_request_kept_for_its_signature_is_admitted_once_the_secret_is_correct
     })
     .await;
     assert_eq!(handler.broker.depth(".events").await, Some(0));
+    let files = kept_bytes(&std::path::Path::new(spool_dir).join("quarantine"));
+    assert!(
+        files.windows(3).any(|name| name == b"q-1"),
+        "the kept request is on disk"
+    );
+    for credential in [&b"cookie-credential"[..], b"bearer-credential"] {
+        assert!(
+            !files.windows(credential.len()).any(|found| found == credential),
+            "{} was written to the quarantine",
+            String::from_utf8_lossy(credential)
+        );
+    }
 
     let corrected_vars = [("SOURCES_FILE", corrected.to_str().unwrap()), ("SPOOL_DIR", spool_dir)];
     let (listing, ok) = quarantine(&handler.broker, &corrected_vars, &["list"]);
