@@ -2,9 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 use consumer::dlq::{self, DeadLetter, ReplayReport};
 use consumer::{Application, Settings};
+use consumer::{erase, replay, retention};
 use webhook_core::service::{self, SelectionArgs};
 
 /// Reads webhook events from RabbitMQ in batches, stores each exactly once in MySQL, then acks
@@ -24,6 +26,59 @@ enum Command {
     /// Inspect or replay the dead-letter queue `{AMQP_PREFIX}.dead`.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Run one retention pass now: clear the bodies of events received more than
+    /// RETENTION_DAYS days ago (the rows, their dedup keys and their sales stay).
+    Purge,
+    /// Erase stored events and what they set in sales, leaving a tombstone in `erasures`; a
+    /// retry of an erased event is a duplicate whose data is not stored again.
+    Erase(EraseArgs),
+    /// Run stored events through the current processors again (idempotent).
+    Replay(ReplayEventsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["delivery_id", "pointer"])))]
+struct EraseArgs {
+    /// The events' source.
+    #[arg(long)]
+    source: String,
+    /// Erase the event with this delivery id.
+    #[arg(long = "delivery-id", value_name = "ID")]
+    delivery_id: Option<String>,
+    /// Erase every stored event whose JSON body has --value at this JSON pointer (/customer/id).
+    #[arg(long, value_name = "POINTER", requires = "value")]
+    pointer: Option<String>,
+    /// The value to look for at --pointer (a string, or a number's text).
+    #[arg(long, requires = "pointer")]
+    value: Option<String>,
+    /// Who erases, for the tombstone (default: the OS user).
+    #[arg(long, value_name = "NAME")]
+    by: Option<String>,
+    /// Why, for the tombstone.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only list what would be erased.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct ReplayEventsArgs {
+    /// The events' source.
+    #[arg(long)]
+    source: String,
+    /// Only events of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    event_type: Option<String>,
+    /// Received at or after: RFC 3339 or a date (UTC).
+    #[arg(long, value_name = "TIME")]
+    since: String,
+    /// Received before: RFC 3339, or a date (through the end of that day, UTC).
+    #[arg(long, value_name = "TIME")]
+    until: String,
+    /// Report what would change without writing anything.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +111,9 @@ async fn main() -> ExitCode {
                 service::exit_status(report.is_success())
             })
         }
+        Some(Command::Purge) => purge(&settings).await,
+        Some(Command::Erase(args)) => erase(&settings, args).await,
+        Some(Command::Replay(args)) => replay(&settings, args).await,
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("consumer: {}", error_line(&error, &settings));
@@ -88,6 +146,68 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     service::stop_on_signal(app.shutdown_token());
     app.run().await
+}
+
+#[allow(clippy::print_stdout)] // the report is the command's output
+async fn purge(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let Some(retention) = settings.retention else {
+        anyhow::bail!("RETENTION_DAYS is not set: bodies are kept forever, nothing to purge");
+    };
+    let pool = consumer::store::connect(settings).await?;
+    let cutoff = retention.cutoff(chrono::Utc::now());
+    let done = retention::pass(&pool, &retention, cutoff, None, |_| {})
+        .await
+        .context("purging bodies")?;
+    println!(
+        "purged {} bodies of events received before {} (RETENTION_DAYS={})",
+        done.purged,
+        cutoff.to_rfc3339(),
+        retention.days
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // the report is the command's output
+async fn erase(settings: &Settings, args: EraseArgs) -> anyhow::Result<ExitCode> {
+    let target = match (args.delivery_id, args.pointer, args.value) {
+        (Some(id), _, _) => erase::Target::DeliveryId(id),
+        (None, Some(pointer), Some(value)) => erase::Target::Pointer { pointer, value },
+        _ => anyhow::bail!("erase needs --delivery-id, or --pointer with --value"),
+    };
+    let request = erase::Request {
+        source: args.source,
+        target,
+        by: erase::operator(args.by.as_deref(), |name| std::env::var(name).ok()),
+        reason: args.reason,
+        dry_run: args.dry_run,
+    };
+    let pool = consumer::store::connect(settings).await?;
+    let report = erase::erase(&pool, &request, |scanned| {
+        eprintln!("erase: {scanned} bodies read");
+    })
+    .await?;
+    print!("{}", report.lines(&request.source));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)] // the summary is the command's output
+async fn replay(settings: &Settings, args: ReplayEventsArgs) -> anyhow::Result<ExitCode> {
+    let since = replay::parse_time(&args.since, false).map_err(|why| anyhow::anyhow!("--since {why}"))?;
+    let until = replay::parse_time(&args.until, true).map_err(|why| anyhow::anyhow!("--until {why}"))?;
+    let request = replay::Request {
+        source: args.source,
+        event_type: args.event_type,
+        since,
+        until,
+        dry_run: args.dry_run,
+    };
+    let pool = consumer::store::connect(settings).await?;
+    let summary = replay::replay(settings, &pool, &request, |summary| {
+        eprintln!("{}", summary.progress_line());
+    })
+    .await?;
+    print!("{}", summary.lines());
+    Ok(service::exit_status(summary.failed == 0))
 }
 
 #[allow(clippy::print_stdout)] // the listing is the command's output

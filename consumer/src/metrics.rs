@@ -86,6 +86,8 @@ pub struct Metrics {
     /// The database's `max_allowed_packet`, read on every new connection: a larger event can
     /// never be stored.
     pub database_max_allowed_packet: Gauge,
+    /// Bodies cleared by the retention purge (`RETENTION_DAYS`).
+    pub bodies_purged: Counter,
 }
 
 impl Metrics {
@@ -198,6 +200,12 @@ impl Metrics {
             Unit::Bytes,
             Gauge::default(),
         );
+        let bodies_purged = registered(
+            &mut registry,
+            "bodies_purged",
+            "Event bodies cleared by the retention purge (RETENTION_DAYS); the rows stay",
+            Counter::default(),
+        );
         Self {
             registry,
             events_stored,
@@ -217,6 +225,7 @@ impl Metrics {
             broker_connected,
             database_up,
             database_max_allowed_packet,
+            bodies_purged,
         }
     }
 

@@ -10,10 +10,8 @@
 
 use std::collections::HashMap;
 
-use webhook_core::payload::BodyFormat;
-
 use crate::message::{Content, Message};
-use crate::processors::{self, Mappings, Outcome, SaleChange};
+use crate::processors::{Mappings, Outcome, SaleChange};
 use crate::retry::{self, Decision};
 use crate::store::EventRow;
 
@@ -139,11 +137,12 @@ pub(crate) fn plan(messages: &[Message], mappings: &Mappings, rules: Rules) -> P
                 continue;
             }
         }
-        // Sales are read from JSON; form bodies (slash commands and the like) are stored only.
-        let outcome = match envelope.body_format {
-            BodyFormat::Json => processors::process(mappings.get(&envelope.source), &envelope.event_type, &event.body),
-            BodyFormat::Form => Ok(Outcome::Ignored),
-        };
+        let outcome = mappings.outcome(
+            &envelope.source,
+            &envelope.event_type,
+            envelope.body_format,
+            &event.body,
+        );
         match outcome {
             Ok(outcome) => {
                 group.row = Some((index, rows.len()));
@@ -230,6 +229,7 @@ pub(crate) mod tests {
     use lapin::BasicProperties;
     use proptest::prelude::*;
     use webhook_core::envelope::Envelope;
+    use webhook_core::payload::BodyFormat;
 
     use crate::retry::DeadReason;
 

@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde_json::Value;
 use webhook_core::money::{self, DecimalError};
-use webhook_core::payload::{self, NotJson};
+use webhook_core::payload::{self, BodyFormat, NotJson};
 use webhook_core::sources::SourcesFile;
 pub(crate) use webhook_core::sources::{AmountUnit, Preset, SalesMapping as Mapping};
 
@@ -268,6 +268,22 @@ impl Mappings {
     /// The mapping of `source`.
     pub(crate) fn get(&self, source: &str) -> &Mapping {
         self.by_source.get(source).unwrap_or(&self.canonical)
+    }
+
+    /// What the processors make of an event of `source` and `event_type` with `body` in
+    /// `format`: sales are read from JSON; form bodies (slash commands and the like) are
+    /// stored only. The one rule for the live consumer ([`crate::plan`]) and `consumer replay`.
+    pub(crate) fn outcome(
+        &self,
+        source: &str,
+        event_type: &str,
+        format: BodyFormat,
+        body: &str,
+    ) -> Result<Outcome, ProcessError> {
+        match format {
+            BodyFormat::Json => process(self.get(source), event_type, body),
+            BodyFormat::Form => Ok(Outcome::Ignored),
+        }
     }
 
     /// For the log: `shop=shopify, stripe=stripe (others canonical)`.

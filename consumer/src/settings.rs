@@ -13,6 +13,7 @@ use webhook_core::sources::SourcesFile;
 
 use crate::processors::Mappings;
 use crate::rejections::KnownSources;
+use crate::retention::{self, Retention};
 
 /// Default `DATABASE_URL`.
 pub const DEFAULT_DATABASE_URL: &str = "mysql://root@127.0.0.1:3306/webhooks";
@@ -49,6 +50,9 @@ pub struct Settings {
     /// `SOURCES_FILE`, optional: the request handler's file of sources, read here for the
     /// `[source.sales]` mapping of each (sources without one use the canonical format).
     pub sources_file: Option<PathBuf>,
+    /// `RETENTION_DAYS`, optional (1 to 36500): bodies of events received longer ago are
+    /// purged; unset keeps them forever. Tests may change its schedule.
+    pub retention: Option<Retention>,
     /// The sales mapping of every source, read from `SOURCES_FILE`.
     pub(crate) sales: Arc<Mappings>,
     /// `default` and the sources of `SOURCES_FILE`: rejections of any other are one bucket.
@@ -70,6 +74,13 @@ impl Settings {
                 format!("at most PREFETCH ({prefetch}): a batch can never hold more than the broker sends unacked"),
             ));
         }
+        let retention = match vars.get(retention::VARIABLE) {
+            Some(_) => {
+                let days = vars.integer(retention::VARIABLE, 0, 1, retention::MAX_DAYS, "days")?;
+                Some(Retention::days(u32::try_from(days).unwrap_or(u32::MAX)))
+            }
+            None => None,
+        };
         let sources_file = vars.get("SOURCES_FILE").map(PathBuf::from);
         let (sales, sources) = match &sources_file {
             Some(path) => {
@@ -90,6 +101,7 @@ impl Settings {
             db_pool_size: u32::try_from(vars.integer("DB_POOL_SIZE", 4, 1, 100, "connections")?).unwrap_or(u32::MAX),
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             sources_file,
+            retention,
             sales: Arc::new(sales),
             sources: Arc::new(sources),
         })
@@ -155,6 +167,27 @@ mod tests {
         assert_eq!(settings.broker.topology.prefix(), "webhooks");
         assert_eq!(settings.sources_file, None);
         assert_eq!(settings.sales.summary(), "every source canonical");
+        assert_eq!(
+            settings.retention, None,
+            "bodies are kept forever unless RETENTION_DAYS is set"
+        );
+    }
+
+    #[test]
+    fn retention_days_is_a_whole_number_of_days_from_1() {
+        assert_eq!(
+            read(&[("RETENTION_DAYS", "30")]).unwrap().retention,
+            Some(Retention::days(30))
+        );
+        assert_eq!(read(&[("RETENTION_DAYS", "")]).unwrap().retention, None);
+        for bad in ["0", "-1", "thirty", "1.5", "36501"] {
+            assert_eq!(
+                error_line(&[("RETENTION_DAYS", bad)]),
+                format!(
+                    "invalid configuration: RETENTION_DAYS=\"{bad}\": expected an integer number of days from 1 to 36500"
+                )
+            );
+        }
     }
 
     #[test]

@@ -228,7 +228,8 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                             );
                         }
                         // A row stored with another body keeps it, and its status: nothing ran.
-                        if another.is_some() {
+                        // So does an erased event's row: a retry brings none of it back.
+                        if another.is_some() || inserted.erased.contains(&offset) {
                             continue;
                         }
                         let outcome = row.status();

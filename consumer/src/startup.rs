@@ -14,6 +14,7 @@ use webhook_core::http::{self, Listening, Serving};
 use crate::health::{self, Health, State};
 use crate::metrics::Metrics;
 use crate::rejections::RejectionReader;
+use crate::retention::Purger;
 use crate::settings::Settings;
 use crate::settle::Store;
 use crate::store::{self, Database};
@@ -128,6 +129,17 @@ impl Application {
             }
             .run(),
         );
+        let purger = self.settings.retention.map(|retention| {
+            tokio::spawn(
+                Purger {
+                    pool: self.database.pool.clone(),
+                    retention,
+                    metrics: Arc::clone(&self.metrics),
+                    shutdown: self.shutdown.clone(),
+                }
+                .run(),
+            )
+        });
         let workers: Vec<_> = (0..self.settings.workers)
             .map(|index| {
                 tokio::spawn(
@@ -170,6 +182,11 @@ impl Application {
         self.shutdown.cancel();
         if tokio::time::timeout(CLOSE_TIMEOUT, rejections).await.is_err() {
             log::debug!("the rejection log reader did not stop within {CLOSE_TIMEOUT:?}");
+        }
+        if let Some(purger) = purger
+            && tokio::time::timeout(CLOSE_TIMEOUT, purger).await.is_err()
+        {
+            log::debug!("the retention purge did not stop within {CLOSE_TIMEOUT:?}");
         }
         self.publisher.close().await;
         if tokio::time::timeout(CLOSE_TIMEOUT, self.database.pool.close())

@@ -261,6 +261,9 @@ pub struct EventRow<'a> {
 pub const STATUS_PROCESSED: &str = "processed";
 /// `events.status` of an event no processor matched.
 pub const STATUS_IGNORED: &str = "ignored";
+/// `events.status` of an erased event (`consumer erase`): body gone, derived sales cleared, a
+/// tombstone in `erasures`.
+pub const STATUS_ERASED: &str = "erased";
 
 impl<'a> EventRow<'a> {
     /// The row of `event`, without copies or a sale.
@@ -318,6 +321,9 @@ pub struct Inserted<'a> {
     /// Rows that were already stored with another body, which they keep (the first stored
     /// wins): their sales were not applied.
     pub another_body: Vec<AnotherBody>,
+    /// Positions (in the rows given to [`insert_events`]) of rows whose event was erased
+    /// (`consumer erase`): counted as duplicates, nothing else; their sales were not applied.
+    pub erased: Vec<usize>,
 }
 
 /// A row already stored with another body than the one inserted.
@@ -504,11 +510,13 @@ async fn insert_events_within<'a>(
         offset += statement.len();
     }
     for range in found {
-        inserted
-            .another_body
-            .extend(count_conflicts(&mut transaction, rows, range).await?);
+        let (another_body, erased) = count_conflicts(&mut transaction, rows, range).await?;
+        inserted.another_body.extend(another_body);
+        inserted.erased.extend(erased);
     }
-    let kept = |position: usize| inserted.another_body.iter().all(|another| another.row != position);
+    let kept = |position: usize| {
+        inserted.another_body.iter().all(|another| another.row != position) && !inserted.erased.contains(&position)
+    };
     let mut sales: Vec<SaleRow<'_>> = rows
         .iter()
         .enumerate()
@@ -532,15 +540,16 @@ async fn insert_events_within<'a>(
 
 /// Of the rows at `range` (one statement: one source), finds those already stored with another
 /// body, and counts every delivery of the batch whose body differs from the stored one in the
-/// row's `conflicts`. The rows are locked by the insert that found them, so what is read here
-/// stays true until the commit.
+/// row's `conflicts`; and finds those whose event was erased (their positions), which count as
+/// nothing but duplicates. The rows are locked by the insert that found them, so what is read
+/// here stays true until the commit.
 async fn count_conflicts(
     transaction: &mut sqlx::Transaction<'_, MySql>,
     rows: &[EventRow<'_>],
     range: std::ops::Range<usize>,
-) -> Result<Vec<AnotherBody>, StoreError> {
+) -> Result<(Vec<AnotherBody>, Vec<usize>), StoreError> {
     let statement = &rows[range.clone()];
-    let mut builder = QueryBuilder::<MySql>::new("SELECT delivery_id, body_sha256 FROM events WHERE source = ");
+    let mut builder = QueryBuilder::<MySql>::new("SELECT delivery_id, body_sha256, status FROM events WHERE source = ");
     builder.push_bind(statement[0].source);
     builder.push(" AND delivery_id IN (");
     let mut ids = builder.separated(", ");
@@ -548,15 +557,24 @@ async fn count_conflicts(
         ids.push_bind(row.delivery_id);
     }
     ids.push_unseparated(") FOR UPDATE");
-    let stored: HashMap<String, String> = builder
-        .build_query_as::<(String, String)>()
+    let stored: HashMap<String, (String, String)> = builder
+        .build_query_as::<(String, String, String)>()
         .fetch_all(&mut **transaction)
         .await?
         .into_iter()
+        .map(|(delivery_id, sha256, status)| (delivery_id, (sha256, status)))
         .collect();
     let mut another_body = Vec::new();
+    let mut erased = Vec::new();
     for (position, row) in range.zip(statement) {
-        let Some(stored_sha256) = stored.get(row.delivery_id).filter(|sha| *sha != row.body_sha256) else {
+        if stored
+            .get(row.delivery_id)
+            .is_some_and(|(_, status)| status == STATUS_ERASED)
+        {
+            erased.push(position);
+            continue;
+        }
+        let Some((stored_sha256, _)) = stored.get(row.delivery_id).filter(|(sha, _)| *sha != row.body_sha256) else {
             continue;
         };
         // The row itself, its copies with the same body, and its conflicts with yet another.
@@ -575,7 +593,7 @@ async fn count_conflicts(
             conflicts,
         });
     }
-    Ok(another_body)
+    Ok((another_body, erased))
 }
 
 /// A sale or refund with the event it came from.
@@ -630,7 +648,15 @@ async fn upsert_sales(transaction: &mut sqlx::Transaction<'_, MySql>, rows: &[Sa
             .push_bind(refund.2)
             .push("UTC_TIMESTAMP(6)");
     });
-    builder.push(" ON DUPLICATE KEY UPDATE ");
+    // First, while every column still holds its old value: the time of the row's last change,
+    // so applying an event again (a redelivery, `consumer replay`) changes nothing at all.
+    builder.push(format_args!(
+        " ON DUPLICATE KEY UPDATE updated_at = IF(({SALE_IS_NEWER} AND NOT (VALUES(sold_at) <=> sold_at \
+         AND VALUES(amount_minor) <=> amount_minor AND VALUES(sale_event_id) <=> sale_event_id)) \
+         OR ({REFUND_IS_NEWER} AND NOT (VALUES(refunded_at) <=> refunded_at \
+         AND VALUES(refunded_minor) <=> refunded_minor AND VALUES(refund_event_id) <=> refund_event_id)), \
+         UTC_TIMESTAMP(6), updated_at), "
+    ));
     for (column, newer) in [
         ("sale_event_id", SALE_IS_NEWER),
         ("amount_minor", SALE_IS_NEWER),
@@ -639,9 +665,11 @@ async fn upsert_sales(transaction: &mut sqlx::Transaction<'_, MySql>, rows: &[Sa
         ("refunded_minor", REFUND_IS_NEWER),
         ("refunded_at", REFUND_IS_NEWER),
     ] {
-        builder.push(format_args!("{column} = IF({newer}, VALUES({column}), {column}), "));
+        builder.push(format_args!("{column} = IF({newer}, VALUES({column}), {column})"));
+        if column != "refunded_at" {
+            builder.push(", ");
+        }
     }
-    builder.push("updated_at = UTC_TIMESTAMP(6)");
     builder.build().execute(&mut **transaction).await?;
     Ok(())
 }
@@ -759,6 +787,401 @@ pub async fn prune_rejections(pool: &MySqlPool, days: u32, max_rows: u64) -> Res
             .rows_affected();
     }
     Ok(deleted)
+}
+
+/// A pool for a one-off command (`consumer purge`, `erase`, `replay`): two connections,
+/// connected now, so an unreachable database is the command's error at once.
+pub async fn connect(settings: &Settings) -> anyhow::Result<MySqlPool> {
+    let options = settings.database_options()?;
+    MySqlPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot connect to the database {}", settings.database_url.redacted()))
+}
+
+/// Clears the bodies of at most `limit` events received before `cutoff` whose body is still
+/// kept, oldest first, and marks them `purged_at`; returns how many. The row, its unique key,
+/// `body_sha256` and its sale stay. Two short statements in autocommit: the ids are found
+/// through the index `events_purge` without locking, then only those rows are locked, by
+/// their primary key, for one small update.
+pub async fn purge_bodies(pool: &MySqlPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    let ids: Vec<u64> = sqlx::query_scalar(
+        "SELECT id FROM events WHERE purged_at IS NULL AND received_at < ? ORDER BY received_at, id LIMIT ?",
+    )
+    .bind(cutoff.naive_utc())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut builder = QueryBuilder::<MySql>::new(
+        "UPDATE events SET body = NULL, purged_at = UTC_TIMESTAMP(6) WHERE purged_at IS NULL AND id IN (",
+    );
+    let mut list = builder.separated(", ");
+    for id in &ids {
+        list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+    Ok(builder.build().execute(pool).await?.rows_affected())
+}
+
+/// A stored event as `consumer erase` and `consumer replay` read it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub id: u64,
+    pub delivery_id: String,
+    pub event_type: String,
+    pub content_type: String,
+    /// `None` once purged or erased.
+    pub body: Option<String>,
+    pub status: String,
+}
+
+const STORED_EVENT_COLUMNS: &str = "SELECT id, delivery_id, event_type, content_type, body, status FROM events";
+
+/// Whether any event of `source` is stored.
+pub async fn source_is_stored(pool: &MySqlPool, source: &str) -> Result<bool, StoreError> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM events WHERE source = ? LIMIT 1")
+        .bind(source)
+        .fetch_optional(pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Whether any event of `source` and `event_type` is stored.
+pub async fn event_type_is_stored(pool: &MySqlPool, source: &str, event_type: &str) -> Result<bool, StoreError> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM events WHERE source = ? AND event_type = ? LIMIT 1")
+        .bind(source)
+        .bind(event_type)
+        .fetch_optional(pool)
+        .await?;
+    Ok(found.is_some())
+}
+
+/// The event of `source` with `delivery_id`, if stored.
+pub async fn find_event(pool: &MySqlPool, source: &str, delivery_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let mut builder = QueryBuilder::<MySql>::new(STORED_EVENT_COLUMNS);
+    builder.push(" WHERE source = ").push_bind(source);
+    builder.push(" AND delivery_id = ").push_bind(delivery_id);
+    Ok(builder.build_query_as().fetch_optional(pool).await?)
+}
+
+/// The next at most `limit` events of `source` after `after_id` (in id order) whose JSON body
+/// is still kept: the pages `consumer erase --pointer` reads.
+pub async fn json_bodies_after(
+    pool: &MySqlPool,
+    source: &str,
+    after_id: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut builder = QueryBuilder::<MySql>::new(STORED_EVENT_COLUMNS);
+    builder.push(" WHERE source = ").push_bind(source);
+    builder.push(" AND id > ").push_bind(after_id);
+    builder.push(" AND body IS NOT NULL AND content_type = 'application/json' ORDER BY id LIMIT ");
+    builder.push_bind(limit);
+    Ok(builder.build_query_as().fetch_all(pool).await?)
+}
+
+/// Who erased an event, why, and how it was found: the tombstone's text.
+#[derive(Debug, Clone, Copy)]
+pub struct Tombstone<'a> {
+    pub erased_by: &'a str,
+    pub reason: Option<&'a str>,
+    /// `delivery_id`, or `pointer /customer/id sha256:…`.
+    pub matched_by: &'a str,
+}
+
+/// What erasing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erased {
+    /// Erased now, with this many orders' rows in `sales` cleared (a half of the row that the
+    /// event set) or deleted (nothing left).
+    Now { sales_cleared: u64 },
+    /// It had been erased before: nothing changed.
+    Before,
+    /// No such event.
+    Missing,
+}
+
+/// Erases the event `id` of `source` in one transaction: what it set in `sales` is cleared
+/// (the sale half of orders whose `sale_event_id` it is, the refund half where it is the
+/// `refund_event_id`; an order left with neither is deleted, and the count triggers follow),
+/// its body is cleared, its status becomes `erased`, and a tombstone goes to `erasures`. The
+/// row stays as the event's dedup key.
+pub async fn erase_event(
+    pool: &MySqlPool,
+    source: &str,
+    id: u64,
+    tombstone: &Tombstone<'_>,
+) -> Result<Erased, StoreError> {
+    let mut transaction = pool.begin().await.map_err(StoreError::Unavailable)?;
+    let found: Option<(String, String, String)> =
+        sqlx::query_as("SELECT delivery_id, event_type, status FROM events WHERE id = ? AND source = ? FOR UPDATE")
+            .bind(id)
+            .bind(source)
+            .fetch_optional(&mut *transaction)
+            .await?;
+    let Some((delivery_id, event_type, status)) = found else {
+        return Ok(Erased::Missing);
+    };
+    if status == STATUS_ERASED {
+        return Ok(Erased::Before);
+    }
+    let orders: Vec<String> = sqlx::query_scalar(
+        "SELECT order_id FROM sales WHERE source = ? AND (sale_event_id = ? OR refund_event_id = ?) ORDER BY order_id FOR UPDATE",
+    )
+    .bind(source)
+    .bind(&delivery_id)
+    .bind(&delivery_id)
+    .fetch_all(&mut *transaction)
+    .await?;
+    if !orders.is_empty() {
+        sqlx::query(
+            "UPDATE sales SET sale_event_id = NULL, amount_minor = 0, sold_at = NULL, updated_at = UTC_TIMESTAMP(6) \
+             WHERE source = ? AND sale_event_id = ?",
+        )
+        .bind(source)
+        .bind(&delivery_id)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "UPDATE sales SET refund_event_id = NULL, refunded_minor = 0, refunded_at = NULL, updated_at = UTC_TIMESTAMP(6) \
+             WHERE source = ? AND refund_event_id = ?",
+        )
+        .bind(source)
+        .bind(&delivery_id)
+        .execute(&mut *transaction)
+        .await?;
+        let mut builder = QueryBuilder::<MySql>::new("DELETE FROM sales WHERE source = ");
+        builder.push_bind(source);
+        builder.push(" AND sale_event_id IS NULL AND refund_event_id IS NULL AND order_id IN (");
+        let mut list = builder.separated(", ");
+        for order in &orders {
+            list.push_bind(order.as_str());
+        }
+        list.push_unseparated(")");
+        builder.build().execute(&mut *transaction).await?;
+    }
+    sqlx::query(
+        "UPDATE events SET body = NULL, purged_at = COALESCE(purged_at, UTC_TIMESTAMP(6)), status = ?, error = NULL WHERE id = ?",
+    )
+    .bind(STATUS_ERASED)
+    .bind(id)
+    .execute(&mut *transaction)
+    .await?;
+    let sales_cleared = orders.len() as u64;
+    sqlx::query(
+        "INSERT INTO erasures (source, delivery_id, event_type, erased_at, erased_by, reason, matched_by, sales_cleared) \
+         VALUES (?, ?, ?, UTC_TIMESTAMP(6), ?, ?, ?, ?)",
+    )
+    .bind(source)
+    .bind(&delivery_id)
+    .bind(&event_type)
+    .bind(truncate_chars(tombstone.erased_by, 128))
+    .bind(tombstone.reason.map(|reason| truncate_chars(reason, 1000)))
+    .bind(truncate_chars(tombstone.matched_by, 300))
+    .bind(sales_cleared)
+    .execute(&mut *transaction)
+    .await?;
+    transaction.commit().await?;
+    Ok(Erased::Now { sales_cleared })
+}
+
+/// The events `consumer replay` runs again: one source, maybe one event type, received in
+/// `[since, until)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayRange<'a> {
+    pub source: &'a str,
+    pub event_type: Option<&'a str>,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl ReplayRange<'_> {
+    fn push_filter(&self, builder: &mut QueryBuilder<MySql>) {
+        builder.push(" WHERE source = ").push_bind(self.source.to_owned());
+        if let Some(event_type) = self.event_type {
+            builder.push(" AND event_type = ").push_bind(event_type.to_owned());
+        }
+        builder.push(" AND received_at >= ").push_bind(self.since.naive_utc());
+        builder.push(" AND received_at < ").push_bind(self.until.naive_utc());
+    }
+}
+
+/// How many events are in `range`.
+pub async fn count_in_range(pool: &MySqlPool, range: &ReplayRange<'_>) -> Result<u64, StoreError> {
+    let mut builder = QueryBuilder::<MySql>::new("SELECT COUNT(*) FROM events");
+    range.push_filter(&mut builder);
+    let count: i64 = builder.build_query_scalar().fetch_one(pool).await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// The next at most `limit` events of `range` after `after_id`, in id order.
+pub async fn events_in_range(
+    pool: &MySqlPool,
+    range: &ReplayRange<'_>,
+    after_id: u64,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut builder = QueryBuilder::<MySql>::new(STORED_EVENT_COLUMNS);
+    range.push_filter(&mut builder);
+    builder.push(" AND id > ").push_bind(after_id);
+    builder.push(" ORDER BY id LIMIT ").push_bind(limit);
+    Ok(builder.build_query_as().fetch_all(pool).await?)
+}
+
+/// A stored event run through the current processors again.
+#[derive(Debug, Clone, Copy)]
+pub struct Reprocessed<'a> {
+    pub id: u64,
+    pub delivery_id: &'a str,
+    /// Its status now (`processed`, `ignored`).
+    pub stored_status: &'a str,
+    /// What its processor makes of it now.
+    pub sale: Option<&'a SaleChange>,
+}
+
+impl Reprocessed<'_> {
+    /// The status its processor gives it now.
+    pub fn status(&self) -> &'static str {
+        if self.sale.is_some() {
+            STATUS_PROCESSED
+        } else {
+            STATUS_IGNORED
+        }
+    }
+}
+
+/// An order's row in `sales` but for `updated_at`.
+type OrderState = (
+    String,
+    i64,
+    Option<chrono::NaiveDateTime>,
+    Option<String>,
+    i64,
+    Option<chrono::NaiveDateTime>,
+    Option<String>,
+);
+
+/// The rows of `orders` of `source`, locked.
+async fn order_states(
+    transaction: &mut sqlx::Transaction<'_, MySql>,
+    source: &str,
+    orders: &[&str],
+) -> Result<HashMap<String, OrderState>, StoreError> {
+    if orders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut builder = QueryBuilder::<MySql>::new(
+        "SELECT order_id, currency, amount_minor, sold_at, sale_event_id, refunded_minor, refunded_at, refund_event_id \
+         FROM sales WHERE source = ",
+    );
+    builder.push_bind(source);
+    builder.push(" AND order_id IN (");
+    let mut list = builder.separated(", ");
+    for order in orders {
+        list.push_bind(*order);
+    }
+    list.push_unseparated(") ORDER BY order_id FOR UPDATE");
+    type Row = (
+        String,
+        String,
+        i64,
+        Option<chrono::NaiveDateTime>,
+        Option<String>,
+        i64,
+        Option<chrono::NaiveDateTime>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = builder.build_query_as().fetch_all(&mut **transaction).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(order, currency, amount, sold_at, sale_event, refunded, refunded_at, refund_event)| {
+                (
+                    order,
+                    (
+                        currency,
+                        amount,
+                        sold_at,
+                        sale_event,
+                        refunded,
+                        refunded_at,
+                        refund_event,
+                    ),
+                )
+            },
+        )
+        .collect())
+}
+
+/// Applies what the current processors make of `events` (all of `source`) in one transaction,
+/// as the live consumer does: their sales and refunds through the same upsert (so an event
+/// applied again changes nothing), and their status where it differs. Returns, per event,
+/// whether anything changed: its status, or the row of its order. With `dry_run` the
+/// transaction is rolled back, so the answer is what would change.
+pub async fn reprocess(
+    pool: &MySqlPool,
+    source: &str,
+    events: &[Reprocessed<'_>],
+    dry_run: bool,
+) -> Result<Vec<bool>, StoreError> {
+    let mut transaction = pool.begin().await.map_err(StoreError::Unavailable)?;
+    // Events first, then sales: the order in which the live consumer locks them.
+    let mut status_changed = Vec::with_capacity(events.len());
+    for event in events {
+        let status = event.status();
+        let differs = status != event.stored_status;
+        if differs {
+            sqlx::query("UPDATE events SET status = ?, processed_at = UTC_TIMESTAMP(6), error = NULL WHERE id = ?")
+                .bind(status)
+                .bind(event.id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        status_changed.push(differs);
+    }
+    let mut orders: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event.sale.map(|sale| sale.order_id.as_str()))
+        .collect();
+    orders.sort_unstable();
+    orders.dedup();
+    let before = order_states(&mut transaction, source, &orders).await?;
+    let mut sales: Vec<SaleRow<'_>> = events
+        .iter()
+        .filter_map(|event| {
+            event.sale.map(|change| SaleRow {
+                source,
+                event_id: event.delivery_id,
+                change,
+            })
+        })
+        .collect();
+    sales.sort_by(|a, b| a.change.order_id.cmp(&b.change.order_id));
+    for chunk in sales.chunks(MAX_SALES_PER_STATEMENT) {
+        upsert_sales(&mut transaction, chunk).await?;
+    }
+    let after = order_states(&mut transaction, source, &orders).await?;
+    let changed = events
+        .iter()
+        .zip(status_changed)
+        .map(|(event, status_changed)| {
+            status_changed
+                || event
+                    .sale
+                    .is_some_and(|sale| before.get(&sale.order_id) != after.get(&sale.order_id))
+        })
+        .collect();
+    if dry_run {
+        transaction.rollback().await?;
+    } else {
+        transaction.commit().await?;
+    }
+    Ok(changed)
 }
 
 /// Rows affected by `INSERT … ON DUPLICATE KEY UPDATE` count 1 per new row and 2 per existing

@@ -48,6 +48,16 @@ fn each_bad_variable_is_named_in_one_line_with_exit_code_2() {
             "MAX_RETRIES=\"101\": expected an integer number of retries from 0 to 100",
         ),
         (
+            "RETENTION_DAYS",
+            "0",
+            "RETENTION_DAYS=\"0\": expected an integer number of days from 1 to 36500",
+        ),
+        (
+            "RETENTION_DAYS",
+            "-3",
+            "RETENTION_DAYS=\"-3\": expected an integer number of days from 1 to 36500",
+        ),
+        (
             "DB_POOL_SIZE",
             "0",
             "DB_POOL_SIZE=\"0\": expected an integer number of connections from 1 to 100",

@@ -355,3 +355,127 @@ pub(crate) fn sha256(body: &[u8]) -> String {
 pub(crate) fn header(properties: &BasicProperties, name: &str) -> Option<String> {
     webhook_core::envelope::header_text(properties.headers().as_ref()?, name)
 }
+
+/// What a run of the consumer binary printed, and how it ended.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Services {
+    /// Runs the real `consumer` binary with `args` against these services (and `vars`), with
+    /// no `.env`, and waits for it to end (within [`SOON`]).
+    pub(crate) async fn consumer(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let dir = std::env::temp_dir().join(format!("consumer-run-{}", testkit::unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_consumer"));
+        command
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", self.database.url())
+            .env("AMQP_URL", testkit::amqp_url())
+            .env("AMQP_PREFIX", self.broker.prefix())
+            .env("RUST_LOG", "warn")
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+            // Read both pipes while it runs, so a full pipe cannot block it.
+            let mut out = child.stdout.take().unwrap();
+            let mut err = child.stderr.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut out, &mut text).unwrap();
+                text
+            });
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut err, &mut stderr).unwrap();
+            let started = std::time::Instant::now();
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if started.elapsed() > SOON {
+                    let _ = child.kill();
+                    panic!("consumer did not end within {SOON:?}: {stderr}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            (status, reader.join().unwrap(), stderr)
+        })
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        Run {
+            success: status.success(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// (delivery id, body, purged_at is set, status, duplicates) of every event of `source`.
+    pub(crate) async fn kept(&self, source: &str) -> Vec<Kept> {
+        let mut connection = self.database.connect().await;
+        sqlx::query_as(
+            "SELECT delivery_id, body, purged_at IS NOT NULL AS purged, status, duplicates FROM events \
+             WHERE source = ? ORDER BY delivery_id",
+        )
+        .bind(source)
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    }
+}
+
+/// What `events` keeps of an event.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct Kept {
+    pub(crate) delivery_id: String,
+    pub(crate) body: Option<String>,
+    pub(crate) purged: bool,
+    pub(crate) status: String,
+    pub(crate) duplicates: u32,
+}
+
+impl TestApp {
+    /// Builds and runs a consumer with `settings` as given (tests change what no variable
+    /// sets, such as the purge's schedule), and waits until it is ready.
+    pub(crate) async fn spawn_with(settings: Settings) -> Self {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://{}", app.addr());
+        let shutdown = app.shutdown_token();
+        let task = tokio::spawn(app.run());
+        let app = Self {
+            base,
+            client: reqwest::Client::new(),
+            shutdown,
+            task: Some(task),
+        };
+        app.wait_ready().await;
+        app
+    }
+}
+
+/// `env` read as the consumer reads it.
+pub(crate) fn settings(env: &Env) -> Settings {
+    let lookup = env.lookup();
+    Settings::from_vars(&Vars::new(&lookup)).unwrap()
+}
+
+/// A canonical sale or refund body, with the customer it is for.
+pub(crate) fn canonical_sale(event_type: &str, order_id: &str, amount: i64, at: &str, customer: &str) -> String {
+    serde_json::json!({
+        "type": event_type, "occurred_at": at,
+        "data": {"order_id": order_id, "amount": amount, "currency": "EUR", "customer": {"id": customer}}
+    })
+    .to_string()
+}

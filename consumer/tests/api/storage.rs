@@ -113,6 +113,7 @@ async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
             new_by_source: vec![("a", 2), ("b", 1)],
             already_stored: 0,
             another_body: vec![],
+            erased: vec![],
         }
     );
     let second = [row("a", "2", 0), row("a", "3", 0), row("b", "1", 1), row("c", "1", 0)];
@@ -123,6 +124,7 @@ async fn insert_events_counts_new_rows_per_source_and_existing_rows_exactly() {
             new_by_source: vec![("a", 1), ("b", 0), ("c", 1)],
             already_stored: 2,
             another_body: vec![],
+            erased: vec![],
         }
     );
     let duplicates: Vec<(String, String, u32)> =
