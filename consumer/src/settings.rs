@@ -53,6 +53,9 @@ pub struct Settings {
     /// `RETENTION_DAYS`, optional (1 to 36500): bodies of events received longer ago are
     /// purged; unset keeps them forever. Tests may change its schedule.
     pub retention: Option<Retention>,
+    /// `LEDGER_GRACE_MS`, default 10 minutes: how long past its retry delay a message sent to a
+    /// retry queue may take to come back before the ledger calls it unexplained.
+    pub ledger_grace: Duration,
     /// The sales mapping of every source, read from `SOURCES_FILE`.
     pub(crate) sales: Arc<Mappings>,
     /// `default` and the sources of `SOURCES_FILE`: rejections of any other are one bucket.
@@ -100,6 +103,7 @@ impl Settings {
             workers: usize::try_from(vars.integer("CONSUMER_WORKERS", 2, 1, 16, "workers")?).unwrap_or(1),
             db_pool_size: u32::try_from(vars.integer("DB_POOL_SIZE", 4, 1, 100, "connections")?).unwrap_or(u32::MAX),
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
+            ledger_grace: vars.millis("LEDGER_GRACE_MS", 600_000, 0, 86_400_000)?,
             sources_file,
             retention,
             sales: Arc::new(sales),

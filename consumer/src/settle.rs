@@ -28,7 +28,7 @@ use crate::message::Message;
 use crate::metrics::{AttemptLabels, Metrics, OutcomeLabels, ReasonLabels, SourceLabels};
 use crate::plan::{Plan, Refusal};
 use crate::retry::Decision;
-use crate::store::{DeadLetterRow, EventRow, Inserted, StoreError};
+use crate::store::{DeadLetterRow, EventRow, Inserted, LedgerFate, LedgerRow, StoreError};
 
 /// How long one insert transaction may take before the database counts as unavailable. If the
 /// commit did land after all, the retry finds the rows stored and counts them as duplicates.
@@ -51,6 +51,9 @@ pub(crate) trait Store: Sync {
 
     /// Records dead letters in `dead_letters`.
     fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records accepted messages and their outcomes for the ledger (`ledger_messages`).
+    fn record_ledger(&self, rows: &[LedgerRow<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Where a batch came from and where its retries and dead letters go.
@@ -98,6 +101,9 @@ pub(crate) struct Settle<'a, S, B> {
     pub(crate) dead_queue: &'a str,
     /// Cancelled when the shutdown grace is over: give the batch up unsettled.
     pub(crate) grace_over: &'a CancellationToken,
+    /// How long after it is sent to retry queue `n` (index `n - 1`; past the last, the last) a
+    /// message is due back, grace included: the ledger counts it in flight until then.
+    pub(crate) due_back: &'a [Duration],
 }
 
 impl<S: Store, B: Broker> Settle<'_, S, B> {
@@ -129,6 +135,7 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
             }
         }
         self.record_dead_letters(messages, &decisions).await;
+        self.record_ledger(messages, &decisions).await?;
         self.broker.ack().await.map_err(|error| Abandoned(error.to_string()))?;
         Ok(tally)
     }
@@ -433,6 +440,72 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
         }
     }
 
+    /// Records every event of the batch in the ledger, with its outcome (or as pending, when it
+    /// went to a retry queue), before the batch is acked: so every message read is counted as
+    /// accepted at least once, and a redelivery finds its row. Holds the batch while the
+    /// database does not take it (the retries and dead letters are already confirmed, and
+    /// carry the same identity).
+    async fn record_ledger(&self, messages: &[Message], decisions: &[(usize, &Decision)]) -> Result<(), Abandoned> {
+        let now = Utc::now();
+        let rows: Vec<LedgerRow<'_>> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(index, message)| {
+                let envelope = &message.event()?.envelope;
+                let fate = match decisions.iter().find(|&&(decided, _)| decided == index) {
+                    None => LedgerFate::Settled,
+                    Some((_, Decision::DeadLetter { .. })) => LedgerFate::DeadLettered,
+                    Some((_, Decision::Retry { attempt, .. })) => {
+                        let queue = usize::try_from(*attempt).unwrap_or(usize::MAX).max(1);
+                        let delay = self
+                            .due_back
+                            .get(queue - 1)
+                            .or(self.due_back.last())
+                            .copied()
+                            .unwrap_or_default();
+                        LedgerFate::Pending {
+                            due_at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                        }
+                    }
+                };
+                Some(LedgerRow {
+                    source: &envelope.source,
+                    delivery_id: &envelope.delivery_id,
+                    received_at: envelope.received_at,
+                    fate,
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let result = tokio::select! {
+                result = tokio::time::timeout(TRANSACTION_TIMEOUT, self.store.record_ledger(&rows)) => {
+                    result.unwrap_or(Err(StoreError::Timeout(TRANSACTION_TIMEOUT)))
+                }
+                () = self.grace_over.cancelled() => {
+                    return Err(Abandoned("the shutdown grace ran out before the ledger was recorded".to_owned()));
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    log::warn!(
+                        "ledger not recorded, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
+                        rows.len(),
+                        backoff.attempts(),
+                        error.to_string(),
+                        delay.as_millis()
+                    );
+                    self.hold(delay).await?;
+                }
+            }
+        }
+    }
+
     /// Waits `delay` before trying the batch in hand again; gives the batch up if its channel
     /// closes (the broker redelivers it) or the shutdown grace runs out.
     async fn hold(&self, delay: Duration) -> Result<(), Abandoned> {
@@ -606,6 +679,10 @@ mod tests {
             );
             Ok(())
         }
+
+        async fn record_ledger(&self, _rows: &[LedgerRow<'_>]) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
 
     /// What a database that cannot be reached says.
@@ -707,6 +784,7 @@ mod tests {
                 health: &self.health,
                 dead_queue: "test.dead",
                 grace_over: &self.grace_over,
+                due_back: &[],
             }
         }
     }

@@ -233,6 +233,10 @@ impl crate::settle::Store for Database {
     async fn record_dead_letters(&self, rows: &[DeadLetterRow<'_>]) -> Result<(), StoreError> {
         insert_dead_letters(&self.pool, rows).await
     }
+
+    async fn record_ledger(&self, rows: &[LedgerRow<'_>]) -> Result<(), StoreError> {
+        record_ledger(&self.pool, rows).await
+    }
 }
 
 /// One row of `events` to insert.
@@ -714,6 +718,93 @@ pub async fn insert_dead_letters(pool: &MySqlPool, rows: &[DeadLetterRow<'_>]) -
             .push("UTC_TIMESTAMP(6)");
     });
     builder.build().execute(pool).await?;
+    Ok(())
+}
+
+/// What became of a message, for the ledger ([`record_ledger`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerFate {
+    /// Its event's row is committed: `stored` if this message is the one stored (the row's
+    /// `received_at` is the message's), else `duplicate`. Decided by the database, so a
+    /// redelivery after a crash between the commit and this record still says `stored`.
+    Settled,
+    /// Confirmed in `{P}.dead`.
+    DeadLettered,
+    /// Confirmed in a retry queue: back by `due_at` at the latest, else unexplained.
+    Pending { due_at: DateTime<Utc> },
+}
+
+/// One accepted message for `ledger_messages`.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerRow<'a> {
+    pub source: &'a str,
+    pub delivery_id: &'a str,
+    pub received_at: DateTime<Utc>,
+    pub fate: LedgerFate,
+}
+
+impl LedgerRow<'_> {
+    /// The identity of the handler's publish: the hex SHA-256 of source, delivery id and
+    /// `received-at` (as the header carries it, to the microsecond). A redelivery or a retry
+    /// of the message has the same; a vendor's retry of the delivery is received anew.
+    pub fn accepted_id(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(self.source.as_bytes());
+        hash.update([0]);
+        hash.update(self.delivery_id.as_bytes());
+        hash.update([0]);
+        hash.update(webhook_core::envelope::format_time(self.received_at).as_bytes());
+        hex::encode(hash.finalize())
+    }
+}
+
+/// Rows of the ledger per statement: six values each, far below the placeholder limit.
+const LEDGER_ROWS_PER_STATEMENT: usize = 1000;
+
+/// Records accepted messages and their outcomes in `ledger_messages` (the triggers count them
+/// in `ledger_counts`). A message seen before keeps its row: only a first outcome is set (or a
+/// replayed dead letter's `stored`/`duplicate`), so a redelivery changes no count.
+pub async fn record_ledger(pool: &MySqlPool, rows: &[LedgerRow<'_>]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(LEDGER_ROWS_PER_STATEMENT) {
+        let mut builder = QueryBuilder::<MySql>::new(
+            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) \
+             SELECT m_id, m_source, DATE(m_received_at), \
+             CASE m_fate WHEN 'settled' THEN IF(e.received_at <=> m_received_at, 'stored', 'duplicate') \
+             WHEN 'dead' THEN 'dead_lettered' END, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), m_due_at FROM (",
+        );
+        for (n, row) in chunk.iter().enumerate() {
+            if n > 0 {
+                builder.push(" UNION ALL ");
+            }
+            let (fate, due_at) = match row.fate {
+                LedgerFate::Settled => ("settled", None),
+                LedgerFate::DeadLettered => ("dead", None),
+                LedgerFate::Pending { due_at } => ("pending", Some(due_at.naive_utc())),
+            };
+            builder
+                .push("SELECT ")
+                .push_bind(row.accepted_id())
+                .push(" AS m_id, ")
+                .push_bind(truncate_chars(row.source, 64))
+                .push(" AS m_source, ")
+                .push_bind(truncate_chars(row.delivery_id, 200))
+                .push(" AS m_delivery_id, CAST(")
+                .push_bind(row.received_at.naive_utc())
+                .push(" AS DATETIME(6)) AS m_received_at, ")
+                .push_bind(fate)
+                .push(" AS m_fate, CAST(")
+                .push_bind(due_at)
+                .push(" AS DATETIME(6)) AS m_due_at");
+        }
+        builder.push(
+            ") AS m LEFT JOIN events e ON e.source = m_source AND e.delivery_id = m_delivery_id \
+             ON DUPLICATE KEY UPDATE seen_at = VALUES(seen_at), \
+             outcome = IF(outcome IS NULL OR (outcome = 'dead_lettered' AND VALUES(outcome) IN ('stored', 'duplicate')), \
+             VALUES(outcome), outcome), \
+             due_at = IF(outcome IS NULL, VALUES(due_at), NULL)",
+        );
+        builder.build().execute(pool).await?;
+    }
     Ok(())
 }
 

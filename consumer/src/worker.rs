@@ -182,6 +182,11 @@ impl Worker {
             topology,
             ack: &ack,
         };
+        let due_back: Vec<Duration> = topology
+            .retry_delays()
+            .iter()
+            .map(|delay| *delay + self.settings.ledger_grace)
+            .collect();
         let tally = Settle {
             store: &self.store,
             broker: &broker,
@@ -189,6 +194,7 @@ impl Worker {
             health: &self.health,
             dead_queue: &topology.dead_queue(),
             grace_over: &self.grace_over,
+            due_back: &due_back,
         }
         .run(&messages, plan)
         .await?;

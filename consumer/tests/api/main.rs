@@ -13,6 +13,7 @@ mod dead_letters;
 mod dlq;
 mod erasure;
 mod helpers;
+mod ledger;
 mod migrations;
 mod outage;
 mod rejections;
