@@ -4,6 +4,8 @@
 //! (`daily_counts`, `sales_months`), so every query here reads a number of rows that grows with
 //! vendors and days, never with events, orders or rejections.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Serialize;
 use sqlx::{FromRow, MySqlPool};
 
@@ -52,6 +54,93 @@ pub struct DayHealth {
     pub latency_avg_ms: Option<f64>,
     /// Worst ingest-to-store latency.
     pub latency_max_ms: Option<f64>,
+}
+
+/// One row of the `ledger` view, with the day's rejections by reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct LedgerDay {
+    /// Vendor.
+    pub source: String,
+    /// `YYYY-MM-DD` (UTC) of the handler's `received-at`.
+    pub day: String,
+    /// Messages the handler accepted (answered 200 for), each counted once.
+    pub accepted: i64,
+    /// Of them, stored as new events.
+    pub stored: i64,
+    /// Of them, duplicates of an event another request stored.
+    pub duplicates: i64,
+    /// Of them, dead-lettered.
+    pub dead_lettered: i64,
+    /// `accepted - stored - duplicates - dead_lettered`.
+    pub difference: i64,
+    /// Of the difference, messages in a retry queue and not yet due back.
+    pub in_flight: i64,
+    /// `difference - in_flight`: not 0 means the day does not balance.
+    pub unexplained: i64,
+    /// Requests rejected that day (never accepted: beside the balance).
+    pub rejected: i64,
+    /// The rejected requests by reason.
+    #[sqlx(skip)]
+    pub rejected_by_reason: BTreeMap<String, i64>,
+}
+
+/// The ledger per day within the filter's months, newest first: the newest
+/// [`MAX_HEALTH_DAYS`] days' rows at most (a day has at most one row per vendor).
+pub async fn ledger(pool: &MySqlPool, filter: &Filter) -> sqlx::Result<Vec<LedgerDay>> {
+    let (first, last) = (format!("{}-01", filter.from), format!("{}-01", filter.to));
+    let mut days: Vec<LedgerDay> = sqlx::query_as(
+        "SELECT source, DATE_FORMAT(day, '%Y-%m-%d') AS day, accepted, stored, duplicates, dead_lettered, \
+         difference, in_flight, unexplained, rejected \
+         FROM ledger WHERE day BETWEEN ? AND LAST_DAY(?) AND (? IS NULL OR source = ?) \
+         ORDER BY day DESC, source LIMIT ?",
+    )
+    .bind(&first)
+    .bind(&last)
+    .bind(&filter.vendor)
+    .bind(&filter.vendor)
+    .bind(MAX_HEALTH_DAYS * 50)
+    .fetch_all(pool)
+    .await?;
+    let Some(oldest) = days.last().map(|day| day.day.clone()) else {
+        return Ok(days);
+    };
+    let reasons: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT source, DATE_FORMAT(day, '%Y-%m-%d'), reason, rejected FROM ledger_rejections \
+         WHERE day BETWEEN ? AND LAST_DAY(?) AND (? IS NULL OR source = ?)",
+    )
+    .bind(&oldest)
+    .bind(&last)
+    .bind(&filter.vendor)
+    .bind(&filter.vendor)
+    .fetch_all(pool)
+    .await?;
+    let mut by_day: HashMap<(String, String), BTreeMap<String, i64>> = HashMap::new();
+    for (source, day, reason, rejected) in reasons {
+        by_day.entry((source, day)).or_default().insert(reason, rejected);
+    }
+    for day in &mut days {
+        if let Some(reasons) = by_day.remove(&(day.source.clone(), day.day.clone())) {
+            day.rejected_by_reason = reasons;
+        }
+    }
+    Ok(days)
+}
+
+/// The days the ledger metric looks back over: an unexplained difference is reported for a
+/// week, then left to the page and the view.
+pub const LEDGER_METRIC_DAYS: u32 = 7;
+
+/// Per vendor, the unexplained difference of the last [`LEDGER_METRIC_DAYS`] days (today
+/// included), largest first.
+pub async fn ledger_unexplained(pool: &MySqlPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT source, CAST(SUM(unexplained) AS SIGNED) AS unexplained FROM ledger \
+         WHERE day >= UTC_DATE() - INTERVAL ? DAY GROUP BY source \
+         ORDER BY ABS(SUM(unexplained)) DESC, source",
+    )
+    .bind(LEDGER_METRIC_DAYS - 1)
+    .fetch_all(pool)
+    .await
 }
 
 /// A recent dead letter.

@@ -22,6 +22,9 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, middleware, web};
 use anyhow::Context;
 use chrono::{Datelike, Months, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use sqlx::MySqlPool;
@@ -167,6 +170,20 @@ impl Application {
             "Requests refused a login, by reason: missing, wrong, busy (too many password checks at once), untrusted_proxy",
             prometheus_client::metrics::family::Family::default(),
         );
+        let ledger = web::Data::new(LedgerMetrics {
+            unexplained: registered(
+                &mut registry,
+                "ledger_unexplained",
+                "Per vendor, the ledger's difference over the last 7 days that is not in flight (accepted - stored - duplicates - dead-lettered - in a retry queue); read from the view at each scrape",
+                Family::default(),
+            ),
+            up: registered(
+                &mut registry,
+                "ledger_up",
+                "1 if the ledger could be read at the last scrape, else 0",
+                Gauge::default(),
+            ),
+        });
         let registry = web::Data::new(registry);
         match &settings.auth {
             Auth::Open { explicit: true } => log::warn!("{}", settings.auth.describe(addr)),
@@ -179,6 +196,7 @@ impl Application {
                 .app_data(pool.clone())
                 .app_data(gate.clone())
                 .app_data(registry.clone())
+                .app_data(ledger.clone())
                 // Inside the default headers, so that refusals carry them too.
                 .wrap(middleware::from_fn(auth::require_login))
                 .wrap(
@@ -190,6 +208,7 @@ impl Application {
                 .service(readable("/api/sales", api_sales))
                 .service(readable("/api/health", api_health))
                 .service(readable("/api/dead-letters", api_dead_letters))
+                .service(readable("/api/ledger", api_ledger))
                 .service(readable("/healthz", http::healthz))
                 .service(readable("/readyz", readyz))
                 .service(readable("/metrics", metrics))
@@ -291,10 +310,11 @@ async fn index(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse
         let sales = data::sales(&pool, &filter).await?;
         let health = data::health(&pool, &filter).await?;
         let dead = data::dead_letters(&pool, filter.vendor.as_deref(), 20).await?;
-        Ok::<_, sqlx::Error>((vendors, sales, health, dead))
+        let ledger = data::ledger(&pool, &filter).await?;
+        Ok::<_, sqlx::Error>((vendors, sales, health, dead, ledger))
     }
     .await;
-    let (vendors, sales, health, dead) = match loaded {
+    let (vendors, sales, health, dead, ledger) = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
             log::warn!("dashboard query failed: {error}");
@@ -310,6 +330,7 @@ async fn index(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse
         sales: &sales,
         health: &health,
         dead_letters: &dead,
+        ledger: &ledger,
         problem: problem.as_deref(),
     });
     HttpResponse::build(status)
@@ -365,6 +386,18 @@ async fn api_dead_letters(pool: web::Data<MySqlPool>, request: HttpRequest) -> H
     }
 }
 
+async fn api_ledger(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse {
+    match FilterQuery::of(&request) {
+        Err(why) => error(&request, StatusCode::BAD_REQUEST, &why),
+        Ok(filter) => match data::ledger(&pool, &filter).await {
+            Ok(rows) => HttpResponse::Ok().json(serde_json::json!({
+                "vendor": filter.vendor, "from": filter.from, "to": filter.to, "rows": rows,
+            })),
+            Err(error) => unavailable(&error),
+        },
+    }
+}
+
 async fn readyz(pool: web::Data<MySqlPool>) -> HttpResponse {
     let up = sqlx::query("SELECT 1").execute(pool.get_ref()).await.is_ok();
     let mut details = serde_json::Map::new();
@@ -372,6 +405,56 @@ async fn readyz(pool: web::Data<MySqlPool>) -> HttpResponse {
     http::readiness(up, details)
 }
 
-async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+/// Most vendors the ledger metric has a series for; the rest are summed as `(other)`.
+const MAX_LEDGER_SERIES: usize = 100;
+
+/// Labels of `webhook_dashboard_ledger_unexplained`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+/// The ledger's gauges, set from the view at each scrape.
+struct LedgerMetrics {
+    unexplained: Family<SourceLabels, Gauge>,
+    up: Gauge,
+}
+
+async fn metrics(
+    registry: web::Data<Registry>,
+    ledger: web::Data<LedgerMetrics>,
+    pool: web::Data<MySqlPool>,
+) -> HttpResponse {
+    // Every vendor of the window, zeros included, so a series goes back to 0 rather than
+    // vanishing; one query over a few rows per vendor and day.
+    match data::ledger_unexplained(&pool).await {
+        Ok(rows) => {
+            ledger.unexplained.clear();
+            let mut other = None;
+            for (index, (source, unexplained)) in rows.into_iter().enumerate() {
+                if index < MAX_LEDGER_SERIES {
+                    ledger
+                        .unexplained
+                        .get_or_create(&SourceLabels { source })
+                        .set(unexplained);
+                } else {
+                    *other.get_or_insert(0) += unexplained;
+                }
+            }
+            if let Some(other) = other {
+                ledger
+                    .unexplained
+                    .get_or_create(&SourceLabels {
+                        source: "(other)".to_owned(),
+                    })
+                    .set(other);
+            }
+            ledger.up.set(1);
+        }
+        Err(error) => {
+            log::warn!("dashboard ledger query failed: {error}");
+            ledger.up.set(0);
+        }
+    }
     http::metrics(webhook_core::metrics::encode(&registry))
 }

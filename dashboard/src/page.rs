@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 
-use crate::data::{DayHealth, DeadLetter, Filter, MonthSales};
+use crate::data::{DayHealth, DeadLetter, Filter, LedgerDay, MonthSales};
 
 /// Parses `YYYY-MM`.
 pub fn parse_month(value: &str) -> Option<(i32, u32)> {
@@ -256,6 +256,8 @@ pub struct PageData<'a> {
     pub health: &'a [DayHealth],
     /// Latest dead letters.
     pub dead_letters: &'a [DeadLetter],
+    /// The ledger within the filter.
+    pub ledger: &'a [LedgerDay],
     /// A problem to show instead of data (bad filter, database not ready).
     pub problem: Option<&'a str>,
 }
@@ -328,8 +330,9 @@ pub fn render(page: &PageData<'_>) -> String {
     }
     html.push_str(&sales_section(page));
     html.push_str(&health_section(page.health));
+    html.push_str(&ledger_section(page.ledger));
     html.push_str(&dead_letter_section(page.dead_letters));
-    html.push_str(r#"<p class="empty">The same data as JSON: <a href="/api/sales">/api/sales</a>, <a href="/api/health">/api/health</a>, <a href="/api/dead-letters">/api/dead-letters</a> (same filters).</p></main></body></html>"#);
+    html.push_str(r#"<p class="empty">The same data as JSON: <a href="/api/sales">/api/sales</a>, <a href="/api/health">/api/health</a>, <a href="/api/dead-letters">/api/dead-letters</a>, <a href="/api/ledger">/api/ledger</a> (same filters).</p></main></body></html>"#);
     html
 }
 
@@ -420,6 +423,50 @@ fn health_section(rows: &[DayHealth]) -> String {
             row.rejected,
             ms(row.latency_avg_ms),
             ms(row.latency_max_ms)
+        );
+    }
+    html.push_str("</tbody></table></section>");
+    html
+}
+
+fn ledger_section(rows: &[LedgerDay]) -> String {
+    let mut html = String::from(r#"<section id="ledger"><h2>Ledger</h2>"#);
+    if rows.is_empty() {
+        html.push_str(r#"<p class="empty">No accepted messages or rejections in this range.</p></section>"#);
+        return html;
+    }
+    html.push_str(r#"<p class="empty">Accepted = stored + duplicates + dead-lettered, per day the handler received them. A difference still in a retry queue is in flight; the rest is unexplained and shown in red. Rejected requests were never accepted: beside the balance.</p>"#);
+    html.push_str(r#"<table><thead><tr><th>Day (UTC)</th><th>Vendor</th><th class="num">Accepted</th><th class="num">Stored</th><th class="num">Duplicates</th><th class="num">Dead-lettered</th><th class="num">Difference</th><th class="num">In flight</th><th class="num">Unexplained</th><th>Rejected by reason</th></tr></thead><tbody>"#);
+    for row in rows {
+        let unexplained = if row.unexplained != 0 {
+            r#" class="num bad" data-unexplained="true""#
+        } else {
+            r#" class="num""#
+        };
+        let reasons = if row.rejected_by_reason.is_empty() {
+            row.rejected.to_string()
+        } else {
+            let list: Vec<String> = row
+                .rejected_by_reason
+                .iter()
+                .map(|(reason, count)| format!("{}: {count}", text(reason)))
+                .collect();
+            format!("{} ({})", row.rejected, list.join(", "))
+        };
+        let _ = write!(
+            html,
+            r#"<tr data-source="{}" data-day="{}"><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td{unexplained}>{}</td><td class="num">{}</td><td{unexplained}>{}</td><td>{reasons}</td></tr>"#,
+            attr(&row.source),
+            attr(&row.day),
+            text(&row.day),
+            text(&row.source),
+            row.accepted,
+            row.stored,
+            row.duplicates,
+            row.dead_lettered,
+            row.difference,
+            row.in_flight,
+            row.unexplained,
         );
     }
     html.push_str("</tbody></table></section>");

@@ -361,6 +361,16 @@ async fn a_person_sees_a_bar_per_month_with_data_exact_totals_and_a_working_vend
     let database = TestDatabase::new();
     database.create_migrated().await;
     seed(&database).await;
+    database
+        .connect()
+        .await
+        .execute(
+            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
+             ('a1', 'shop', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() + INTERVAL 1 HOUR), \
+             ('b1', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR)",
+        )
+        .await
+        .unwrap();
     let (base, _stop) = start_dashboard(&database).await;
     let browser = Browser::start(&driver, &chromium).await;
 
@@ -370,6 +380,18 @@ async fn a_person_sees_a_bar_per_month_with_data_exact_totals_and_a_working_vend
         .run("return getComputedStyle(document.querySelector('header')).backgroundColor;")
         .await;
     assert_eq!(header, "rgb(15, 23, 42)", "the page's stylesheet did not apply");
+    // The ledger: an unexplained difference is red on screen, one in flight is not.
+    let ledger = browser
+        .run(
+            "return [...document.querySelectorAll('#ledger tbody tr')].map((row) => \
+             [row.dataset.source, row.cells[8].textContent, getComputedStyle(row.cells[8]).color]);",
+        )
+        .await;
+    assert_eq!(
+        ledger,
+        json!([["shop", "0", "rgb(17, 24, 39)"], ["stripe", "1", "rgb(185, 28, 28)"]]),
+        "the ledger section"
+    );
     let charts = browser.run(CHARTS).await;
     let charts = charts.as_array().unwrap();
     let summary: Vec<(String, String, Vec<String>)> = charts

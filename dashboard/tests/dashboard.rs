@@ -234,3 +234,115 @@ async fn every_answer_forbids_sniffing_scripts_and_framing_and_head_is_answered(
         assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path} has a body");
     }
 }
+
+#[tokio::test]
+async fn the_ledger_shows_balanced_in_flight_and_unexplained_days_and_exports_the_unexplained() {
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    let mut connection = database.connect().await;
+    // Written as the consumer writes them; the triggers count them. Today, so the metric's
+    // window holds them.
+    connection
+        .execute(
+            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
+             ('a1', 'shop', UTC_DATE(), 'stored', NOW(), NOW(), NULL), \
+             ('a2', 'shop', UTC_DATE(), 'duplicate', NOW(), NOW(), NULL), \
+             ('a3', 'shop', UTC_DATE(), 'dead_lettered', NOW(), NOW(), NULL), \
+             ('a4', 'shop', UTC_DATE() - INTERVAL 1 DAY, 'stored', NOW(), NOW(), NULL), \
+             ('a5', 'shop', UTC_DATE() - INTERVAL 1 DAY, NULL, NOW(), NOW(), UTC_TIMESTAMP() + INTERVAL 1 HOUR), \
+             ('b1', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR), \
+             ('b2', 'stripe', UTC_DATE(), 'stored', NOW(), NOW(), NULL)",
+        )
+        .await
+        .unwrap();
+    connection
+        .execute(
+            "INSERT INTO rejections (received_at, source, reason, status, request_id) VALUES \
+             (UTC_TIMESTAMP(), 'shop', 'signature_mismatch', 401, 'r1'), \
+             (UTC_TIMESTAMP(), 'shop', 'signature_mismatch', 401, 'r2'), \
+             (UTC_TIMESTAMP(), 'shop', 'body_too_large', 413, 'r3')",
+        )
+        .await
+        .unwrap();
+    let (base, _stop) = start_dashboard(&database).await;
+    let today = chrono::Utc::now().date_naive();
+    let yesterday = today.pred_opt().unwrap();
+
+    let body: serde_json::Value = reqwest::get(format!("{base}/api/ledger"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows: Vec<String> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} accepted={} stored={} duplicates={} dead={} difference={} in_flight={} unexplained={} rejected={} {}",
+                r["day"].as_str().unwrap(),
+                r["source"].as_str().unwrap(),
+                r["accepted"],
+                r["stored"],
+                r["duplicates"],
+                r["dead_lettered"],
+                r["difference"],
+                r["in_flight"],
+                r["unexplained"],
+                r["rejected"],
+                r["rejected_by_reason"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            format!(
+                "{today} shop accepted=3 stored=1 duplicates=1 dead=1 difference=0 in_flight=0 unexplained=0 rejected=3 {{\"body_too_large\":1,\"signature_mismatch\":2}}"
+            ),
+            format!(
+                "{today} stripe accepted=2 stored=1 duplicates=0 dead=0 difference=1 in_flight=0 unexplained=1 rejected=0 {{}}"
+            ),
+            format!(
+                "{yesterday} shop accepted=2 stored=1 duplicates=0 dead=0 difference=1 in_flight=1 unexplained=0 rejected=0 {{}}"
+            ),
+        ]
+    );
+
+    let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+    let ledger = page.split("<section id=\"ledger\">").nth(1).unwrap();
+    let ledger = ledger.split("</section>").next().unwrap();
+    let row_of = |source: &str, day: &str| {
+        let start = format!("<tr data-source=\"{source}\" data-day=\"{day}\">");
+        ledger
+            .split(&start)
+            .nth(1)
+            .unwrap()
+            .split("</tr>")
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    // Only the unexplained difference is red; the one in flight is not.
+    assert!(row_of("stripe", &today.to_string()).contains("class=\"num bad\" data-unexplained=\"true\">1<"));
+    assert!(!row_of("shop", &yesterday.to_string()).contains("bad"));
+    assert!(!row_of("shop", &today.to_string()).contains("bad"));
+    assert!(row_of("shop", &today.to_string()).contains("3 (body_too_large: 1, signature_mismatch: 2)"));
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("webhook_dashboard_ledger_unexplained{source=\"stripe\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("webhook_dashboard_ledger_unexplained{source=\"shop\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("webhook_dashboard_ledger_up 1\n"), "{metrics}");
+}
