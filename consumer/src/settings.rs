@@ -168,6 +168,7 @@ mod tests {
         assert_eq!(settings.max_retries, 5);
         assert_eq!(settings.db_pool_size, 4);
         assert_eq!(settings.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(settings.ledger_grace, Duration::from_secs(600));
         assert_eq!(settings.broker.topology.prefix(), "webhooks");
         assert_eq!(settings.sources_file, None);
         assert_eq!(settings.sales.summary(), "every source canonical");

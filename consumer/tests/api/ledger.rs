@@ -187,3 +187,29 @@ async fn a_message_in_a_retry_queue_is_in_flight_until_due_and_unexplained_once_
     app.stop().await;
     sender.close().await;
 }
+
+#[tokio::test]
+async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one_accepted() {
+    let services = Services::new();
+    let env = services.env().with("MAX_RETRIES", 0);
+    let app = TestApp::spawn(&env).await;
+    services
+        .execute("ALTER TABLE events ADD CONSTRAINT hold_back CHECK (source <> 'vendor')")
+        .await;
+    let sender = services.sender().await;
+    sender.event(&envelope("vendor", "d1", "order"), b"{}").await;
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    ledger_reaches(&services, &[row("vendor", &today, [1, 0, 0, 1, 0, 0, 0, 0])]).await;
+
+    services.execute("ALTER TABLE events DROP CONSTRAINT hold_back").await;
+    let lookup = env.lookup();
+    let settings = consumer::Settings::from_vars(&webhook_core::config::Vars::new(&lookup)).unwrap();
+    let report = consumer::dlq::replay(&settings.broker, &webhook_core::service::Selection::All)
+        .await
+        .unwrap();
+    assert_eq!(report.replayed, 1);
+    services.rows_when(1).await;
+    ledger_reaches(&services, &[row("vendor", &today, [1, 1, 0, 0, 0, 0, 0, 0])]).await;
+    app.stop().await;
+    sender.close().await;
+}
