@@ -240,7 +240,7 @@ async fn wait_accepting(stage: &Stage, load: &Load, more: u64) -> anyhow::Result
 
 /// Polls `/readyz` of `service` for up to `within` until it is not ready; a problem if it
 /// never says so.
-pub(crate) async fn expect_not_ready(stage: &Stage, service: &Service, within: Duration, problems: &mut Vec<String>) {
+async fn expect_not_ready(stage: &Stage, service: &Service, within: Duration, problems: &mut Vec<String>) {
     let started = Instant::now();
     while started.elapsed() < within {
         if service.is_ready(&stage.client).await == Some(false) {
