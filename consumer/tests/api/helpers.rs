@@ -64,6 +64,20 @@ impl Services {
         .await
     }
 
+    /// Waits until `ledger_messages` holds `count` messages with an outcome (the last write
+    /// before a batch is acked).
+    pub(crate) async fn ledger_recorded(&self, count: i64) {
+        eventually(&format!("{count} settled messages in the ledger"), SOON, || async {
+            let mut connection = self.database.connect().await;
+            let settled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_messages WHERE outcome IS NOT NULL")
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+            (settled == count).then_some(())
+        })
+        .await;
+    }
+
     /// Runs a statement on the test database (which must exist).
     pub(crate) async fn execute(&self, statement: &'static str) {
         let mut connection = self.database.connect().await;

@@ -29,6 +29,9 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
     let sender = services.sender().await;
     sender.event(&envelope("shop", "warm-up", "order"), b"{}").await;
     services.rows_when(1).await;
+    // Its batch is acked once its ledger row is written too: cut only after that, so that no
+    // worker still holds it.
+    services.ledger_recorded(1).await;
 
     proxy.cut();
     for n in 0..30 {
