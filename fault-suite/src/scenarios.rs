@@ -610,7 +610,25 @@ async fn poison(stage: &Stage, settings: &Settings) -> anyhow::Result<Report> {
     let poison = stage.publish_poison(&format!("{}-b", target.tag), 10, 10).await?;
     published.add(poison, POISON);
     run_for(Duration::from_secs(4)).await;
-    finish(stage, load, published, Vec::new()).await
+    let mut report = finish(stage, load, published, Vec::new()).await?;
+    // The ledger balances: every 200 is accepted once, and each is stored, a duplicate or
+    // dead-lettered; the poison (no envelope) is outside it.
+    let answered = report
+        .observed
+        .sent
+        .iter()
+        .filter(|one| one.answer == Answer::Ok)
+        .count();
+    let (accepted, difference, unexplained) = stage.ledger(Duration::from_secs(15)).await?;
+    if usize::try_from(accepted).ok() != Some(answered) || difference != 0 || unexplained != 0 {
+        report.problems.push(format!(
+            "the ledger does not balance: {answered} answered 200, accepted {accepted}, difference {difference}, unexplained {unexplained}"
+        ));
+    }
+    report.notes.push(format!(
+        "ledger: accepted {accepted} (200s: {answered}), difference {difference}"
+    ));
+    Ok(report)
 }
 
 /// What a poison message's `error` header starts with.

@@ -435,6 +435,28 @@ impl Stage {
             .context("reading max_allowed_packet")
     }
 
+    /// The ledger summed over every source and day, once the last batch's ledger rows are in:
+    /// (accepted, difference, unexplained). Waits up to `deadline` for the difference to
+    /// reach 0 (the ledger row is written just before a batch's ack, after its events).
+    pub(crate) async fn ledger(&self, deadline: Duration) -> anyhow::Result<(i64, i64, i64)> {
+        let until = Instant::now() + deadline;
+        loop {
+            let mut connection = self.database().await?;
+            let sums: (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+                "SELECT CAST(SUM(accepted) AS SIGNED), CAST(SUM(difference) AS SIGNED), \
+                 CAST(SUM(unexplained) AS SIGNED) FROM ledger",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .context("reading the ledger")?;
+            let sums = (sums.0.unwrap_or(0), sums.1.unwrap_or(0), sums.2.unwrap_or(0));
+            if sums.1 == 0 || Instant::now() >= until {
+                return Ok(sums);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// How many rows `events` holds.
     pub(crate) async fn stored(&self) -> anyhow::Result<u64> {
         let mut connection = self.database().await?;
