@@ -114,7 +114,19 @@ async fn nacks_replace_the_channel_turn_readyz_503_and_the_next_confirm_makes_it
         },
     )
     .await;
-    assert!(metric(&text, "webhook_handler_broker_nacks_total") >= 4.0, "{text}");
+    // Each refused publish is counted: nacked, or, when it was still in flight on the channel
+    // being replaced, a broker error (the channel closed under it).
+    let nacked = metric(
+        &text,
+        "webhook_handler_requests_total{source=\"default\",outcome=\"not_enqueued\",reason=\"nacked\"}",
+    );
+    let closed = metric(
+        &text,
+        "webhook_handler_requests_total{source=\"default\",outcome=\"not_enqueued\",reason=\"broker_error\"}",
+    );
+    assert_eq!(nacked + closed, 4.0, "{text}");
+    assert!(nacked >= 1.0, "{text}");
+    assert!(metric(&text, "webhook_handler_broker_nacks_total") >= nacked, "{text}");
 
     let channel = connection.create_channel().await.unwrap();
     channel
