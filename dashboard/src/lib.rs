@@ -13,7 +13,9 @@
 
 pub mod auth;
 pub mod data;
+pub mod operator;
 pub mod page;
+pub mod pages;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -206,6 +208,16 @@ impl Application {
                         .add((header::CONTENT_SECURITY_POLICY, policy.clone())),
                 )
                 .service(readable("/", index))
+                .service(readable("/events", operator::events))
+                .service(readable("/events/{id}", operator::event))
+                .service(readable("/rejections", operator::rejections))
+                .service(readable("/dead-letters", operator::dead_letters))
+                .service(
+                    web::resource("/dead-letters/replay")
+                        .route(web::post().to(operator::replay))
+                        .default_service(web::to(post_only)),
+                )
+                .service(readable("/compare", operator::compare))
                 .service(readable("/api/sales", api_sales))
                 .service(readable("/api/health", api_health))
                 .service(readable("/api/dead-letters", api_dead_letters))
@@ -264,7 +276,7 @@ fn is_json_path(path: &str) -> bool {
 }
 
 /// An error in the form of the path: `{"error": …}` under `/api/`, else a page saying it.
-fn error(request: &HttpRequest, status: StatusCode, message: &str) -> HttpResponse {
+pub(crate) fn error(request: &HttpRequest, status: StatusCode, message: &str) -> HttpResponse {
     if is_json_path(request.path()) {
         HttpResponse::build(status).json(serde_json::json!({ "error": message }))
     } else {
@@ -287,6 +299,14 @@ async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     response
         .headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+async fn post_only(request: HttpRequest) -> HttpResponse {
+    let mut response = error(&request, StatusCode::METHOD_NOT_ALLOWED, "only POST is answered here");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
     response
 }
 
