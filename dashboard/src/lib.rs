@@ -6,7 +6,11 @@
 //! Basic against a users file of argon2 hashes; or a header from a trusted reverse proxy.
 //! `/healthz`, `/readyz` and `/metrics` never ask for a login.
 //!
-//! Every path answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
+//! The operator's pages ([`operator`], rendered by [`pages`]): `/events` and `/events/{id}`,
+//! `/rejections`, `/dead-letters` (with `POST /dead-letters/replay` behind a login and a CSRF
+//! token, answering the replay command) and `/compare`.
+//!
+//! Every path but that `POST` answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
 //! (JSON under `/api/`, a page elsewhere) and carries `X-Content-Type-Options: nosniff` and a
 //! Content-Security-Policy that allows the page's one stylesheet and nothing else, and no
 //! framing.
