@@ -15,7 +15,7 @@
 
 mod support;
 
-use support::start_dashboard;
+use support::{start_dashboard, start_dashboard_with};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -618,6 +618,53 @@ async fn a_person_finds_an_event_reads_its_escaped_body_sees_rejections_dead_let
         .await;
     assert_eq!(sources, json!(["stripe"]));
     assert!(browser.text_of("#totals").await.contains("447.00 USD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_person_picks_dead_letters_and_gets_their_replay_command() {
+    let Some((driver, chromium)) = browser_paths() else {
+        return;
+    };
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    database
+        .connect()
+        .await
+        .execute(
+            "INSERT INTO dead_letters (source, delivery_id, event_type, reason, error, retry_count, dead_lettered_at) VALUES \
+             ('shop', 'a-1', 'orders/paid', 'poison', 'not JSON', 0, '2026-03-02 10:00:00'), \
+             ('shop', 'b-2', 'orders/paid', 'retries_exhausted', 'processor failed', 5, '2026-03-02 11:00:00'), \
+             ('shop', 'c-3', 'orders/paid', 'poison', 'not JSON', 0, '2026-03-02 12:00:00')",
+        )
+        .await
+        .unwrap();
+    let dir = testkit::private::TempDir::new("dashboard-browser-users");
+    let line = dashboard::auth::users_file_line("ann", "ann's password").unwrap();
+    let file = dir.write("users", &format!("{line}\n"));
+    let auth = format!("basic:{}", file.display());
+    let (base, _stop) = start_dashboard_with(&database, &[("DASHBOARD_AUTH", auth.as_str())]).await;
+    let browser = Browser::start(&driver, &chromium).await;
+
+    // Credentials in the URL: the browser answers the Basic challenge with them, and keeps
+    // sending them to the same origin (the form's POST included).
+    let signed_in = base.replacen("http://", "http://ann:ann's%20password@", 1);
+    browser.goto(&format!("{signed_in}/dead-letters")).await;
+    let rows = browser
+        .run("return [...document.querySelectorAll('#dead-letters tbody tr')].map((row) => row.cells[3].innerText);")
+        .await;
+    assert_eq!(rows, json!(["c-3", "b-2", "a-1"]));
+    browser
+        .click("#dead-letters tbody tr:nth-child(1) input[type='checkbox']")
+        .await;
+    browser
+        .click("#dead-letters tbody tr:nth-child(3) input[type='checkbox']")
+        .await;
+    browser.click("#replay-form button[type='submit']").await;
+    browser.wait_for_url("/dead-letters/replay").await;
+    assert_eq!(
+        browser.text_of("#command").await,
+        "consumer dlq replay --id c-3 --id a-1"
+    );
 }
 
 /// Not a test: `scripts/screenshot-dashboard` runs it to take the README's screenshot from a
