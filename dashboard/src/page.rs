@@ -498,7 +498,7 @@ fn dead_letter_section(rows: &[DeadLetter]) -> String {
             text(&row.error)
         );
     }
-    html.push_str("</tbody></table></section>");
+    html.push_str(r#"</tbody></table><p class="pager"><a href="/dead-letters">Every dead letter, with its replay command →</a></p></section>"#);
     html
 }
 
