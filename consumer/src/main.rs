@@ -3,21 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use consumer::dlq::{self, DeadLetter, ReplayReport};
 use consumer::{Application, Settings};
 use consumer::{erase, replay, retention};
 use webhook_core::service::{self, SelectionArgs};
-
-/// Reads webhook events from RabbitMQ in batches, stores each exactly once in MySQL, then acks
-/// them; retries and dead-letters what the database refuses. Configured by environment
-/// variables (and `.env`): see README.md.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -95,10 +85,10 @@ enum DlqCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = webhook_core::command_line!(Command);
     service::init();
     let settings = service::settings_or_exit(Settings::from_vars);
-    let outcome = match cli.command {
+    let outcome = match command {
         None => run(settings.clone()).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Migrate) => consumer::migrate(&settings).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Dlq(DlqCommand::List { limit })) => dlq::list(&settings.broker, limit).await.map(|letters| {

@@ -1030,22 +1030,19 @@ pub async fn erase_event(
     .fetch_all(&mut *transaction)
     .await?;
     if !orders.is_empty() {
-        sqlx::query(
+        // The half of each order the event made: its sale, or its refund.
+        for clear_half in [
             "UPDATE sales SET sale_event_id = NULL, amount_minor = 0, sold_at = NULL, updated_at = UTC_TIMESTAMP(6) \
              WHERE source = ? AND sale_event_id = ?",
-        )
-        .bind(source)
-        .bind(&delivery_id)
-        .execute(&mut *transaction)
-        .await?;
-        sqlx::query(
             "UPDATE sales SET refund_event_id = NULL, refunded_minor = 0, refunded_at = NULL, updated_at = UTC_TIMESTAMP(6) \
              WHERE source = ? AND refund_event_id = ?",
-        )
-        .bind(source)
-        .bind(&delivery_id)
-        .execute(&mut *transaction)
-        .await?;
+        ] {
+            sqlx::query(clear_half)
+                .bind(source)
+                .bind(&delivery_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
         let mut builder = QueryBuilder::<MySql>::new("DELETE FROM sales WHERE source = ");
         builder.push_bind(source);
         builder.push(" AND sale_event_id IS NULL AND refund_event_id IS NULL AND order_id IN (");

@@ -16,7 +16,7 @@ pub mod data;
 pub mod page;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, middleware, web};
@@ -174,15 +174,16 @@ impl Application {
             unexplained: registered(
                 &mut registry,
                 "ledger_unexplained",
-                "Per vendor, the ledger's difference over the last 7 days that is not in flight (accepted - stored - duplicates - dead-lettered - in a retry queue); read from the view at each scrape",
+                "Per vendor, the ledger's difference over the last 7 days that is not in flight (accepted - stored - duplicates - dead-lettered - in a retry queue); read from the view at most every 5 s",
                 Family::default(),
             ),
             up: registered(
                 &mut registry,
                 "ledger_up",
-                "1 if the ledger could be read at the last scrape, else 0",
+                "1 if the ledger could be read at its last reading, else 0",
                 Gauge::default(),
             ),
+            read_at: tokio::sync::Mutex::new(None),
         });
         let registry = web::Data::new(registry);
         match &settings.auth {
@@ -414,10 +415,18 @@ struct SourceLabels {
     source: String,
 }
 
-/// The ledger's gauges, set from the view at each scrape.
+/// How long a read of the ledger serves the scrapes after it: `/metrics` is open to anyone who
+/// reaches the port, so a flood of scrapes costs the database one query per interval, not one
+/// per request.
+const LEDGER_READ_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The ledger's gauges, set from the view at most once per [`LEDGER_READ_INTERVAL`].
 struct LedgerMetrics {
     unexplained: Family<SourceLabels, Gauge>,
     up: Gauge,
+    /// When the view was last read; held while it is read, so concurrent scrapes wait for that
+    /// read rather than start their own.
+    read_at: tokio::sync::Mutex<Option<Instant>>,
 }
 
 async fn metrics(
@@ -425,9 +434,20 @@ async fn metrics(
     ledger: web::Data<LedgerMetrics>,
     pool: web::Data<MySqlPool>,
 ) -> HttpResponse {
+    let mut read_at = ledger.read_at.lock().await;
+    if read_at.is_none_or(|at| at.elapsed() >= LEDGER_READ_INTERVAL) {
+        read_ledger(&ledger, &pool).await;
+        *read_at = Some(Instant::now());
+    }
+    drop(read_at);
+    http::metrics(webhook_core::metrics::encode(&registry))
+}
+
+/// Sets the ledger's gauges from the view.
+async fn read_ledger(ledger: &LedgerMetrics, pool: &MySqlPool) {
     // Every vendor of the window, zeros included, so a series goes back to 0 rather than
     // vanishing; one query over a few rows per vendor and day.
-    match data::ledger_unexplained(&pool).await {
+    match data::ledger_unexplained(pool).await {
         Ok(rows) => {
             ledger.unexplained.clear();
             let mut other = None;
@@ -456,5 +476,4 @@ async fn metrics(
             ledger.up.set(0);
         }
     }
-    http::metrics(webhook_core::metrics::encode(&registry))
 }

@@ -2,18 +2,9 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use dashboard::{Application, Settings};
 use webhook_core::service;
-
-/// A read-only page and JSON API over sales per month, vendor health and dead letters.
-/// Configured by DATABASE_URL, DASHBOARD_ADDR and DASHBOARD_AUTH (and `.env`): see README.md.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -27,8 +18,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let command = webhook_core::command_line!(Command);
+    match command {
         Some(Command::HashPassword { user }) => hash_password(&user),
         None => match serve().await {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,20 +1,10 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use request_handler::quarantine::{self, ReadmitReport};
 use request_handler::{Application, Settings};
 use webhook_core::config::ConfigError;
 use webhook_core::service::{self, EXIT_CONFIG, SelectionArgs};
-
-/// Receives signed webhooks and enqueues them on RabbitMQ; answers 200 only once the broker
-/// has confirmed (or, for sources that spool, once the message is durable in the spool).
-/// Configured by environment variables (and `.env`): see README.md.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -34,10 +24,10 @@ enum QuarantineCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = webhook_core::command_line!(Command);
     service::init();
     let settings = service::settings_or_exit(Settings::from_vars);
-    let outcome = match cli.command {
+    let outcome = match command {
         None => serve(settings).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Quarantine(QuarantineCommand::List)) => quarantine::list(&settings).map(|listed| {
             print(&quarantine::format_table(&listed));

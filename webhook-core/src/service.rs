@@ -231,6 +231,34 @@ impl From<SelectionArgs> for Selection {
     }
 }
 
+/// What a service's command line says: `Some` subcommand of `C`, or `None` to run the service.
+/// Exits with clap's message (and status 2) on a bad command line, and prints `--help` and
+/// `--version` itself. Called through [`command_line!`], which gives the calling binary's name,
+/// version and description (clap's derive would take this crate's).
+#[cfg(feature = "cli")]
+#[must_use]
+pub fn command_line<C: clap::Subcommand>(name: &'static str, version: &'static str, about: &'static str) -> Option<C> {
+    let command = C::augment_subcommands(clap::Command::new(name).version(version).about(about));
+    let matches = command.get_matches();
+    matches.subcommand()?;
+    Some(C::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
+}
+
+/// `command_line!(Command)`: the binary's command line as `Option<Command>` (see
+/// [`service::command_line`](crate::service::command_line)), with the binary's own name,
+/// version and the package description as the about line.
+#[cfg(feature = "cli")]
+#[macro_export]
+macro_rules! command_line {
+    ($command:ty) => {
+        $crate::service::command_line::<$command>(
+            env!("CARGO_BIN_NAME"),
+            env!("CARGO_PKG_VERSION"),
+            env!("CARGO_PKG_DESCRIPTION"),
+        )
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,13 @@ enum Accepted {
     Handshake(&'static str, Answer),
 }
 
+/// The body of a 200 for an event: `{"status": …, "id": the delivery id}`.
+#[derive(serde::Serialize)]
+struct Answered<'a> {
+    status: &'static str,
+    id: &'a str,
+}
+
 /// What the vendor signed besides the headers and the body.
 pub(crate) struct Signing<'a> {
     pub(crate) method: &'a str,
@@ -91,7 +98,9 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
     let received_at = Utc::now();
     let started = Instant::now();
     let _in_flight = InFlight::enter(&state.metrics.in_flight);
-    let request_id = request_id(request.headers());
+    // Made only where it is written (a log line that is on, a rejection record): a fresh id
+    // costs a random draw.
+    let request_id = || request_id_of(request.headers());
     let source = state.sources.get(source_name);
     let result = match source {
         None => Err(IngestError::UnknownSource),
@@ -103,7 +112,10 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
     match result {
         Ok(Accepted::Handshake(name, answer)) => {
             record(state, source_label, "challenge_answered", "");
-            log::info!("answered {name} handshake request_id={request_id} source={source_label}");
+            log::info!(
+                "answered {name} handshake request_id={} source={source_label}",
+                request_id()
+            );
             let mut response = HttpResponse::Ok();
             if let Some(content_type) = answer.content_type {
                 response.content_type(content_type);
@@ -113,28 +125,41 @@ async fn handle(request: &HttpRequest, source_name: &str, mut body: web::Payload
         Ok(Accepted::Queued(delivery_id)) => {
             record(state, source_label, "queued", "");
             log::debug!(
-                "queued request_id={request_id} source={source_label} delivery_id={delivery_id:?} latency_ms={elapsed_ms:.2}"
+                "queued request_id={} source={source_label} delivery_id={delivery_id:?} latency_ms={elapsed_ms:.2}",
+                request_id()
             );
             match answers.accepted {
                 Some((content_type, body)) => HttpResponse::Ok().content_type(content_type).body(body),
-                None => HttpResponse::Ok().json(serde_json::json!({ "status": "queued", "id": delivery_id })),
+                None => HttpResponse::Ok().json(Answered {
+                    status: "queued",
+                    id: &delivery_id,
+                }),
             }
         }
         Ok(Accepted::Spooled(delivery_id, reason)) => {
             record(state, source_label, "spooled", reason);
             log::debug!(
-                "spooled request_id={request_id} source={source_label} delivery_id={delivery_id:?} reason={reason} latency_ms={elapsed_ms:.2}"
+                "spooled request_id={} source={source_label} delivery_id={delivery_id:?} reason={reason} latency_ms={elapsed_ms:.2}",
+                request_id()
             );
-            HttpResponse::Ok().json(serde_json::json!({ "status": "spooled", "id": delivery_id }))
+            HttpResponse::Ok().json(Answered {
+                status: "spooled",
+                id: &delivery_id,
+            })
         }
         Ok(Accepted::Filtered(delivery_id, key)) => {
             record(state, source_label, "filtered", key);
             log::debug!(
-                "filtered request_id={request_id} source={source_label} delivery_id={delivery_id:?} by={key} latency_ms={elapsed_ms:.2}"
+                "filtered request_id={} source={source_label} delivery_id={delivery_id:?} by={key} latency_ms={elapsed_ms:.2}",
+                request_id()
             );
-            HttpResponse::Ok().json(serde_json::json!({ "status": "filtered", "id": delivery_id }))
+            HttpResponse::Ok().json(Answered {
+                status: "filtered",
+                id: &delivery_id,
+            })
         }
         Err(error) => {
+            let request_id = request_id();
             let reason = error.reason();
             let shown_source = bounded(source_name, MAX_SOURCE_BYTES);
             if let Some(cause) = error.not_enqueued() {
@@ -426,7 +451,7 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 }
 
 /// The caller's `X-Request-Id` when it is short and printable, else a fresh one.
-fn request_id(headers: &HeaderMap) -> String {
+fn request_id_of(headers: &HeaderMap) -> String {
     headers
         .get("X-Request-Id")
         .and_then(|value| value.to_str().ok())
