@@ -3,7 +3,8 @@
 //! (5 s by default), so each connection sends one `GET {path}` every `--every` seconds (spread
 //! evenly over the interval) and reads the answer: 10,000 connections at 4 s cost the server
 //! 2,500 small requests a second. A connection the server closes is opened again and counted.
-//! Prints one JSON line: connections held at the end, reopened, failed requests.
+//! Prints one JSON line when the time is up or it is stopped (SIGTERM): connections held at the
+//! end, reopened, failed requests.
 
 #![allow(clippy::print_stdout)] // the result is the program's output
 
@@ -134,7 +135,13 @@ async fn main() -> anyhow::Result<()> {
         counts.open.load(Ordering::Relaxed),
         args.connections
     );
-    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+    // Until --seconds are up or it is told to stop (SIGTERM, SIGINT): either way it reports.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs_f64(args.seconds)) => {}
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
     tasks.abort_all();
     println!(
         "{{\"connections\":{},\"held\":{},\"opened_in_seconds\":{opened_in:.2},\"reopened\":{},\"failed\":{},\"every\":{}}}",
