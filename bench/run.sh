@@ -5,8 +5,8 @@
 # publisher's client CPU) and a careful Node peer under the same wrk load, the steady rate
 # beside the raw publisher at that rate, and the steady rate again with 10,000 connections held.
 #
-#   bench/run.sh            # full run (about 6 minutes)
-#   QUICK=1 bench/run.sh    # short smoke of every step (about 2 minutes)
+#   bench/run.sh            # full run (about 10 minutes)
+#   QUICK=1 bench/run.sh    # short smoke of every step (about 3 minutes)
 #
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and MariaDB/MySQL on 127.0.0.1:3306 (root, no
 # password); starts them when they are installed but stopped. Uses a fresh AMQP_PREFIX and a
@@ -250,7 +250,7 @@ wrk_measured() { # name url pids-function
   before=$(pids_cpu $($3))
   wrk -t2 -c "$WRK_CONNECTIONS" -d "${WRK_SECONDS}s" -s "$OUT/post.lua" "$2" >"$OUT/wrk-$1.txt"
   after=$(pids_cpu $($3))
-  tail -n 1 "$OUT/wrk-$1.txt" | python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); r["cpu_seconds"] = float(sys.argv[1]) - float(sys.argv[2]); print(json.dumps(r))' "$after" "$before" | tee "$OUT/wrk-$1.json"
+  tail -n 1 "$OUT/wrk-$1.txt" | python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); r["cpu_seconds"] = round(float(sys.argv[1]) - float(sys.argv[2]), 3); print(json.dumps(r))' "$after" "$before" | tee "$OUT/wrk-$1.json"
 }
 handler_pids() { echo "$HANDLER_PID"; }
 wrk_measured handler "$URL" handler_pids
