@@ -128,6 +128,7 @@ def main():
         ("closed-c16", "ingest, concurrency 16"),
         ("closed-c64", "ingest, concurrency 64"),
         ("steady", "steady rate"),
+        ("steady-conns", "steady rate, 10,000 connections held"),
         ("drain-1", "drain, one consumer"),
         ("drain-2", "drain, two consumers"),
         ("drain-events", "drain, events only"),
@@ -151,6 +152,129 @@ def main():
             cells = " | ".join(f"{cpu_use[name]:.1f}" for name in names)
             lines.append(f"| {label} | {cpu_use['wall']:.1f} | {cells} | {total / (cpu_use['wall'] * ncores):.0%} |")
         lines.append("")
+    # The floors and the peer under the same wrk load (the last phase of run.sh).
+    wrk = {name: load(out / f"wrk-{name}.json") for name in ["handler", "http-floor", "node-peer"] if (out / f"wrk-{name}.json").exists()}
+    per_request = {name: run["cpu_seconds"] * 1e6 / run["requests"] for name, run in wrk.items() if run["requests"]}
+    publish_floor = load(out / "raw-publish-floor.json") if (out / "raw-publish-floor.json").exists() else None
+    extra_targets = []
+    if "handler" in wrk:
+        first = wrk["handler"]
+        lines += [
+            "## CPU per request: the handler, its floors and a Node peer",
+            "",
+            f"wrk, {first.get('connections', 50)} connections, {first['seconds']:.0f} s, one signed 100-byte body (the same",
+            "delivery id every time), no consumer running. CPU per request is the server's user+system",
+            "CPU over the run (`/proc/<pid>/stat`, summed over the Node peer's cluster processes) divided",
+            "by the requests answered. The HTTP floor is an actix-web server with the handler's worker",
+            "count that reads the body and answers 200 (`bench/src/bin/http-floor.rs`); the publish",
+            "floor is the raw confirmed publisher's own client CPU per message (100-byte bodies, 50 in",
+            "flight, straight to a quorum queue). The Node peer is `bench/peers/node/` (node:cluster on",
+            "every core, raw-body HMAC, one confirm channel per worker, 200 after the confirm).",
+            "",
+            "| system | req/s | CPU µs per request | p50 ms | p99 ms | socket errors | non-2xx |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        labels = {"handler": "request-handler", "http-floor": "floor: actix-web reading the body, 200", "node-peer": "Node peer"}
+        for name, run in wrk.items():
+            lines.append(
+                f"| {labels[name]} | {run['requests_per_second']:,.0f} | {per_request.get(name, float('nan')):.1f} | {run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['socket_errors']} | {run['non_2xx']} |"
+            )
+        if publish_floor:
+            lines.append(
+                f"| floor: raw confirmed publisher, client side | {publish_floor['messages_per_second']:,.0f} msg/s | {publish_floor['cpu_us_per_message']:.1f} per message | – | – | – | – |"
+            )
+        lines.append("")
+        handler_us = per_request.get("handler")
+        if handler_us and "http-floor" in per_request and publish_floor:
+            floors = per_request["http-floor"] + publish_floor["cpu_us_per_message"]
+            ratio = handler_us / floors
+            lines += [
+                f"The handler spends {handler_us:.1f} µs per request against {floors:.1f} µs for its floors together: {ratio:.2f}×.",
+                "",
+            ]
+            extra_targets.append(("handler CPU per request ≤ 1.3 × (HTTP floor + publish floor)", f"{ratio:.2f} ×", ratio <= 1.3))
+        if handler_us and "node-peer" in per_request:
+            speed = first["requests_per_second"] / wrk["node-peer"]["requests_per_second"]
+            cost = handler_us / per_request["node-peer"]
+            extra_targets += [
+                ("throughput ≥ 2.5 × the Node peer", f"{speed:.2f} ×", speed >= 2.5),
+                ("CPU per request ≤ 0.3 × the Node peer", f"{cost:.2f} ×", cost <= 0.3),
+            ]
+
+    # The steady rate beside the raw publisher at that rate, and with many connections held.
+    raw_steady = load(out / "raw-steady.json") if (out / "raw-steady.json").exists() else None
+    steady_conns = load(out / "steady-conns.json") if (out / "steady-conns.json").exists() else None
+    if raw_steady:
+        r_lat = raw_steady["latency_ms"]
+        lines += [
+            f"## Steady {steady['rate']:.0f} req/s beside the raw publisher at that rate",
+            "",
+            f"Back to back: the raw publisher open loop at {raw_steady['rate']:.0f} msg/s for {raw_steady['duration']:.0f} s (1 KiB bodies,",
+            "straight to a quorum queue, each confirm's latency from its scheduled send), then the",
+            "handler's steady phase at the same rate and duration (loadgen, latency from each",
+            "scheduled send)" + (", then the same again with 10,000 keep-alive connections held." if steady_conns else "."),
+            "",
+            "| measure | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| raw publisher, confirm latency | {r_lat['p50']:.2f} | {r_lat['p90']:.2f} | {r_lat['p99']:.2f} | {r_lat['p99.9']:.2f} | {r_lat['max']:.2f} |",
+            f"| handler, ingest latency | {s_lat['p50']:.2f} | {s_lat['p90']:.2f} | {s_lat['p99']:.2f} | {s_lat['p99.9']:.2f} | {s_lat['max']:.2f} |",
+        ]
+        if steady_conns:
+            c_lat = steady_conns["latency_ms"]
+            lines.append(
+                f"| handler, ingest latency, 10,000 connections held | {c_lat['p50']:.2f} | {c_lat['p90']:.2f} | {c_lat['p99']:.2f} | {c_lat['p99.9']:.2f} | {c_lat['max']:.2f} |"
+            )
+        lines.append("")
+        margin = s_lat["p99"] - r_lat["p99"]
+        extra_targets.append(("steady: handler p99 ≤ raw publisher p99 + 5 ms", f"{s_lat['p99']:.1f} vs {r_lat['p99']:.1f} ms", margin <= 5))
+
+    idle_path = out / "idle-conns.json"
+    if steady_conns and idle_path.exists() and idle_path.read_text().strip():
+        idle = load(idle_path)
+        rss_path, est_path = out / "conns-handler-rss.txt", out / "conns-established.txt"
+        conns_rss = int(rss_path.read_text().strip()) if rss_path.exists() else 0
+        established = int(est_path.read_text().strip()) if est_path.exists() else 0
+        c_lat = steady_conns["latency_ms"]
+        c_non_200 = sum(count for status, count in steady_conns["statuses"].items() if status != "200")
+        lines += [
+            "## Many connections",
+            "",
+            f"`bench/src/bin/idle-conns.rs` opens {idle['connections']:,} HTTP/1.1 keep-alive connections to the handler",
+            f"(in {idle['opened_in_seconds']:.1f} s) and holds them while the steady load runs. actix-web closes a connection",
+            f"quiet for 5 s, so each one asks for `/healthz` every {idle['every']:g} s: {idle['connections'] / idle['every']:,.0f} small requests/s on",
+            "top of the steady load, and idle-conns' own CPU beside it on the same cores.",
+            "",
+            "| measure | value |",
+            "| --- | ---: |",
+            f"| connections held at the end (idle-conns) | {idle['held']:,} |",
+            f"| established at the handler's port after the steady phase (`ss`) | {established:,} |",
+            f"| connections the server closed and idle-conns reopened | {idle['reopened']:,} |",
+            f"| handler RSS while holding them | {conns_rss / 1024:.1f} MiB |",
+            f"| steady p99 ingest without them / with them | {s_lat['p99']:.2f} / {c_lat['p99']:.2f} ms |",
+            f"| steady non-200 answers with them | {c_non_200} |",
+            "",
+        ]
+
+    # CPU per stored event at the steady rate, per process.
+    if (out / "cpu-steady.json").exists() and steady.get("stored"):
+        cpu_use = load(out / "cpu-steady.json")
+        events = steady["stored"]
+        names = [("request-handler", "request-handler"), ("beam.smp", "RabbitMQ (beam.smp)"), ("consumer", "consumer"), ("mariadbd", "MariaDB (mariadbd)")]
+        total = sum(cpu_use[name] for name, _ in names)
+        lines += [
+            "## CPU per stored event at the steady rate",
+            "",
+            f"The steady phase's CPU split divided by the {events:,} events it stored (its wall time",
+            "includes the `--drain` wait). loadgen's own CPU is shown apart and is not in the total.",
+            "",
+            "| process | CPU µs per stored event | share |",
+            "| --- | ---: | ---: |",
+            *[f"| {label} | {cpu_use[name] * 1e6 / events:.1f} | {cpu_use[name] / total:.0%} |" for name, label in names if total],
+            f"| **total** | **{total * 1e6 / events:.1f}** | 100% |",
+            f"| loadgen (apart) | {cpu_use['loadgen'] * 1e6 / events:.1f} | – |",
+            "",
+        ]
+
     ingest_low = min((value / limit for _, value, limit, _, _, _ in rows), default=0)
     ingest_high = max((value / limit for _, value, limit, _, _, _ in rows), default=0)
     s_store_p99 = s_store.get("p99", float("nan"))
@@ -164,6 +288,7 @@ def main():
         ("steady: zero non-200", f"{non_200}", non_200 == 0),
         ("two consumers drain faster than one", f"{drain2 / drain1:.2f} ×", drain2 > drain1),
     ]
+    targets += extra_targets
     lines += [
         "## Targets",
         "",

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Measures webhook-inbox against the limits of the broker and the database on this machine,
-# in one run, and writes the results to BENCHMARKS.md.
+# in one run, and writes the results to BENCHMARKS.md: the raw publisher and inserter, the
+# handler's CPU per request beside its floors (an actix-web server doing nothing, the raw
+# publisher's client CPU) and a careful Node peer under the same wrk load, the steady rate
+# beside the raw publisher at that rate, and the steady rate again with 10,000 connections held.
 #
-#   bench/run.sh            # full run (about 6 minutes)
-#   QUICK=1 bench/run.sh    # short smoke of every step (about 2 minutes)
+#   bench/run.sh            # full run (about 10 minutes)
+#   QUICK=1 bench/run.sh    # short smoke of every step (about 3 minutes)
 #
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and MariaDB/MySQL on 127.0.0.1:3306 (root, no
 # password); starts them when they are installed but stopped. Uses a fresh AMQP_PREFIX and a
@@ -20,10 +23,13 @@ mkdir -p "$OUT"
 
 QUICK=${QUICK:-}
 if [[ -n $QUICK ]]; then
-  CLOSED_SECONDS=3; STEADY_SECONDS=5; BACKLOG=20000; RAW_MESSAGES=10000; RAW_ROWS=50000
+  CLOSED_SECONDS=3; STEADY_SECONDS=5; BACKLOG=20000; RAW_MESSAGES=10000; RAW_ROWS=50000; WRK_SECONDS=3
 else
-  CLOSED_SECONDS=10; STEADY_SECONDS=60; BACKLOG=200000; RAW_MESSAGES=50000; RAW_ROWS=200000
+  CLOSED_SECONDS=10; STEADY_SECONDS=60; BACKLOG=200000; RAW_MESSAGES=50000; RAW_ROWS=200000; WRK_SECONDS=10
 fi
+STEADY_RATE=2000
+IDLE_CONNECTIONS=10000
+WRK_CONNECTIONS=50
 CONCURRENCIES=(16 64)
 SECRET=bench-secret
 PREFIX="bench_$STAMP"
@@ -42,6 +48,18 @@ source "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 
 "$ROOT/scripts/ensure-services"
+
+# The many-connections phase holds 10,000 sockets in the handler and as many in idle-conns.
+ulimit -n "$(ulimit -Hn)"
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $((IDLE_CONNECTIONS + 1000)) ]]; then
+  echo "open-files limit $(ulimit -n) is below $((IDLE_CONNECTIONS + 1000)): raise the hard limit" >&2
+  exit 1
+fi
+# wrk loads the handler, the HTTP floor and the Node peer alike.
+if ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  apt-get install -y -q wrk >/dev/null
+fi
 
 log "building release binaries"
 cargo build --release --locked -q -p request-handler -p consumer -p loadgen -p bench
@@ -144,12 +162,34 @@ for c in "${CONCURRENCIES[@]}"; do
   phase_end "closed-c$c"
 done
 
-log "steady 2000 req/s for ${STEADY_SECONDS}s"
+# The broker's own latency at the steady rate, right before the handler's steady phase: the
+# same rate, duration and body size, confirm latency from each scheduled send.
+log "raw publish open loop, $STEADY_RATE msg/s for ${STEADY_SECONDS}s"
+"$BIN/raw-publish" --rate "$STEADY_RATE" --seconds "$STEADY_SECONDS" | tee "$OUT/raw-steady.json"
+
+log "steady $STEADY_RATE req/s for ${STEADY_SECONDS}s"
 phase_start
-timed_loadgen "$OUT/steady.json" --url "$URL" -c 64 -r 2000 -d "$STEADY_SECONDS" --drain --json
+timed_loadgen "$OUT/steady.json" --url "$URL" -c 64 -r "$STEADY_RATE" -d "$STEADY_SECONDS" --drain --json
 phase_end steady
 read -r HANDLER_RSS HANDLER_CPU < <(proc_stats "$HANDLER_PID")
 read -r CONSUMER_RSS CONSUMER_CPU < <(proc_stats "$CONSUMER_PID")
+
+log "steady $STEADY_RATE req/s for ${STEADY_SECONDS}s with $IDLE_CONNECTIONS connections held"
+"$BIN/idle-conns" --addr "$HANDLER_ADDR" -c "$IDLE_CONNECTIONS" --seconds $((STEADY_SECONDS + 600)) \
+  >"$OUT/idle-conns.json" 2>"$OUT/idle-conns.log" &
+IDLE_PID=$!; PIDS+=("$IDLE_PID")
+until grep -q "connections open" "$OUT/idle-conns.log"; do
+  kill -0 "$IDLE_PID" 2>/dev/null || { cat "$OUT/idle-conns.log" >&2; exit 1; }
+  sleep 0.5
+done
+cat "$OUT/idle-conns.log" >&2
+phase_start
+timed_loadgen "$OUT/steady-conns.json" --url "$URL" -c 64 -r "$STEADY_RATE" -d "$STEADY_SECONDS" --drain --json
+phase_end steady-conns
+# The handler's resident memory while it holds them, and how many it held.
+awk '/VmRSS/ {print $2}' "/proc/$HANDLER_PID/status" >"$OUT/conns-handler-rss.txt"
+ss -Htn state established "( sport = :${HANDLER_ADDR##*:} )" | wc -l >"$OUT/conns-established.txt"
+kill "$IDLE_PID"; wait "$IDLE_PID" 2>/dev/null || true
 
 # Each drain starts from empty tables, as the raw inserter does, so that the drains compare
 # with the limit and with each other rather than with how much earlier phases stored.
@@ -174,6 +214,72 @@ drain() { # name event-type consumers -> sets DRAINED (seconds)
 drain drain-1 sale.completed 1; DRAIN1=$DRAINED; DRAIN1_RSS=$DRAIN_RSS; DRAIN1_CPU=$DRAIN_CPU
 drain drain-2 sale.completed 2; DRAIN2=$DRAINED
 drain drain-events ping 1; DRAIN_EVENTS=$DRAINED
+
+# Floors and the peer, at the end, with no consumer running: the same wrk load (one signed
+# 100-byte body, $WRK_CONNECTIONS connections) on the handler, on an actix-web server that only
+# reads the body (the HTTP floor), and on the Node peer; CPU per request is the server's
+# user+system CPU over the run (from /proc/<pid>/stat) divided by the requests answered. The
+# publish floor is the raw publisher's own client CPU per message, 100-byte bodies, as many in
+# flight as wrk's connections.
+log "floors and peer: wrk, $WRK_CONNECTIONS connections, ${WRK_SECONDS}s"
+WRK_BODY=$(python3 -c 'import json; b = json.dumps({"id": "wrk-1", "type": "ping", "pad": ""}); print(b[:-2] + "x" * (100 - len(b)) + "\"}")')
+WRK_SIGNATURE=$(printf '%s' "$WRK_BODY" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+cat >"$OUT/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$WRK_BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Hub-Signature-256"] = "sha256=$WRK_SIGNATURE"
+wrk.headers["X-GitHub-Delivery"] = "wrk-1"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "seconds": %.3f, "requests_per_second": %.1f, "socket_errors": %d, "non_2xx": %d, "p50_ms": %.3f, "p99_ms": %.3f}\n',
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+LUA
+# CPU seconds (user+system) of the processes $@ so far.
+pids_cpu() {
+  local ticks=0 pid
+  for pid in "$@"; do ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0))); done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}'
+}
+# wrk against $2, CPU of the processes the function $3 names measured around it -> wrk-$1.json
+# (wrk's summary with "cpu_seconds" added).
+wrk_measured() { # name url pids-function
+  local before after
+  before=$(pids_cpu $($3))
+  wrk -t2 -c "$WRK_CONNECTIONS" -d "${WRK_SECONDS}s" -s "$OUT/post.lua" "$2" >"$OUT/wrk-$1.txt"
+  after=$(pids_cpu $($3))
+  tail -n 1 "$OUT/wrk-$1.txt" | python3 -c 'import json, sys; r = json.loads(sys.stdin.read()); r["cpu_seconds"] = round(float(sys.argv[1]) - float(sys.argv[2]), 3); print(json.dumps(r))' "$after" "$before" | tee "$OUT/wrk-$1.json"
+}
+handler_pids() { echo "$HANDLER_PID"; }
+wrk_measured handler "$URL" handler_pids
+
+"$BIN/http-floor" --addr 127.0.0.1:3190 >"$OUT/http-floor.log" 2>&1 &
+FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
+until curl -s -o /dev/null -X POST http://127.0.0.1:3190/webhook; do sleep 0.1; done
+floor_pids() { echo "$FLOOR_PID"; }
+wrk_measured http-floor http://127.0.0.1:3190/webhook floor_pids
+kill "$FLOOR_PID"; wait "$FLOOR_PID" 2>/dev/null || true
+
+"$BIN/raw-publish" -n "$RAW_MESSAGES" -c "$WRK_CONNECTIONS" --body-bytes 100 | tee "$OUT/raw-publish-floor.json"
+
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  (cd "$ROOT/bench/peers/node" && npm ci --no-audit --no-fund --silent)
+  NODE_PEER_ADDR=127.0.0.1:3180 NODE_PEER_QUEUE="$PREFIX.node-peer" node "$ROOT/bench/peers/node/server.js" \
+    >"$OUT/node-peer.log" 2>&1 &
+  NODE_PID=$!; PIDS+=("$NODE_PID")
+  until [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:3180/webhook) == 401 ]]; do
+    kill -0 "$NODE_PID" 2>/dev/null || { cat "$OUT/node-peer.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  node_pids() { echo "$NODE_PID" $(pgrep -P "$NODE_PID" || true); }
+  wrk_measured node-peer http://127.0.0.1:3180/webhook node_pids
+  kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true
+  rabbitmqctl -q delete_queue "$PREFIX.node-peer" >/dev/null 2>&1 || true
+else
+  log "node not installed: no Node peer in this run"
+fi
 
 log "writing BENCHMARKS.md"
 python3 "$ROOT/bench/report.py" "$OUT" \
