@@ -29,6 +29,7 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, Params};
 use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -373,6 +374,7 @@ pub struct Gate {
     checking: Arc<Semaphore>,
     remembered: Mutex<Remembered>,
     key: [u8; 32],
+    csrf_key: [u8; 64],
     refusals: Family<ReasonLabels, Counter>,
 }
 
@@ -386,11 +388,16 @@ impl Gate {
         for half in key.chunks_mut(16) {
             half.copy_from_slice(&argon2::password_hash::try_generate_salt()?);
         }
+        let mut csrf_key = [0; 64];
+        for half in csrf_key.chunks_mut(16) {
+            half.copy_from_slice(&argon2::password_hash::try_generate_salt()?);
+        }
         Ok(Self {
             auth,
             checking: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
             remembered: Mutex::new(Remembered::default()),
             key,
+            csrf_key,
             refusals,
         })
     }
@@ -462,6 +469,57 @@ impl Gate {
                 Err(Refusal::Busy)
             }
         }
+    }
+
+    /// Whether users sign in (so that a form may change something: see [`Gate::csrf_token`]).
+    pub fn signs_in(&self) -> bool {
+        !matches!(self.auth, Auth::Open { .. })
+    }
+
+    /// The signed-in user of a request the gate let through: the Basic user name, or the
+    /// proxy's header. `None` without a login.
+    pub fn user(&self, request: &HttpRequest) -> Option<String> {
+        match &self.auth {
+            Auth::Open { .. } => None,
+            Auth::Proxy { header, .. } => request
+                .headers()
+                .get(header)
+                .and_then(|value| value.to_str().ok())
+                .map(|user| user.trim().to_owned()),
+            Auth::Basic { .. } => {
+                let raw = request.headers().get(header::AUTHORIZATION)?.as_bytes();
+                let encoded = raw.get(6..)?;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim_ascii())
+                    .ok()?;
+                let decoded = String::from_utf8(decoded).ok()?;
+                decoded.split_once(':').map(|(user, _)| user.to_owned())
+            }
+        }
+    }
+
+    /// The CSRF token of `user`'s forms: an HMAC-SHA256 of the user name under a key that is
+    /// random per process (a restart makes open forms stale), so it needs no storage and another
+    /// site, which cannot read the dashboard's pages, cannot know it.
+    pub fn csrf_token(&self, user: &str) -> String {
+        let mut mac = self.csrf_mac();
+        mac.update(user.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `token` is `user`'s CSRF token (compared in constant time).
+    pub fn csrf_token_is_valid(&self, user: &str, token: &str) -> bool {
+        let Ok(token) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.trim()) else {
+            return false;
+        };
+        let mut mac = self.csrf_mac();
+        mac.update(user.as_bytes());
+        mac.verify_slice(&token).is_ok()
+    }
+
+    fn csrf_mac(&self) -> Hmac<Sha256> {
+        // A key of SHA-256's block size, so the fixed-size (infallible) constructor applies.
+        <Hmac<Sha256> as KeyInit>::new(&self.csrf_key.into())
     }
 
     fn remembered(&self) -> std::sync::MutexGuard<'_, Remembered> {

@@ -247,3 +247,309 @@ pub async fn vendors(pool: &MySqlPool) -> sqlx::Result<Vec<String>> {
     .fetch_all(pool)
     .await
 }
+
+/// The filters of `/events`, checked: every field is what the query may bind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only events received at or after this time (`YYYY-MM-DD HH:MM:SS`, UTC).
+    pub since: Option<String>,
+    /// Only events received before this time (`YYYY-MM-DD HH:MM:SS`, UTC).
+    pub until: Option<String>,
+    /// Only the event with this delivery id.
+    pub delivery_id: Option<String>,
+    /// Keyset cursor: only events with a smaller id (the page after the one that ended there).
+    pub before: Option<u64>,
+    /// Rows per page.
+    pub limit: u32,
+}
+
+/// A row of `/events`: the envelope, not the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct EventSummary {
+    /// `events.id`.
+    pub id: i64,
+    /// Vendor.
+    pub source: String,
+    /// Delivery id.
+    pub delivery_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// `stored`, `processed`, `failed`, `erased`, …
+    pub status: String,
+    /// Received by the handler (UTC).
+    pub received_at: String,
+    /// `kept`, or `cleared` once the body is gone (purged or erased).
+    pub body_state: String,
+}
+
+/// A page of events, newest first (by id), at most `filter.limit` of them; the rows and
+/// whether more follow.
+pub async fn events(pool: &MySqlPool, filter: &EventFilter) -> sqlx::Result<(Vec<EventSummary>, bool)> {
+    let mut rows: Vec<EventSummary> = sqlx::query_as(
+        "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, status, \
+         DATE_FORMAT(received_at, '%Y-%m-%d %H:%i:%s') AS received_at, IF(body IS NULL, 'cleared', 'kept') AS body_state \
+         FROM events WHERE (? IS NULL OR source = ?) AND (? IS NULL OR event_type = ?) \
+         AND (? IS NULL OR received_at >= ?) AND (? IS NULL OR received_at < ?) \
+         AND (? IS NULL OR delivery_id = ?) AND (? IS NULL OR id < ?) \
+         ORDER BY id DESC LIMIT ?",
+    )
+    .bind(&filter.source)
+    .bind(&filter.source)
+    .bind(&filter.event_type)
+    .bind(&filter.event_type)
+    .bind(&filter.since)
+    .bind(&filter.since)
+    .bind(&filter.until)
+    .bind(&filter.until)
+    .bind(&filter.delivery_id)
+    .bind(&filter.delivery_id)
+    .bind(filter.before)
+    .bind(filter.before)
+    .bind(filter.limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() > filter.limit as usize;
+    rows.truncate(filter.limit as usize);
+    Ok((rows, more))
+}
+
+/// One stored event, everything the `events` table keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct EventDetail {
+    /// `events.id`.
+    pub id: i64,
+    /// Vendor.
+    pub source: String,
+    /// Delivery id.
+    pub delivery_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// How the body is encoded.
+    pub content_type: String,
+    /// SHA-256 of the body as received (kept after a purge).
+    pub body_sha256: String,
+    /// Received by the handler (UTC).
+    pub received_at: String,
+    /// Stored by the consumer (UTC).
+    pub stored_at: String,
+    /// Retries before it was stored.
+    pub retry_count: i64,
+    /// Duplicate deliveries seen.
+    pub duplicates: i64,
+    /// Of them, with another body.
+    pub conflicts: i64,
+    /// What processing made of it.
+    pub status: String,
+    /// When a processor handled it.
+    pub processed_at: Option<String>,
+    /// A processor's error.
+    pub error: Option<String>,
+    /// When the body was cleared (retention or erasure).
+    pub purged_at: Option<String>,
+    /// The body; `None` once cleared.
+    pub body: Option<String>,
+}
+
+/// The tombstone of an erased event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Erasure {
+    /// When (UTC).
+    pub erased_at: String,
+    /// Who.
+    pub erased_by: String,
+    /// Why, if given.
+    pub reason: Option<String>,
+    /// How the event was matched.
+    pub matched_by: String,
+}
+
+/// The event with this id, and its tombstone if it was erased.
+pub async fn event(pool: &MySqlPool, id: u64) -> sqlx::Result<Option<(EventDetail, Option<Erasure>)>> {
+    let detail: Option<EventDetail> = sqlx::query_as(
+        "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, content_type, body_sha256, \
+         DATE_FORMAT(received_at, '%Y-%m-%d %H:%i:%s.%f') AS received_at, \
+         DATE_FORMAT(stored_at, '%Y-%m-%d %H:%i:%s.%f') AS stored_at, \
+         CAST(retry_count AS SIGNED) AS retry_count, CAST(duplicates AS SIGNED) AS duplicates, \
+         CAST(conflicts AS SIGNED) AS conflicts, status, \
+         DATE_FORMAT(processed_at, '%Y-%m-%d %H:%i:%s.%f') AS processed_at, error, \
+         DATE_FORMAT(purged_at, '%Y-%m-%d %H:%i:%s.%f') AS purged_at, body \
+         FROM events WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(detail) = detail else {
+        return Ok(None);
+    };
+    let erasure = sqlx::query_as(
+        "SELECT DATE_FORMAT(erased_at, '%Y-%m-%d %H:%i:%s') AS erased_at, erased_by, reason, matched_by \
+         FROM erasures WHERE source = ? AND delivery_id = ?",
+    )
+    .bind(&detail.source)
+    .bind(&detail.delivery_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(Some((detail, erasure)))
+}
+
+/// Rejections of a window summed by source and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct RejectionTotal {
+    /// Vendor (`(unknown)` for sources that are not configured).
+    pub source: String,
+    /// Why the handler refused the requests.
+    pub reason: String,
+    /// How many.
+    pub rejected: i64,
+}
+
+/// Rejections per source and reason from `first` to `last` (days, inclusive), most first:
+/// read from the per-day counts, so the cost grows with days, sources and reasons, never with
+/// rejections.
+pub async fn rejection_totals(
+    pool: &MySqlPool,
+    first: &str,
+    last: &str,
+    source: Option<&str>,
+) -> sqlx::Result<Vec<RejectionTotal>> {
+    sqlx::query_as(
+        "SELECT source, reason, CAST(SUM(rejected) AS SIGNED) AS rejected FROM rejection_counts \
+         WHERE day BETWEEN ? AND ? AND (? IS NULL OR source = ?) \
+         GROUP BY source, reason HAVING SUM(rejected) <> 0 ORDER BY rejected DESC, source, reason",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(source)
+    .bind(source)
+    .fetch_all(pool)
+    .await
+}
+
+/// A raw row of the rejection log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Rejection {
+    /// When (UTC).
+    pub received_at: String,
+    /// Vendor, or `(unknown)`.
+    pub source: String,
+    /// The name an unknown source claimed (escaped and bounded by the handler).
+    pub claimed_source: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The HTTP status answered.
+    pub status: i64,
+    /// The handler's request id.
+    pub request_id: String,
+    /// The delivery id, if the request had one.
+    pub delivery_id: Option<String>,
+}
+
+/// The latest `limit` rejections (through the `received_at` indexes), newest first.
+pub async fn latest_rejections(pool: &MySqlPool, source: Option<&str>, limit: u32) -> sqlx::Result<Vec<Rejection>> {
+    // Two statements rather than `? IS NULL OR source = ?`, so each has its index.
+    let query = match source {
+        None => sqlx::query_as(
+            "SELECT DATE_FORMAT(received_at, '%Y-%m-%d %H:%i:%s') AS received_at, source, claimed_source, reason, \
+             CAST(status AS SIGNED) AS status, request_id, delivery_id FROM rejections \
+             ORDER BY received_at DESC LIMIT ?",
+        ),
+        Some(_) => sqlx::query_as(
+            "SELECT DATE_FORMAT(received_at, '%Y-%m-%d %H:%i:%s') AS received_at, source, claimed_source, reason, \
+             CAST(status AS SIGNED) AS status, request_id, delivery_id FROM rejections \
+             WHERE source = ? ORDER BY received_at DESC LIMIT ?",
+        ),
+    };
+    let query = match source {
+        None => query,
+        Some(source) => query.bind(source),
+    };
+    query.bind(limit).fetch_all(pool).await
+}
+
+/// A dead letter with its row id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct DeadLetterRow {
+    /// `dead_letters.id`.
+    pub id: i64,
+    /// The letter.
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// Dead letters newest first (by id), at most `limit`, before the id `before` when set; the
+/// rows and whether more follow.
+pub async fn dead_letter_page(
+    pool: &MySqlPool,
+    source: Option<&str>,
+    before: Option<u64>,
+    limit: u32,
+) -> sqlx::Result<(Vec<DeadLetterRow>, bool)> {
+    let mut rows: Vec<DeadLetterRow> = sqlx::query_as(
+        "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, reason, error, \
+         CAST(retry_count AS SIGNED) AS retry_count, \
+         DATE_FORMAT(dead_lettered_at, '%Y-%m-%d %H:%i:%s') AS dead_lettered_at \
+         FROM dead_letters WHERE (? IS NULL OR source = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+    )
+    .bind(source)
+    .bind(source)
+    .bind(before)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
+
+/// The dead letters with these row ids (unknown ids are left out), newest first.
+pub async fn dead_letters_by_id(pool: &MySqlPool, ids: &[u64]) -> sqlx::Result<Vec<DeadLetterRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = sqlx::QueryBuilder::new(
+        "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, reason, error, \
+         CAST(retry_count AS SIGNED) AS retry_count, \
+         DATE_FORMAT(dead_lettered_at, '%Y-%m-%d %H:%i:%s') AS dead_lettered_at \
+         FROM dead_letters WHERE id IN (",
+    );
+    let mut separated = query.separated(", ");
+    for id in ids {
+        separated.push_bind(*id);
+    }
+    separated.push_unseparated(") ORDER BY id DESC");
+    query.build_query_as().fetch_all(pool).await
+}
+
+/// The currencies that have sales, for the comparison's choices.
+pub async fn currencies(pool: &MySqlPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT DISTINCT currency FROM sales_per_month ORDER BY 1")
+        .fetch_all(pool)
+        .await
+}
+
+/// Every vendor's sales per month in one currency within the months `from` to `to`, ordered by
+/// vendor and month.
+pub async fn sales_in_currency(
+    pool: &MySqlPool,
+    currency: &str,
+    from: &str,
+    to: &str,
+) -> sqlx::Result<Vec<MonthSales>> {
+    sqlx::query_as(
+        "SELECT source, month, currency, CAST(orders AS SIGNED) AS orders, \
+         CAST(gross_minor AS SIGNED) AS gross_minor, CAST(refunded_minor AS SIGNED) AS refunded_minor, \
+         CAST(net_minor AS SIGNED) AS net_minor \
+         FROM sales_per_month WHERE currency = ? AND month BETWEEN ? AND ? ORDER BY source, month",
+    )
+    .bind(currency)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await
+}

@@ -6,14 +6,20 @@
 //! Basic against a users file of argon2 hashes; or a header from a trusted reverse proxy.
 //! `/healthz`, `/readyz` and `/metrics` never ask for a login.
 //!
-//! Every path answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
+//! The operator's pages ([`operator`], rendered by [`pages`]): `/events` and `/events/{id}`,
+//! `/rejections`, `/dead-letters` (with `POST /dead-letters/replay` behind a login and a CSRF
+//! token, answering the replay command) and `/compare`.
+//!
+//! Every path but that `POST` answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
 //! (JSON under `/api/`, a page elsewhere) and carries `X-Content-Type-Options: nosniff` and a
 //! Content-Security-Policy that allows the page's one stylesheet and nothing else, and no
 //! framing.
 
 pub mod auth;
 pub mod data;
+pub mod operator;
 pub mod page;
+pub mod pages;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -206,6 +212,16 @@ impl Application {
                         .add((header::CONTENT_SECURITY_POLICY, policy.clone())),
                 )
                 .service(readable("/", index))
+                .service(readable("/events", operator::events))
+                .service(readable("/events/{id}", operator::event))
+                .service(readable("/rejections", operator::rejections))
+                .service(readable("/dead-letters", operator::dead_letters))
+                .service(
+                    web::resource("/dead-letters/replay")
+                        .route(web::post().to(operator::replay))
+                        .default_service(web::to(post_only)),
+                )
+                .service(readable("/compare", operator::compare))
                 .service(readable("/api/sales", api_sales))
                 .service(readable("/api/health", api_health))
                 .service(readable("/api/dead-letters", api_dead_letters))
@@ -264,7 +280,7 @@ fn is_json_path(path: &str) -> bool {
 }
 
 /// An error in the form of the path: `{"error": …}` under `/api/`, else a page saying it.
-fn error(request: &HttpRequest, status: StatusCode, message: &str) -> HttpResponse {
+pub(crate) fn error(request: &HttpRequest, status: StatusCode, message: &str) -> HttpResponse {
     if is_json_path(request.path()) {
         HttpResponse::build(status).json(serde_json::json!({ "error": message }))
     } else {
@@ -287,6 +303,14 @@ async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     response
         .headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+async fn post_only(request: HttpRequest) -> HttpResponse {
+    let mut response = error(&request, StatusCode::METHOD_NOT_ALLOWED, "only POST is answered here");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
     response
 }
 

@@ -83,7 +83,7 @@ fn compact(major: f64) -> String {
 
 /// The smallest round step (1, 2, 2.5 or 5 times a power of ten) that covers `span` in at
 /// most `intervals` intervals.
-fn nice_step(span: f64, intervals: f64) -> f64 {
+pub(crate) fn nice_step(span: f64, intervals: f64) -> f64 {
     if span <= 0.0 || !span.is_finite() {
         return 1.0;
     }
@@ -98,7 +98,7 @@ fn nice_step(span: f64, intervals: f64) -> f64 {
 
 /// A y-axis tick, in the unit of the axis's largest tick `largest`: `0`, `0.5k`, `2.5k`,
 /// `10k`, `0.25`.
-fn tick_label(value: f64, step: f64, largest: f64) -> String {
+pub(crate) fn tick_label(value: f64, step: f64, largest: f64) -> String {
     if value.abs() < step / 2.0 {
         return "0".to_owned();
     }
@@ -276,6 +276,11 @@ select,input{font:inherit;padding:4px 6px}button{font:inherit;padding:5px 14px;b
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eef2f7}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#b91c1c;font-weight:600}
 .empty{color:#64748b;font-style:italic}.problem{background:#fef2f2;border-color:#fecaca;color:#991b1b}
+nav{margin-top:8px;display:flex;gap:16px;font-size:13px}nav a{color:#93c5fd}
+pre.body{background:#f1f5f9;border:1px solid #e5e7eb;border-radius:4px;padding:10px;overflow:auto;font-size:12px;white-space:pre-wrap;word-break:break-all}
+code.command{display:block;background:#f1f5f9;padding:4px 6px;font-size:12px;user-select:all;word-break:break-all}
+dl.fields{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;font-size:13px;margin:0}dl.fields dt{color:#475569}dl.fields dd{margin:0;word-break:break-all}
+.chart .legend{font-size:12px;fill:#111827}.pager{margin-top:10px;font-size:13px}
 "#;
 
 /// The `Content-Security-Policy` of every answer: nothing may load or run but the page's own
@@ -291,9 +296,9 @@ pub fn content_security_policy() -> String {
 }
 
 /// The start of every page, up to and including `<main>`.
-fn page_head(title: &str, subtitle: &str) -> String {
+pub(crate) fn page_head(title: &str, subtitle: &str) -> String {
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title><style>{STYLE}</style></head><body><header><h1>webhook-inbox</h1><p>{}</p></header><main>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title><style>{STYLE}</style></head><body><header><h1>webhook-inbox</h1><p>{}</p><nav><a href="/">Overview</a><a href="/events">Events</a><a href="/rejections">Rejections</a><a href="/dead-letters">Dead letters</a><a href="/compare">Compare vendors</a></nav></header><main>"#,
         text(title),
         text(subtitle)
     )
@@ -493,7 +498,7 @@ fn dead_letter_section(rows: &[DeadLetter]) -> String {
             text(&row.error)
         );
     }
-    html.push_str("</tbody></table></section>");
+    html.push_str(r#"</tbody></table><p class="pager"><a href="/dead-letters">Every dead letter, with its replay command →</a></p></section>"#);
     html
 }
 

@@ -15,7 +15,7 @@
 
 mod support;
 
-use support::start_dashboard;
+use support::{start_dashboard, start_dashboard_with};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -211,6 +211,39 @@ impl Browser {
             None,
         )
         .await;
+    }
+
+    /// Types `text` into the field `css`, as a person does.
+    async fn type_into(&self, css: &str, text: &str) {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                &self.path("/element"),
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let element = found[ELEMENT].as_str().unwrap().to_owned();
+        self.call(
+            reqwest::Method::POST,
+            &self.path(&format!("/element/{element}/value")),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// The visible text of `css`.
+    async fn text_of(&self, css: &str) -> String {
+        let script = format!("return document.querySelector({}).innerText;", json!(css));
+        self.run(&script).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits until the page's URL contains `part`.
+    async fn wait_for_url(&self, part: &str) -> String {
+        eventually("the next page to load", Duration::from_secs(20), || async {
+            let url = self.current_url().await;
+            url.contains(part).then_some(url)
+        })
+        .await
     }
 
     /// A PNG of the whole page: the window is made as tall as the document first.
@@ -486,6 +519,152 @@ async fn a_person_sees_a_bar_per_month_with_data_exact_totals_and_a_working_vend
     assert!(!sales.as_str().unwrap().contains("EUR"), "{sales}");
     let selected = browser.run("return document.querySelector('#vendor').value;").await;
     assert_eq!(selected, "stripe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_finds_an_event_reads_its_escaped_body_sees_rejections_dead_letters_and_compares_vendors() {
+    let Some((driver, chromium)) = browser_paths() else {
+        return;
+    };
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    seed(&database).await;
+    let mut connection = database.connect().await;
+    for statement in [
+        "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, status, purged_at) VALUES \
+         ('shop', 'evt-1', 'orders/paid', '{\"note\":\"<script>window.hacked=1</script>\",\"total\":12.5}', REPEAT('a', 64), 'application/json', '2026-03-01 10:00:00', NOW(), 'processed', NULL), \
+         ('shop', 'evt-2', 'orders/paid', NULL, REPEAT('b', 64), 'application/json', '2025-01-01 10:00:00', NOW(), 'processed', '2025-04-01 00:00:00'), \
+         ('stripe', 'ch-1', 'charge.succeeded', '{}', REPEAT('c', 64), 'application/json', '2026-03-02 10:00:00', NOW(), 'processed', NULL)",
+        "INSERT INTO rejection_counts (day, source, reason, shard, rejected) VALUES \
+         (UTC_DATE(), 'shop', 'bad_signature', 1, 1000000), (UTC_DATE(), 'stripe', 'stale_timestamp', 1, 12)",
+        "INSERT INTO dead_letters (source, delivery_id, event_type, reason, error, retry_count, dead_lettered_at) VALUES \
+         ('shop', 'dl 1', 'orders/paid', 'poison', 'body is not valid JSON', 0, '2026-03-02 10:00:00')",
+        "INSERT INTO sales (source, order_id, currency, amount_minor, sold_at, refunded_minor, refunded_at, updated_at) VALUES \
+         ('stripe', 'e1', 'EUR', 5000, UTC_DATE() - INTERVAL 1 MONTH, 0, NULL, NOW(6))",
+    ] {
+        connection.execute(statement).await.unwrap();
+    }
+    let (base, _stop) = start_dashboard(&database).await;
+    let browser = Browser::start(&driver, &chromium).await;
+
+    // Events: filter by source with the form, open the row, read the body.
+    browser.goto(&format!("{base}/events")).await;
+    assert_eq!(
+        browser
+            .run("return document.querySelectorAll('#events tbody tr').length;")
+            .await,
+        3
+    );
+    browser.type_into("#source", "shop").await;
+    browser.click("form button[type='submit']").await;
+    browser.wait_for_url("source=shop").await;
+    let rows = browser
+        .run("return [...document.querySelectorAll('#events tbody tr')].map((row) => [row.cells[3].innerText, row.cells[5].innerText]);")
+        .await;
+    assert_eq!(rows, json!([["evt-2", "cleared"], ["evt-1", "kept"]]));
+    browser.click("#events tbody tr:nth-child(2) a").await;
+    browser.wait_for_url("/events/").await;
+    let body = browser.text_of("#body-text").await;
+    assert_eq!(
+        body,
+        "{\n  \"note\": \"<script>window.hacked=1</script>\",\n  \"total\": 12.5\n}"
+    );
+    assert_eq!(
+        browser
+            .run("return [document.querySelectorAll('script').length, window.hacked === undefined];")
+            .await,
+        json!([0, true])
+    );
+    assert!(browser.text_of("#envelope").await.contains("evt-1"));
+    browser.goto(&format!("{base}/events?delivery_id=evt-2")).await;
+    browser.click("#events tbody tr a").await;
+    browser.wait_for_url("/events/").await;
+    assert!(browser.text_of("#body-state").await.starts_with("Purged at 2025-04-01"));
+
+    // Rejections by reason, from the daily counts.
+    browser.goto(&format!("{base}/rejections")).await;
+    let reasons = browser
+        .run("return [...document.querySelectorAll('#by-reason table:not(#by-source) tbody tr')].map((row) => row.innerText);")
+        .await;
+    assert_eq!(reasons, json!(["bad_signature\t1000000", "stale_timestamp\t12"]));
+
+    // Dead letters: the command to copy; no form without a login.
+    browser.goto(&format!("{base}/dead-letters")).await;
+    let command = browser.text_of("#dead-letters tbody code.command").await;
+    assert_eq!(command, "consumer dlq replay --id 'dl 1'");
+    assert_eq!(
+        browser.run("return document.querySelector('#replay-form');").await,
+        Value::Null
+    );
+
+    // Every vendor in one chart; the currency picked with the selector.
+    browser.goto(&format!("{base}/compare")).await;
+    let chart = browser
+        .run(
+            "const svg = document.querySelector('#comparison'); return [svg.dataset.currency, \
+             svg.getBoundingClientRect().width, [...svg.querySelectorAll('.series')].map((g) => g.dataset.source), \
+             [...svg.querySelectorAll('.legend')].map((t) => t.textContent)];",
+        )
+        .await;
+    assert_eq!(chart[0], "EUR", "{chart}");
+    assert!(chart[1].as_f64().unwrap() > 600.0, "{chart}");
+    assert_eq!(chart[2], json!(["shop", "stripe"]), "{chart}");
+    assert_eq!(chart[3], json!(["shop", "stripe"]), "{chart}");
+    browser.click("#currency option[value='USD']").await;
+    browser.click("form button[type='submit']").await;
+    browser.wait_for_url("currency=USD").await;
+    let sources = browser
+        .run("return [...document.querySelectorAll('#comparison .series')].map((g) => g.dataset.source);")
+        .await;
+    assert_eq!(sources, json!(["stripe"]));
+    assert!(browser.text_of("#totals").await.contains("447.00 USD"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_person_picks_dead_letters_and_gets_their_replay_command() {
+    let Some((driver, chromium)) = browser_paths() else {
+        return;
+    };
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    database
+        .connect()
+        .await
+        .execute(
+            "INSERT INTO dead_letters (source, delivery_id, event_type, reason, error, retry_count, dead_lettered_at) VALUES \
+             ('shop', 'a-1', 'orders/paid', 'poison', 'not JSON', 0, '2026-03-02 10:00:00'), \
+             ('shop', 'b-2', 'orders/paid', 'retries_exhausted', 'processor failed', 5, '2026-03-02 11:00:00'), \
+             ('shop', 'c-3', 'orders/paid', 'poison', 'not JSON', 0, '2026-03-02 12:00:00')",
+        )
+        .await
+        .unwrap();
+    let dir = testkit::private::TempDir::new("dashboard-browser-users");
+    let line = dashboard::auth::users_file_line("ann", "ann's password").unwrap();
+    let file = dir.write("users", &format!("{line}\n"));
+    let auth = format!("basic:{}", file.display());
+    let (base, _stop) = start_dashboard_with(&database, &[("DASHBOARD_AUTH", auth.as_str())]).await;
+    let browser = Browser::start(&driver, &chromium).await;
+
+    // Credentials in the URL: the browser answers the Basic challenge with them, and keeps
+    // sending them to the same origin (the form's POST included).
+    let signed_in = base.replacen("http://", "http://ann:ann's%20password@", 1);
+    browser.goto(&format!("{signed_in}/dead-letters")).await;
+    let rows = browser
+        .run("return [...document.querySelectorAll('#dead-letters tbody tr')].map((row) => row.cells[3].innerText);")
+        .await;
+    assert_eq!(rows, json!(["c-3", "b-2", "a-1"]));
+    browser
+        .click("#dead-letters tbody tr:nth-child(1) input[type='checkbox']")
+        .await;
+    browser
+        .click("#dead-letters tbody tr:nth-child(3) input[type='checkbox']")
+        .await;
+    browser.click("#replay-form button[type='submit']").await;
+    browser.wait_for_url("/dead-letters/replay").await;
+    assert_eq!(
+        browser.text_of("#command").await,
+        "consumer dlq replay --id c-3 --id a-1"
+    );
 }
 
 /// Not a test: `scripts/screenshot-dashboard` runs it to take the README's screenshot from a
