@@ -83,6 +83,102 @@ fn compact(major: f64) -> String {
 
 /// The smallest round step (1, 2, 2.5 or 5 times a power of ten) that covers `span` in at
 /// most `intervals` intervals.
+/// The frame both charts draw in: the SVG's size and margins, and a y axis over the money
+/// amounts (major units) `min..=max` with round ticks, `headroom` times the largest amount on
+/// top for its label. Zero is always one of the ticks.
+pub(crate) struct Axes {
+    pub(crate) width: f64,
+    pub(crate) height: f64,
+    pub(crate) left: f64,
+    pub(crate) right: f64,
+    pub(crate) top: f64,
+    pub(crate) bottom: f64,
+    step: f64,
+    top_tick: i64,
+    bottom_tick: i64,
+    top_value: f64,
+    span: f64,
+}
+
+impl Axes {
+    /// `[width, height, left, right, top, bottom]` in SVG units.
+    pub(crate) fn new(size: [f64; 6], min: f64, max: f64, headroom: f64) -> Self {
+        let [width, height, left, right, top, bottom] = size;
+        let step = nice_step((max - min) * headroom, 6.0);
+        // Ticks are whole multiples of the step, so zero is exactly one of them.
+        let top_tick = ((max * headroom) / step).ceil().max(if min < 0.0 { 0.0 } else { 1.0 }) as i64;
+        let bottom_tick = ((min * headroom) / step).floor() as i64;
+        let (top_value, bottom_value) = (top_tick as f64 * step, bottom_tick as f64 * step);
+        Self {
+            width,
+            height,
+            left,
+            right,
+            top,
+            bottom,
+            step,
+            top_tick,
+            bottom_tick,
+            top_value,
+            span: (top_value - bottom_value).max(f64::MIN_POSITIVE),
+        }
+    }
+
+    pub(crate) fn plot_width(&self) -> f64 {
+        self.width - self.left - self.right
+    }
+
+    pub(crate) fn plot_height(&self) -> f64 {
+        self.height - self.top - self.bottom
+    }
+
+    /// Where the amount `value` is on the y axis.
+    pub(crate) fn y(&self, value: f64) -> f64 {
+        self.top + (self.top_value - value) / self.span * self.plot_height()
+    }
+
+    /// The horizontal grid line and label of every tick, the zero line darker.
+    pub(crate) fn grid(&self, svg: &mut String) {
+        let largest = self.top_value.abs().max((self.bottom_tick as f64 * self.step).abs());
+        for tick in self.bottom_tick..=self.top_tick {
+            let value = tick as f64 * self.step;
+            let at = self.y(value);
+            let _ = write!(
+                svg,
+                r##"<line x1="{}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="{}"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+                self.left,
+                self.width - self.right,
+                if tick == 0 { "#6b7280" } else { "#e5e7eb" },
+                self.left - 8.0,
+                at + 4.0,
+                text(&tick_label(value, self.step, largest))
+            );
+        }
+    }
+
+    /// A month's label under the x axis, centred on `center`.
+    pub(crate) fn month_label(&self, svg: &mut String, center: f64, month: &str) {
+        let _ = write!(
+            svg,
+            r#"<text class="tick" x="{center:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            self.height - self.bottom + 18.0,
+            text(month)
+        );
+    }
+
+    /// The axes' titles, and the end of the SVG.
+    pub(crate) fn finish(&self, svg: &mut String, currency: &str) {
+        let _ = write!(
+            svg,
+            r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle">Month</text><text class="axis" transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">Net sales ({})</text></svg>"#,
+            self.left + self.plot_width() / 2.0,
+            self.height - 12.0,
+            self.top + self.plot_height() / 2.0,
+            text(currency)
+        );
+    }
+}
+
 pub(crate) fn nice_step(span: f64, intervals: f64) -> f64 {
     if span <= 0.0 || !span.is_finite() {
         return 1.0;
@@ -131,63 +227,34 @@ fn label_width(text: &str) -> f64 {
 /// where that fits over the bar, else a short one (`12.3k`); its tooltip has every figure with
 /// the currency.
 pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&MonthSales]) -> String {
-    const WIDTH: f64 = 920.0;
-    const HEIGHT: f64 = 300.0;
-    const LEFT: f64 = 70.0;
-    const RIGHT: f64 = 20.0;
-    const TOP: f64 = 24.0;
-    const BOTTOM: f64 = 60.0;
-    let plot_width = WIDTH - LEFT - RIGHT;
-    let plot_height = HEIGHT - TOP - BOTTOM;
     let scale = 10_f64.powi(minor_digits(currency) as i32);
     let by_month: BTreeMap<&str, &MonthSales> = rows.iter().map(|row| (row.month.as_str(), *row)).collect();
     let max = rows.iter().map(|row| row.net_minor.max(0)).max().unwrap_or(0) as f64 / scale;
     let min = rows.iter().map(|row| row.net_minor.min(0)).min().unwrap_or(0) as f64 / scale;
     // Round ticks, with room above the tallest bar (and below the deepest) for its label.
-    let step = nice_step((max - min) * 1.12, 6.0);
-    // Ticks are whole multiples of the step, so zero is exactly one of them.
-    let top_tick = ((max * 1.12) / step).ceil().max(if min < 0.0 { 0.0 } else { 1.0 }) as i64;
-    let bottom_tick = ((min * 1.12) / step).floor() as i64;
-    let (top_value, bottom_value) = (top_tick as f64 * step, bottom_tick as f64 * step);
-    let span = top_value - bottom_value;
-    let largest = top_value.abs().max(bottom_value.abs());
-    let y = |value: f64| TOP + (top_value - value) / span * plot_height;
-    let slot = plot_width / months.len().max(1) as f64;
+    let axes = Axes::new([920.0, 300.0, 70.0, 20.0, 24.0, 60.0], min, max, 1.12);
+    let y = |value: f64| axes.y(value);
+    let slot = axes.plot_width() / months.len().max(1) as f64;
     let bar = (slot * 0.7).max(2.0);
 
     let mut svg = String::new();
     let title = format!("Net sales per month — {source} ({currency})");
     let _ = write!(
         svg,
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" data-source="{}" data-currency="{}"><title>{}</title>"#,
+        r#"<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}" data-source="{}" data-currency="{}"><title>{}</title>"#,
+        axes.width,
+        axes.height,
         attr(&title),
         attr(source),
         attr(currency),
         text(&title)
     );
-    // Grid lines and y-axis ticks.
-    for tick in bottom_tick..=top_tick {
-        let value = tick as f64 * step;
-        let at = y(value);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 8.0,
-            at + 4.0,
-            text(&tick_label(value, step, largest))
-        );
-    }
+    axes.grid(&mut svg);
     let zero = y(0.0);
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" x2="{}" y1="{zero:.1}" y2="{zero:.1}" stroke="#6b7280"/>"##,
-        WIDTH - RIGHT
-    );
     // A month label is 7 characters: show every n-th so that they never touch.
     let label_every = (label_width("2026-01") + 8.0).div_euclid(slot) as usize + 1;
     for (index, month) in months.iter().enumerate() {
-        let center = LEFT + slot * (index as f64 + 0.5);
+        let center = axes.left + slot * (index as f64 + 0.5);
         if let Some(row) = by_month.get(month.as_str()) {
             let value = row.net_minor as f64 / scale;
             let (top, height) = if value >= 0.0 {
@@ -225,21 +292,10 @@ pub fn sales_chart(source: &str, currency: &str, months: &[String], rows: &[&Mon
             }
         }
         if index % label_every == 0 {
-            let _ = write!(
-                svg,
-                r#"<text class="tick" x="{center:.1}" y="{:.1}" text-anchor="middle">{month}</text>"#,
-                HEIGHT - BOTTOM + 18.0
-            );
+            axes.month_label(&mut svg, center, month);
         }
     }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle">Month</text><text class="axis" transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">Net sales ({})</text></svg>"#,
-        LEFT + plot_width / 2.0,
-        HEIGHT - 12.0,
-        TOP + plot_height / 2.0,
-        text(currency)
-    );
+    axes.finish(&mut svg, currency);
     svg
 }
 

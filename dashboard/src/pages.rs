@@ -10,7 +10,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use crate::data::{
     DeadLetterRow, Erasure, EventDetail, EventFilter, EventSummary, MonthSales, Rejection, RejectionTotal,
 };
-use crate::page::{format_amount, minor_digits, nice_step, page_head, tick_label};
+use crate::page::{Axes, format_amount, minor_digits, page_head};
 
 /// `text` pretty-printed when it is JSON, else `None`. The text is re-indented as it is, not
 /// parsed into values and printed again, so keys keep their order and numbers their digits.
@@ -491,14 +491,6 @@ const PALETTE: [&str; 10] = [
 /// One chart of every vendor's net sales per month in `currency`: a line per vendor over
 /// `months` (a month without sales is 0), a point with a tooltip where there were sales.
 pub fn comparison_chart(currency: &str, months: &[String], rows: &[MonthSales]) -> String {
-    const WIDTH: f64 = 920.0;
-    const HEIGHT: f64 = 340.0;
-    const LEFT: f64 = 70.0;
-    const RIGHT: f64 = 160.0;
-    const TOP: f64 = 24.0;
-    const BOTTOM: f64 = 60.0;
-    let plot_width = WIDTH - LEFT - RIGHT;
-    let plot_height = HEIGHT - TOP - BOTTOM;
     let scale = 10_f64.powi(minor_digits(currency) as i32);
     let mut vendors: BTreeMap<&str, BTreeMap<&str, &MonthSales>> = BTreeMap::new();
     for row in rows {
@@ -506,45 +498,25 @@ pub fn comparison_chart(currency: &str, months: &[String], rows: &[MonthSales]) 
     }
     let max = rows.iter().map(|row| row.net_minor.max(0)).max().unwrap_or(0) as f64 / scale;
     let min = rows.iter().map(|row| row.net_minor.min(0)).min().unwrap_or(0) as f64 / scale;
-    let step = nice_step((max - min) * 1.1, 6.0);
-    let top_tick = ((max * 1.1) / step).ceil().max(if min < 0.0 { 0.0 } else { 1.0 }) as i64;
-    let bottom_tick = ((min * 1.1) / step).floor() as i64;
-    let (top_value, bottom_value) = (top_tick as f64 * step, bottom_tick as f64 * step);
-    let span = (top_value - bottom_value).max(f64::MIN_POSITIVE);
-    let largest = top_value.abs().max(bottom_value.abs());
-    let y = |value: f64| TOP + (top_value - value) / span * plot_height;
-    let slot = plot_width / months.len().max(1) as f64;
-    let x = |index: usize| LEFT + slot * (index as f64 + 0.5);
+    let axes = Axes::new([920.0, 340.0, 70.0, 160.0, 24.0, 60.0], min, max, 1.1);
+    let y = |value: f64| axes.y(value);
+    let slot = axes.plot_width() / months.len().max(1) as f64;
+    let x = |index: usize| axes.left + slot * (index as f64 + 0.5);
 
     let title = format!("Net sales per month, every vendor ({currency})");
     let mut svg = format!(
-        r#"<svg class="chart" id="comparison" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" data-currency="{}"><title>{}</title>"#,
+        r#"<svg class="chart" id="comparison" viewBox="0 0 {} {}" role="img" aria-label="{}" data-currency="{}"><title>{}</title>"#,
+        axes.width,
+        axes.height,
         attr(&title),
         attr(currency),
         text(&title)
     );
-    for tick in bottom_tick..=top_tick {
-        let value = tick as f64 * step;
-        let at = y(value);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{}" y1="{at:.1}" y2="{at:.1}" stroke="{}"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            if tick == 0 { "#6b7280" } else { "#e5e7eb" },
-            LEFT - 8.0,
-            at + 4.0,
-            text(&tick_label(value, step, largest))
-        );
-    }
+    axes.grid(&mut svg);
     let label_every = (7.0 * 6.6 + 8.0_f64).div_euclid(slot) as usize + 1;
     for (index, month) in months.iter().enumerate() {
         if index % label_every == 0 {
-            let _ = write!(
-                svg,
-                r#"<text class="tick" x="{:.1}" y="{:.1}" text-anchor="middle">{month}</text>"#,
-                x(index),
-                HEIGHT - BOTTOM + 18.0
-            );
+            axes.month_label(&mut svg, x(index), month);
         }
     }
     for (number, (source, by_month)) in vendors.iter().enumerate() {
@@ -582,25 +554,18 @@ pub fn comparison_chart(currency: &str, months: &[String], rows: &[MonthSales]) 
                 );
             }
         }
-        let legend_y = TOP + 8.0 + number as f64 * 18.0;
+        let legend_y = axes.top + 8.0 + number as f64 * 18.0;
         let _ = write!(
             svg,
             r#"<rect x="{:.1}" y="{:.1}" width="12" height="12" fill="{colour}"/><text class="legend" x="{:.1}" y="{:.1}">{}</text></g>"#,
-            WIDTH - RIGHT + 16.0,
+            axes.width - axes.right + 16.0,
             legend_y - 10.0,
-            WIDTH - RIGHT + 34.0,
+            axes.width - axes.right + 34.0,
             legend_y,
             text(source)
         );
     }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{:.1}" y="{:.1}" text-anchor="middle">Month</text><text class="axis" transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">Net sales ({})</text></svg>"#,
-        LEFT + plot_width / 2.0,
-        HEIGHT - 12.0,
-        TOP + plot_height / 2.0,
-        text(currency)
-    );
+    axes.finish(&mut svg, currency);
     svg
 }
 
