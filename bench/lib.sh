@@ -12,8 +12,12 @@ cleanup() {
   for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5; do
     rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
   done
-  rabbitmqctl -q delete_exchange "$PREFIX" >/dev/null 2>&1 || true
-  rabbitmqctl -q delete_exchange "$PREFIX.dlx" >/dev/null 2>&1 || true
+  for x in "$PREFIX" "$PREFIX.dlx" "$PREFIX.node-peer.x"; do delete_exchange "$x"; done
+}
+
+# rabbitmqctl has no delete_exchange (3.10): ask the broker directly, in the default vhost.
+delete_exchange() { # name
+  rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$1\">>), false, <<\"bench\">>)." >/dev/null 2>&1 || true
 }
 
 wait_ready() { # url

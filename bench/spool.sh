@@ -28,6 +28,8 @@ export RUST_LOG=warn
 cargo build --release --locked -q -p request-handler -p loadgen
 BIN="$ROOT/target/release"
 
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh" # delete_exchange (its cleanup is replaced below)
 HANDLER_PID=
 cleanup() {
   [[ -n $HANDLER_PID ]] && kill "$HANDLER_PID" 2>/dev/null || true
@@ -35,8 +37,7 @@ cleanup() {
   for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5; do
     rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
   done
-  rabbitmqctl -q delete_exchange "$PREFIX" >/dev/null 2>&1 || true
-  rabbitmqctl -q delete_exchange "$PREFIX.dlx" >/dev/null 2>&1 || true
+  delete_exchange "$PREFIX"; delete_exchange "$PREFIX.dlx"
   rm -rf "$SPOOL_TMP"
 }
 trap cleanup EXIT
