@@ -2,6 +2,9 @@
 //! an unreadable one is dropped and counted, and does not hold up the rest; a record of a source
 //! the consumer does not know is stored under the one bucket, whoever published it.
 
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
 use webhook_core::rejection::RejectionRecord;
 
 use crate::helpers::{SOON, Services, SourcesFile, TestApp};
@@ -18,9 +21,13 @@ type Row = (
     Option<u64>,
 );
 
+/// When the records say they were rejected: an hour ago, well inside the log's retention (a
+/// fixed date would be pruned once it is older than RETENTION_DAYS).
+static AT: LazyLock<DateTime<Utc>> = LazyLock::new(|| Utc::now() - chrono::Duration::hours(1));
+
 fn record(request_id: &str, status: u16, delivery_id: Option<&str>) -> RejectionRecord {
     RejectionRecord {
-        at: "2026-11-02T10:11:12.131415Z".to_owned(),
+        at: AT.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
         source: "shop".to_owned(),
         claimed_source: None,
         reason: "signature_mismatch".to_owned(),
@@ -60,7 +67,7 @@ async fn rejection_records_are_stored_and_unreadable_ones_dropped() {
     .await;
     let expected = |request_id: &str, status: u16, delivery_id: Option<&str>| {
         (
-            "2026-11-02T10:11:12.131415".to_owned(),
+            AT.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
             "shop".to_owned(),
             "signature_mismatch".to_owned(),
             status,
