@@ -277,6 +277,7 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   wrk_measured node-peer http://127.0.0.1:3180/webhook node_pids
   kill "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true
   rabbitmqctl -q delete_queue "$PREFIX.node-peer" >/dev/null 2>&1 || true
+  delete_exchange "$PREFIX.node-peer.x"
 else
   log "node not installed: no Node peer in this run"
 fi

@@ -5,9 +5,14 @@
 // - the raw body is read and its `X-Hub-Signature-256` (`sha256=` + hex HMAC-SHA256 of the body
 //   with WEBHOOK_SECRET) checked in constant time before anything else: 401 when it is wrong;
 // - `X-GitHub-Delivery` is the delivery id: 400 when it is missing;
-// - each worker holds one AMQP connection with one confirm channel, and publishes the body,
-//   persistent, to the durable quorum queue NODE_PEER_QUEUE; 200 only after the broker's
-//   confirm, 500 when the publish fails or is not confirmed within 5 s.
+// - the body must be JSON (400 if not), and names the event type: `X-GitHub-Event`, else its
+//   top-level `type` or `event` string (400 if none), as the handler's `default` source;
+// - each worker holds one AMQP connection with one confirm channel, and publishes the body as
+//   the handler does: persistent, `mandatory`, through a durable topic exchange
+//   (NODE_PEER_QUEUE + `.x`, bound to the quorum queue NODE_PEER_QUEUE with `#`) with the
+//   routing key `default.<type>`, the message id, timestamp, content type and the envelope's
+//   four headers; 200 only after the broker's confirm, 500 when the publish fails or is not
+//   confirmed within 5 s.
 'use strict';
 
 const cluster = require('node:cluster');
@@ -55,11 +60,23 @@ async function main() {
   connection.on('close', () => process.exit(1));
   const channel = await connection.createConfirmChannel();
   await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+  const exchange = `${queue}.x`;
+  await channel.assertExchange(exchange, 'topic', { durable: true });
+  await channel.bindQueue(queue, exchange, '#');
 
-  const publish = (body, id) =>
+  const publish = (body, id, type) =>
     new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('confirm timeout')), 5000);
-      channel.publish('', queue, body, { persistent: true, messageId: id, contentType: 'application/json' }, (error) => {
+      const now = new Date();
+      const options = {
+        persistent: true,
+        mandatory: true,
+        messageId: id,
+        contentType: 'application/json',
+        timestamp: Math.floor(now.getTime() / 1000),
+        headers: { source: 'default', 'event-type': type, 'received-at': now.toISOString(), 'retry-count': 0 },
+      };
+      channel.publish(exchange, `default.${type}`, body, options, (error) => {
         clearTimeout(timer);
         if (error) reject(error);
         else resolve();
@@ -82,7 +99,17 @@ async function main() {
       if (!verified(body, req.headers['x-hub-signature-256'])) return answer(res, 401);
       const id = req.headers['x-github-delivery'];
       if (typeof id !== 'string' || id.length === 0 || id.length > 200) return answer(res, 400);
-      publish(body, id).then(
+      let parsed;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        return answer(res, 400);
+      }
+      const named = (value) => (typeof value === 'string' && value.length > 0 ? value : null);
+      const type =
+        named(req.headers['x-github-event']) ?? (parsed && (named(parsed.type) ?? named(parsed.event)));
+      if (!type) return answer(res, 400);
+      publish(body, id, type).then(
         () => answer(res, 200),
         () => answer(res, 500),
       );
