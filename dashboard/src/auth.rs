@@ -378,26 +378,57 @@ pub struct Gate {
     refusals: Family<ReasonLabels, Counter>,
 }
 
+/// The raw `Authorization` header of an HTTP Basic request, and the user and password in it.
+/// `Missing` without a Basic header; `Wrong` when it is too long or cannot be read.
+fn basic_credentials(request: &HttpRequest) -> Result<(&[u8], String, String), Refusal> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Err(Refusal::Missing);
+    };
+    let raw = value.as_bytes();
+    let Some(encoded) = raw
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
+        .and(raw.get(6..))
+    else {
+        return Err(Refusal::Missing);
+    };
+    if raw.len() > MAX_AUTHORIZATION_BYTES {
+        return Err(Refusal::Wrong);
+    }
+    let (user, password) = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim_ascii())
+        .ok()
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .and_then(|decoded| {
+            decoded
+                .split_once(':')
+                .map(|(user, password)| (user.to_owned(), password.to_owned()))
+        })
+        .ok_or(Refusal::Wrong)?;
+    Ok((raw, user, password))
+}
+
+/// A key of `N` random bytes (a multiple of 16) from the operating system's generator.
+fn random_key<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut key = [0; N];
+    for part in key.chunks_mut(16) {
+        part.copy_from_slice(&argon2::password_hash::try_generate_salt()?);
+    }
+    Ok(key)
+}
+
 impl Gate {
     /// A gate for `auth` counting its refusals in `refusals`.
     pub fn new(auth: Auth, refusals: Family<ReasonLabels, Counter>) -> anyhow::Result<Self> {
         for reason in Refusal::ALL {
             let _ = refusals.get_or_create(&ReasonLabels { reason: reason.label() });
         }
-        let mut key = [0; 32];
-        for half in key.chunks_mut(16) {
-            half.copy_from_slice(&argon2::password_hash::try_generate_salt()?);
-        }
-        let mut csrf_key = [0; 64];
-        for half in csrf_key.chunks_mut(16) {
-            half.copy_from_slice(&argon2::password_hash::try_generate_salt()?);
-        }
         Ok(Self {
             auth,
             checking: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
             remembered: Mutex::new(Remembered::default()),
-            key,
-            csrf_key,
+            key: random_key()?,
+            csrf_key: random_key()?,
             refusals,
         })
     }
@@ -421,30 +452,7 @@ impl Gate {
     }
 
     async fn admit_basic(&self, request: &HttpRequest, users: &Arc<Users>) -> Result<(), Refusal> {
-        let Some(value) = request.headers().get(header::AUTHORIZATION) else {
-            return Err(Refusal::Missing);
-        };
-        let raw = value.as_bytes();
-        let Some(encoded) = raw
-            .get(..6)
-            .filter(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
-            .and(raw.get(6..))
-        else {
-            return Err(Refusal::Missing);
-        };
-        if raw.len() > MAX_AUTHORIZATION_BYTES {
-            return Err(Refusal::Wrong);
-        }
-        let (user, password) = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim_ascii())
-            .ok()
-            .and_then(|decoded| String::from_utf8(decoded).ok())
-            .and_then(|decoded| {
-                decoded
-                    .split_once(':')
-                    .map(|(user, password)| (user.to_owned(), password.to_owned()))
-            })
-            .ok_or(Refusal::Wrong)?;
+        let (raw, user, password) = basic_credentials(request)?;
         let key: [u8; 32] = Sha256::new().chain_update(self.key).chain_update(raw).finalize().into();
         if self.remembered().contains(&key, Instant::now()) {
             return Ok(());
@@ -486,15 +494,7 @@ impl Gate {
                 .get(header)
                 .and_then(|value| value.to_str().ok())
                 .map(|user| user.trim().to_owned()),
-            Auth::Basic { .. } => {
-                let raw = request.headers().get(header::AUTHORIZATION)?.as_bytes();
-                let encoded = raw.get(6..)?;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim_ascii())
-                    .ok()?;
-                let decoded = String::from_utf8(decoded).ok()?;
-                decoded.split_once(':').map(|(user, _)| user.to_owned())
-            }
+            Auth::Basic { .. } => basic_credentials(request).ok().map(|(_, user, _)| user),
         }
     }
 
