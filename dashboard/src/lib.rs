@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, guard, middleware, web};
 use anyhow::Context;
-use chrono::{Datelike, Months, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -103,30 +102,10 @@ impl FilterQuery {
 
     /// The filter, with the last twelve months by default; an error names the bad parameter.
     pub fn resolve(&self) -> Result<Filter, String> {
-        let today = Utc::now().date_naive();
-        let this_month = format!("{:04}-{:02}", today.year(), today.month());
         fn empty_to_none(value: &Option<String>) -> Option<&str> {
             value.as_deref().map(str::trim).filter(|value| !value.is_empty())
         }
-        let to = empty_to_none(&self.to).unwrap_or(&this_month).to_owned();
-        let Some((year, month)) = page::parse_month(&to) else {
-            return Err(format!("to={to:?} is not a month like 2026-01"));
-        };
-        let from = match empty_to_none(&self.from) {
-            Some(from) => from.to_owned(),
-            None => chrono::NaiveDate::from_ymd_opt(year, month, 1)
-                .and_then(|first| first.checked_sub_months(Months::new(11)))
-                .map_or_else(
-                    || to.clone(),
-                    |first| format!("{:04}-{:02}", first.year(), first.month()),
-                ),
-        };
-        if page::parse_month(&from).is_none() {
-            return Err(format!("from={from:?} is not a month like 2026-01"));
-        }
-        if from > to {
-            return Err(format!("from={from} is after to={to}"));
-        }
+        let (from, to) = page::month_window(empty_to_none(&self.from), empty_to_none(&self.to))?;
         let vendor = empty_to_none(&self.vendor).map(str::to_owned);
         if let Some(vendor) = &vendor
             && !is_valid_source_name(vendor)

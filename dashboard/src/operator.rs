@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use sqlx::MySqlPool;
 use webhook_core::envelope::is_valid_source_name;
@@ -414,8 +414,6 @@ struct CompareQuery {
 /// `GET /compare`: every vendor's net sales per month in one currency (the first with sales by
 /// default), the last twelve months by default.
 pub async fn compare(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpResponse {
-    let today = Utc::now().date_naive();
-    let this_month = format!("{:04}-{:02}", today.year(), today.month());
     let parsed = query::<CompareQuery>(&request).and_then(|query| {
         let currency = given(query.currency.as_ref())
             .map(|currency| {
@@ -426,25 +424,7 @@ pub async fn compare(pool: web::Data<MySqlPool>, request: HttpRequest) -> HttpRe
                 }
             })
             .transpose()?;
-        let to = given(query.to.as_ref()).unwrap_or(&this_month).to_owned();
-        let Some((year, month)) = crate::page::parse_month(&to) else {
-            return Err(format!("to={to:?} is not a month like 2026-01"));
-        };
-        let from = match given(query.from.as_ref()) {
-            Some(from) => from.to_owned(),
-            None => NaiveDate::from_ymd_opt(year, month, 1)
-                .and_then(|first| first.checked_sub_months(Months::new(11)))
-                .map_or_else(
-                    || to.clone(),
-                    |first| format!("{:04}-{:02}", first.year(), first.month()),
-                ),
-        };
-        if crate::page::parse_month(&from).is_none() {
-            return Err(format!("from={from:?} is not a month like 2026-01"));
-        }
-        if from > to {
-            return Err(format!("from={from} is after to={to}"));
-        }
+        let (from, to) = crate::page::month_window(given(query.from.as_ref()), given(query.to.as_ref()))?;
         Ok((currency, from, to))
     });
     let (currency, from, to) = match parsed {

@@ -17,6 +17,35 @@ pub fn parse_month(value: &str) -> Option<(i32, u32)> {
     ((1970..=9999).contains(&year) && (1..=12).contains(&month)).then_some((year, month))
 }
 
+/// The months a page shows, from its `from` and `to` (`YYYY-MM`, blank when not given): `to`
+/// defaults to this month and `from` to eleven months before `to`. Either unreadable, or `from`
+/// after `to`, is the error the page shows.
+pub fn month_window(from: Option<&str>, to: Option<&str>) -> Result<(String, String), String> {
+    use chrono::Datelike as _;
+    let today = chrono::Utc::now().date_naive();
+    let this_month = format!("{:04}-{:02}", today.year(), today.month());
+    let to = to.unwrap_or(&this_month).to_owned();
+    let Some((year, month)) = parse_month(&to) else {
+        return Err(format!("to={to:?} is not a month like 2026-01"));
+    };
+    let from = match from {
+        Some(from) => from.to_owned(),
+        None => chrono::NaiveDate::from_ymd_opt(year, month, 1)
+            .and_then(|first| first.checked_sub_months(chrono::Months::new(11)))
+            .map_or_else(
+                || to.clone(),
+                |first| format!("{:04}-{:02}", first.year(), first.month()),
+            ),
+    };
+    if parse_month(&from).is_none() {
+        return Err(format!("from={from:?} is not a month like 2026-01"));
+    }
+    if from > to {
+        return Err(format!("from={from} is after to={to}"));
+    }
+    Ok((from, to))
+}
+
 /// Every month from `from` to `to` inclusive, as `YYYY-MM` (empty when `from` is after `to`).
 pub fn month_range(from: &str, to: &str) -> Vec<String> {
     let (Some((mut year, mut month)), Some(end)) = (parse_month(from), parse_month(to)) else {
@@ -397,23 +426,28 @@ pub fn render(page: &PageData<'_>) -> String {
     html
 }
 
-fn filter_form(filter: &Filter, vendors: &[String]) -> String {
-    let mut form = String::from(
-        r#"<section><form method="get" action="/"><label>Vendor<select name="vendor" id="vendor"><option value="">All vendors</option>"#,
-    );
-    for vendor in vendors {
-        let selected = if filter.vendor.as_deref() == Some(vendor) {
+/// An `<option>` for each of `values`, the one equal to `selected` selected.
+pub(crate) fn options(html: &mut String, values: &[String], selected: Option<&str>) {
+    for value in values {
+        let chosen = if selected == Some(value.as_str()) {
             " selected"
         } else {
             ""
         };
         let _ = write!(
-            form,
-            r#"<option value="{}"{selected}>{}</option>"#,
-            attr(vendor),
-            text(vendor)
+            html,
+            r#"<option value="{}"{chosen}>{}</option>"#,
+            attr(value),
+            text(value)
         );
     }
+}
+
+fn filter_form(filter: &Filter, vendors: &[String]) -> String {
+    let mut form = String::from(
+        r#"<section><form method="get" action="/"><label>Vendor<select name="vendor" id="vendor"><option value="">All vendors</option>"#,
+    );
+    options(&mut form, vendors, filter.vendor.as_deref());
     let _ = write!(
         form,
         r#"</select></label><label>From<input type="month" name="from" value="{}"></label><label>To<input type="month" name="to" value="{}"></label><button type="submit">Show</button></form></section>"#,

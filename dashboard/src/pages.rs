@@ -10,7 +10,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use crate::data::{
     DeadLetterRow, Erasure, EventDetail, EventFilter, EventSummary, MonthSales, Rejection, RejectionTotal,
 };
-use crate::page::{Axes, format_amount, minor_digits, page_head};
+use crate::page::{Axes, format_amount, minor_digits, options, page_head};
 
 /// `text` pretty-printed when it is JSON, else `None`. The text is re-indented as it is, not
 /// parsed into values and printed again, so keys keep their order and numbers their digits.
@@ -595,19 +595,7 @@ pub fn compare(page: &ComparePage<'_>) -> String {
     html.push_str(
         r#"<section><form method="get" action="/compare"><label>Currency<select name="currency" id="currency">"#,
     );
-    for currency in page.currencies {
-        let selected = if page.currency == Some(currency.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(
-            html,
-            r#"<option value="{}"{selected}>{}</option>"#,
-            attr(currency),
-            text(currency)
-        );
-    }
+    options(&mut html, page.currencies, page.currency);
     let _ = write!(
         html,
         r#"</select></label>{}{}<button type="submit">Show</button></form></section>"#,
