@@ -274,22 +274,19 @@ async fn not_found(request: HttpRequest) -> HttpResponse {
 }
 
 async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    let mut response = error(
-        &request,
-        StatusCode::METHOD_NOT_ALLOWED,
-        "only GET and HEAD are answered here",
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
-    response
+    allow_only(&request, "GET, HEAD", "only GET and HEAD are answered here")
 }
 
 async fn post_only(request: HttpRequest) -> HttpResponse {
-    let mut response = error(&request, StatusCode::METHOD_NOT_ALLOWED, "only POST is answered here");
+    allow_only(&request, "POST", "only POST is answered here")
+}
+
+/// 405 with `Allow: {methods}` and `message`.
+fn allow_only(request: &HttpRequest, methods: &'static str, message: &str) -> HttpResponse {
+    let mut response = error(request, StatusCode::METHOD_NOT_ALLOWED, message);
     response
         .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        .insert(header::ALLOW, header::HeaderValue::from_static(methods));
     response
 }
 
