@@ -490,8 +490,18 @@ impl<S: Store, B: Broker> Settle<'_, S, B> {
                 }
             };
             match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.database_answered(backoff.attempts());
+                    return Ok(());
+                }
                 Err(error) => {
+                    // As for the events' insert: an outage is told to readiness, so a database
+                    // lost between a batch's commit and its ledger is reported like any other.
+                    let down = !matches!(error, StoreError::Refused(_) | StoreError::Conflict(_))
+                        && (error.said_by_the_database() || !self.database_answers().await?);
+                    if down {
+                        self.health.set_database_ok(false);
+                    }
                     let delay = backoff.next_delay();
                     log::warn!(
                         "ledger not recorded, holding the batch: rows={} attempt={} error={:?} retry_in_ms={}",
@@ -562,6 +572,8 @@ mod tests {
         drop_connection: HashSet<String>,
         /// Whether a new connection gets an answer (false: the server is down).
         probe_fails: AtomicBool,
+        /// While set, the ledger's write fails as an unreachable database does.
+        ledger_fails: AtomicBool,
         probes: AtomicU32,
         /// This many insert transactions fail as an outage before the database answers.
         unavailable_for: AtomicU32,
@@ -681,6 +693,9 @@ mod tests {
         }
 
         async fn record_ledger(&self, _rows: &[LedgerRow<'_>]) -> Result<(), StoreError> {
+            if self.ledger_fails.load(Ordering::SeqCst) {
+                return Err(refused_connection());
+            }
             Ok(())
         }
     }
@@ -1099,6 +1114,40 @@ mod tests {
         // Never split: the same two rows, again and again.
         assert!(store.transactions.lock().unwrap().iter().all(|rows| *rows == 2));
         assert!(broker.calls().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_database_lost_before_the_ledger_is_an_outage_and_the_batch_waits_for_it() {
+        let store = Arc::new(FakeStore {
+            ledger_fails: AtomicBool::new(true),
+            probe_fails: AtomicBool::new(true),
+            ..FakeStore::default()
+        });
+        let broker = FakeBroker::default();
+        let reports = Reports::new();
+        let health = &reports.health;
+        let messages = vec![plain("shop", "a")];
+        let plan = plan::plan(&messages, &Mappings::default(), RULES);
+        let settle = reports.settle(&store, &broker);
+        let running = settle.run(&messages, plan);
+        tokio::pin!(running);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(30), &mut running)
+                .await
+                .is_err(),
+            "acked without its ledger"
+        );
+        assert!(!health.database_ok(), "the outage was not reported");
+        assert!(broker.calls().is_empty());
+        store.ledger_fails.store(false, Ordering::SeqCst);
+        store.probe_fails.store(false, Ordering::SeqCst);
+        let tally = tokio::time::timeout(Duration::from_secs(30), running)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tally.stored, 1);
+        assert!(health.database_ok());
+        assert_eq!(broker.calls(), vec![Call::Ack]);
     }
 
     /// A generated delivery: a plain event of one of a few ids (some of which the database
