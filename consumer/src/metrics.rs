@@ -88,6 +88,8 @@ pub struct Metrics {
     pub database_max_allowed_packet: Gauge,
     /// Bodies cleared by the retention purge (`RETENTION_DAYS`).
     pub bodies_purged: Counter,
+    /// Settled rows deleted from `ledger_messages` a day after they were last seen.
+    pub ledger_rows_pruned: Counter,
 }
 
 impl Metrics {
@@ -206,6 +208,12 @@ impl Metrics {
             "Event bodies cleared by the retention purge (RETENTION_DAYS); the rows stay",
             Counter::default(),
         );
+        let ledger_rows_pruned = registered(
+            &mut registry,
+            "ledger_rows_pruned",
+            "Settled rows deleted from ledger_messages a day after their message was last seen; the counts stay",
+            Counter::default(),
+        );
         Self {
             registry,
             events_stored,
@@ -226,6 +234,7 @@ impl Metrics {
             database_up,
             database_max_allowed_packet,
             bodies_purged,
+            ledger_rows_pruned,
         }
     }
 

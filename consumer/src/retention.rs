@@ -82,6 +82,29 @@ impl PurgeStore for MySqlPool {
     }
 }
 
+/// The ledger's settled rows as a [`PurgeStore`]: "purging" deletes rows whose outcome is final
+/// (`stored`, `duplicate`) and whose message was received and last seen before the cutoff.
+#[derive(Debug)]
+pub struct SettledLedger<'a>(pub &'a MySqlPool);
+
+impl PurgeStore for SettledLedger<'_> {
+    async fn purge(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        store::prune_ledger(self.0, cutoff, limit).await
+    }
+}
+
+/// How long the ledger keeps a settled message's row after it was last seen: far longer than a
+/// broker keeps a delivery unacknowledged, so every redelivery still finds its row (and moves
+/// no count); the counts themselves stay in `ledger_counts`. Rows of dead letters and of
+/// messages in a retry queue are kept: a replay or a return must find them.
+pub const LEDGER: Retention = Retention {
+    days: 1,
+    first_after: Duration::from_secs(60),
+    every: Duration::from_secs(300),
+    batch: 1000,
+    pass_deadline: Duration::from_secs(240),
+};
+
 /// One pass: batch after batch until a batch clears fewer than `retention.batch` rows, or
 /// `deadline` (if any) has passed. `purged` is told each batch's count as it commits (the
 /// metric), so an error later in the pass loses nothing of what was done.
@@ -108,10 +131,29 @@ pub async fn pass<S: PurgeStore>(
     }
 }
 
-/// The scheduled purge inside the running consumer.
+/// What a [`Purger`] clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purged {
+    /// Event bodies (`RETENTION_DAYS`).
+    Bodies,
+    /// The ledger's settled rows ([`LEDGER`]).
+    SettledLedger,
+}
+
+impl Purged {
+    fn what(self) -> &'static str {
+        match self {
+            Purged::Bodies => "bodies of events",
+            Purged::SettledLedger => "settled ledger rows of messages",
+        }
+    }
+}
+
+/// A scheduled purge inside the running consumer.
 pub(crate) struct Purger {
     pub(crate) pool: MySqlPool,
     pub(crate) retention: Retention,
+    pub(crate) purged: Purged,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: CancellationToken,
 }
@@ -121,12 +163,17 @@ impl Purger {
     /// database away) is logged and the next one tries again.
     pub(crate) async fn run(self) {
         let mut wait = self.retention.first_after;
+        let what = self.purged.what();
         log::info!(
-            "retention: bodies older than {} days are purged, first pass in {}s, then every {}s",
+            "retention: {what} older than {} days are purged, first pass in {}s, then every {}s",
             self.retention.days,
             wait.as_secs(),
             self.retention.every.as_secs()
         );
+        let counter = match self.purged {
+            Purged::Bodies => &self.metrics.bodies_purged,
+            Purged::SettledLedger => &self.metrics.ledger_rows_pruned,
+        };
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -135,23 +182,27 @@ impl Purger {
             wait = self.retention.every;
             let started = Instant::now();
             let cutoff = self.retention.cutoff(Utc::now());
-            let counter = &self.metrics.bodies_purged;
+            let deadline = Some(started + self.retention.pass_deadline);
+            let count = |cleared| {
+                counter.inc_by(cleared);
+            };
             let passed = tokio::select! {
-                passed = pass(
-                    &self.pool,
-                    &self.retention,
-                    cutoff,
-                    Some(started + self.retention.pass_deadline),
-                    |cleared| { counter.inc_by(cleared); },
-                ) => passed,
+                passed = async {
+                    match self.purged {
+                        Purged::Bodies => pass(&self.pool, &self.retention, cutoff, deadline, count).await,
+                        Purged::SettledLedger => {
+                            pass(&SettledLedger(&self.pool), &self.retention, cutoff, deadline, count).await
+                        }
+                    }
+                } => passed,
                 () = self.shutdown.cancelled() => return,
             };
             match passed {
                 Ok(done) if done.purged == 0 => {
-                    log::debug!("retention: nothing to purge before {}", cutoff.to_rfc3339());
+                    log::debug!("retention: no {what} to purge before {}", cutoff.to_rfc3339());
                 }
                 Ok(done) => log::info!(
-                    "retention: purged {} bodies of events received before {} in {} batches, {}ms{}",
+                    "retention: purged {} {what} received before {} in {} batches, {}ms{}",
                     done.purged,
                     cutoff.to_rfc3339(),
                     done.batches,
@@ -163,7 +214,7 @@ impl Purger {
                     }
                 ),
                 Err(error) => log::warn!(
-                    "retention: purge pass failed, the next one tries again: error={:?}",
+                    "retention: purge of {what} failed, the next pass tries again: error={:?}",
                     error.to_string()
                 ),
             }

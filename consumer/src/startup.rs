@@ -14,7 +14,7 @@ use webhook_core::http::{self, Listening, Serving};
 use crate::health::{self, Health, State};
 use crate::metrics::Metrics;
 use crate::rejections::RejectionReader;
-use crate::retention::Purger;
+use crate::retention::{self, Purged, Purger};
 use crate::settings::Settings;
 use crate::settle::Store;
 use crate::store::{self, Database};
@@ -134,12 +134,23 @@ impl Application {
                 Purger {
                     pool: self.database.pool.clone(),
                     retention,
+                    purged: Purged::Bodies,
                     metrics: Arc::clone(&self.metrics),
                     shutdown: self.shutdown.clone(),
                 }
                 .run(),
             )
         });
+        let ledger_pruner = tokio::spawn(
+            Purger {
+                pool: self.database.pool.clone(),
+                retention: retention::LEDGER,
+                purged: Purged::SettledLedger,
+                metrics: Arc::clone(&self.metrics),
+                shutdown: self.shutdown.clone(),
+            }
+            .run(),
+        );
         let workers: Vec<_> = (0..self.settings.workers)
             .map(|index| {
                 tokio::spawn(
@@ -183,10 +194,10 @@ impl Application {
         if tokio::time::timeout(CLOSE_TIMEOUT, rejections).await.is_err() {
             log::debug!("the rejection log reader did not stop within {CLOSE_TIMEOUT:?}");
         }
-        if let Some(purger) = purger
-            && tokio::time::timeout(CLOSE_TIMEOUT, purger).await.is_err()
-        {
-            log::debug!("the retention purge did not stop within {CLOSE_TIMEOUT:?}");
+        for purger in purger.into_iter().chain([ledger_pruner]) {
+            if tokio::time::timeout(CLOSE_TIMEOUT, purger).await.is_err() {
+                log::debug!("a retention purge did not stop within {CLOSE_TIMEOUT:?}");
+            }
         }
         self.publisher.close().await;
         if tokio::time::timeout(CLOSE_TIMEOUT, self.database.pool.close())

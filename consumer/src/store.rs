@@ -744,17 +744,17 @@ pub struct LedgerRow<'a> {
 }
 
 impl LedgerRow<'_> {
-    /// The identity of the handler's publish: the hex SHA-256 of source, delivery id and
+    /// The identity of the handler's publish: the SHA-256 of source, delivery id and
     /// `received-at` (as the header carries it, to the microsecond). A redelivery or a retry
     /// of the message has the same; a vendor's retry of the delivery is received anew.
-    pub fn accepted_id(&self) -> String {
+    pub fn accepted_id(&self) -> [u8; 32] {
         let mut hash = Sha256::new();
         hash.update(self.source.as_bytes());
         hash.update([0]);
         hash.update(self.delivery_id.as_bytes());
         hash.update([0]);
         hash.update(webhook_core::envelope::format_time(self.received_at).as_bytes());
-        hex::encode(hash.finalize())
+        hash.finalize().into()
     }
 }
 
@@ -767,8 +767,8 @@ const LEDGER_ROWS_PER_STATEMENT: usize = 1000;
 pub async fn record_ledger(pool: &MySqlPool, rows: &[LedgerRow<'_>]) -> Result<(), StoreError> {
     for chunk in rows.chunks(LEDGER_ROWS_PER_STATEMENT) {
         let mut builder = QueryBuilder::<MySql>::new(
-            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) \
-             SELECT m_id, m_source, DATE(m_received_at), \
+            "INSERT INTO ledger_messages (received_at, accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) \
+             SELECT m_received_at, m_id, m_source, DATE(m_received_at), \
              CASE m_fate WHEN 'settled' THEN IF(e.received_at <=> m_received_at, 'stored', 'duplicate') \
              WHEN 'dead' THEN 'dead_lettered' END, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6), m_due_at FROM (",
         );
@@ -783,7 +783,7 @@ pub async fn record_ledger(pool: &MySqlPool, rows: &[LedgerRow<'_>]) -> Result<(
             };
             builder
                 .push("SELECT ")
-                .push_bind(row.accepted_id())
+                .push_bind(row.accepted_id().to_vec())
                 .push(" AS m_id, ")
                 .push_bind(truncate_chars(row.source, 64))
                 .push(" AS m_source, ")
@@ -914,6 +914,38 @@ pub async fn purge_bodies(pool: &MySqlPool, cutoff: DateTime<Utc>, limit: u32) -
     let mut list = builder.separated(", ");
     for id in &ids {
         list.push_bind(*id);
+    }
+    list.push_unseparated(")");
+    Ok(builder.build().execute(pool).await?.rows_affected())
+}
+
+/// Deletes at most `limit` of the ledger's settled rows (`stored`, `duplicate`) of messages
+/// received and last seen before `cutoff`, oldest first; returns how many. Their counts stay in
+/// `ledger_counts` (no trigger runs on a delete). As [`purge_bodies`]: the keys are read
+/// without locking, through the primary key's time order, then only those rows are deleted by
+/// their key, so no gap at the table's newest end (where the consumers write) is locked.
+pub async fn prune_ledger(pool: &MySqlPool, cutoff: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    let keys: Vec<(chrono::NaiveDateTime, Vec<u8>)> = sqlx::query_as(
+        "SELECT received_at, accepted_id FROM ledger_messages \
+         WHERE received_at < ? AND seen_at < ? AND outcome IN ('stored', 'duplicate') \
+         ORDER BY received_at, accepted_id LIMIT ?",
+    )
+    .bind(cutoff.naive_utc())
+    .bind(cutoff.naive_utc())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let mut builder = QueryBuilder::<MySql>::new("DELETE FROM ledger_messages WHERE seen_at < ");
+    builder
+        .push_bind(cutoff.naive_utc())
+        .push(" AND outcome IN ('stored', 'duplicate') AND (received_at, accepted_id) IN (");
+    let mut list = builder.separated(", ");
+    for (received_at, id) in keys {
+        list.push("(").push_bind_unseparated(received_at).push_unseparated(", ");
+        list.push_bind_unseparated(id).push_unseparated(")");
     }
     list.push_unseparated(")");
     Ok(builder.build().execute(pool).await?.rows_affected())

@@ -398,9 +398,9 @@ async fn a_person_sees_a_bar_per_month_with_data_exact_totals_and_a_working_vend
         .connect()
         .await
         .execute(
-            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
-             ('a1', 'shop', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() + INTERVAL 1 HOUR), \
-             ('b1', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR)",
+            "INSERT INTO ledger_messages (received_at, accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
+             (UTC_DATE(), 'a1', 'shop', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() + INTERVAL 1 HOUR), \
+             (UTC_DATE(), 'b1', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR)",
         )
         .await
         .unwrap();

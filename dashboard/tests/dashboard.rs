@@ -244,14 +244,14 @@ async fn the_ledger_shows_balanced_in_flight_and_unexplained_days_and_exports_th
     // window holds them.
     connection
         .execute(
-            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
-             ('a1', 'shop', UTC_DATE(), 'stored', NOW(), NOW(), NULL), \
-             ('a2', 'shop', UTC_DATE(), 'duplicate', NOW(), NOW(), NULL), \
-             ('a3', 'shop', UTC_DATE(), 'dead_lettered', NOW(), NOW(), NULL), \
-             ('a4', 'shop', UTC_DATE() - INTERVAL 1 DAY, 'stored', NOW(), NOW(), NULL), \
-             ('a5', 'shop', UTC_DATE() - INTERVAL 1 DAY, NULL, NOW(), NOW(), UTC_TIMESTAMP() + INTERVAL 1 HOUR), \
-             ('b1', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR), \
-             ('b2', 'stripe', UTC_DATE(), 'stored', NOW(), NOW(), NULL)",
+            "INSERT INTO ledger_messages (received_at, accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
+             (UTC_DATE(), 'a1', 'shop', UTC_DATE(), 'stored', NOW(), NOW(), NULL), \
+             (UTC_DATE(), 'a2', 'shop', UTC_DATE(), 'duplicate', NOW(), NOW(), NULL), \
+             (UTC_DATE(), 'a3', 'shop', UTC_DATE(), 'dead_lettered', NOW(), NOW(), NULL), \
+             (UTC_DATE() - INTERVAL 1 DAY, 'a4', 'shop', UTC_DATE() - INTERVAL 1 DAY, 'stored', NOW(), NOW(), NULL), \
+             (UTC_DATE() - INTERVAL 1 DAY, 'a5', 'shop', UTC_DATE() - INTERVAL 1 DAY, NULL, NOW(), NOW(), UTC_TIMESTAMP() + INTERVAL 1 HOUR), \
+             (UTC_DATE(), 'b1', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR), \
+             (UTC_DATE(), 'b2', 'stripe', UTC_DATE(), 'stored', NOW(), NOW(), NULL)",
         )
         .await
         .unwrap();
@@ -352,8 +352,8 @@ async fn the_ledger_shows_balanced_in_flight_and_unexplained_days_and_exports_th
     // sees the new difference.
     connection
         .execute(
-            "INSERT INTO ledger_messages (accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
-             ('b3', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR)",
+            "INSERT INTO ledger_messages (received_at, accepted_id, source, day, outcome, first_seen_at, seen_at, due_at) VALUES \
+             (UTC_DATE(), 'b3', 'stripe', UTC_DATE(), NULL, NOW(), NOW(), UTC_TIMESTAMP() - INTERVAL 1 HOUR)",
         )
         .await
         .unwrap();

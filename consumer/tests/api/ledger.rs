@@ -213,3 +213,85 @@ async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one
     app.stop().await;
     sender.close().await;
 }
+
+#[tokio::test]
+async fn settled_rows_go_a_day_after_they_were_last_seen_and_the_counts_stay() {
+    let services = Services::new();
+    let env = services.env().with("MAX_RETRIES", 0);
+    let app = TestApp::spawn(&env).await;
+    services
+        .execute("ALTER TABLE events ADD CONSTRAINT hold_back CHECK (source <> 'vendor')")
+        .await;
+    let sender = services.sender().await;
+    let two_days_ago = |mut envelope: webhook_core::envelope::Envelope| {
+        envelope.received_at = (Utc::now() - Days::days(2)).trunc_subsecs(6);
+        envelope
+    };
+    // Received two days ago: stored, a vendor's retry of it (a duplicate), a dead letter, and
+    // one stored that was seen again since (a redelivery); and one received today.
+    let stored = two_days_ago(envelope("shop", "old", "order"));
+    sender.event(&stored, b"{}").await;
+    services.rows_when(1).await;
+    let mut retried = two_days_ago(envelope("shop", "old", "order"));
+    retried.received_at += Days::microseconds(1);
+    sender.event(&retried, b"{}").await;
+    sender
+        .event(&two_days_ago(envelope("vendor", "dead", "order")), b"{}")
+        .await;
+    sender
+        .event(&two_days_ago(envelope("shop", "seen", "order")), b"{}")
+        .await;
+    sender.event(&envelope("shop", "new", "order"), b"{}").await;
+    services.ledger_recorded(5).await;
+    services
+        .execute("UPDATE ledger_messages SET seen_at = seen_at - INTERVAL 2 DAY WHERE day < UTC_DATE()")
+        .await;
+    services
+        .execute("UPDATE ledger_messages SET seen_at = UTC_TIMESTAMP(6) WHERE outcome = 'stored' AND day < UTC_DATE() ORDER BY received_at DESC LIMIT 1")
+        .await;
+    let before = ledger(&services).await;
+    let day = stored.received_at.format("%Y-%m-%d").to_string();
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(
+        before,
+        [
+            row("shop", &day, [3, 2, 1, 0, 0, 0, 0, 0]),
+            row("shop", &today, [1, 1, 0, 0, 0, 0, 0, 0]),
+            row("vendor", &day, [1, 0, 0, 1, 0, 0, 0, 0]),
+        ]
+    );
+
+    let pool = sqlx::MySqlPool::connect(&services.database.url()).await.unwrap();
+    let cutoff = consumer::retention::LEDGER.cutoff(Utc::now());
+    let ledger_rows = consumer::retention::SettledLedger(&pool);
+    // One row a statement: the pass goes on until a statement deletes less than that.
+    let one_a_statement = consumer::retention::Retention {
+        batch: 1,
+        ..consumer::retention::LEDGER
+    };
+    let done = consumer::retention::pass(&ledger_rows, &one_a_statement, cutoff, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!((done.purged, done.batches), (2, 3));
+    let kept: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT source, outcome FROM ledger_messages ORDER BY source, received_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        [
+            ("shop".to_owned(), Some("stored".to_owned())),
+            ("shop".to_owned(), Some("stored".to_owned())),
+            ("vendor".to_owned(), Some("dead_lettered".to_owned())),
+        ]
+    );
+    assert_eq!(ledger(&services).await, before, "pruning moved a count");
+    let again = consumer::retention::pass(&ledger_rows, &consumer::retention::LEDGER, cutoff, None, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.purged, 0);
+    pool.close().await;
+    app.stop().await;
+    sender.close().await;
+}

@@ -1,0 +1,1 @@
+RENAME TABLE ledger_messages_by_time TO ledger_messages
