@@ -20,13 +20,11 @@
 //! - `untrusted`: text from outside escaped and bounded before it goes into an error.
 //! - `processors`: pure rules for what an event triggers (sales and refunds), per source.
 //! - `rejections`: stores the handler's rejection log (`{P}.rejected`) in `rejections`.
-//! - [`dlq`]: listing and replaying dead letters (`consumer dlq list|replay`).
 //! - [`retention`]: the purge of old bodies (`RETENTION_DAYS`, `consumer purge`).
 //! - [`erase`]: erasing events and what they set, leaving a tombstone (`consumer erase`).
 //! - [`replay`]: running stored events through the current processors (`consumer replay`).
 //! - [`metrics`]: the Prometheus metrics.
 
-pub mod dlq;
 pub mod erase;
 mod health;
 mod message;

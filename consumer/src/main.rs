@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use consumer::dlq::{self, DeadLetter, ReplayReport};
 use consumer::{Application, Settings};
 use consumer::{erase, replay, retention};
+use webhook_core::dlq::{self, DeadLetter, ReplayReport};
 use webhook_core::service::{self, SelectionArgs};
 
 #[derive(Debug, Subcommand)]
@@ -91,16 +91,20 @@ async fn main() -> ExitCode {
     let outcome = match command {
         None => run(settings.clone()).await.map(|()| ExitCode::SUCCESS),
         Some(Command::Migrate) => consumer::migrate(&settings).await.map(|()| ExitCode::SUCCESS),
-        Some(Command::Dlq(DlqCommand::List { limit })) => dlq::list(&settings.broker, limit).await.map(|letters| {
-            print_table(&letters);
-            ExitCode::SUCCESS
-        }),
-        Some(Command::Dlq(DlqCommand::Replay(args))) => {
-            dlq::replay(&settings.broker, &args.into()).await.map(|report| {
+        Some(Command::Dlq(DlqCommand::List { limit })) => dlq::list(&settings.broker, limit)
+            .await
+            .map(|letters| {
+                print_table(&letters);
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
+        Some(Command::Dlq(DlqCommand::Replay(args))) => dlq::replay(&settings.broker, &args.into())
+            .await
+            .map(|report| {
                 print_report(&report);
                 service::exit_status(report.is_success())
             })
-        }
+            .map_err(anyhow::Error::from),
         Some(Command::Purge) => purge(&settings).await,
         Some(Command::Erase(args)) => erase(&settings, args).await,
         Some(Command::Replay(args)) => replay(&settings, args).await,

@@ -8,7 +8,8 @@
 //!
 //! The operator's pages ([`operator`], rendered by [`pages`]): `/events` and `/events/{id}`,
 //! `/rejections`, `/dead-letters` (with `POST /dead-letters/replay` behind a login and a CSRF
-//! token, answering the replay command) and `/compare`.
+//! token: it replays the picked letters when the dashboard is given the broker, `AMQP_URL`,
+//! and otherwise answers the `consumer dlq replay` command) and `/compare`.
 //!
 //! Every path but that `POST` answers `GET` and `HEAD`; every answer, errors included, is the dashboard's own
 //! (JSON under `/api/`, a page elsewhere) and carries `X-Content-Type-Options: nosniff` and a
@@ -35,6 +36,7 @@ use serde::Deserialize;
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
 use tokio_util::sync::CancellationToken;
+use webhook_core::broker::BrokerSettings;
 use webhook_core::config::{ConfigError, Url, Vars};
 use webhook_core::envelope::is_valid_source_name;
 use webhook_core::http::{self, Listening};
@@ -52,17 +54,25 @@ pub struct Settings {
     pub addr: SocketAddr,
     /// `DASHBOARD_AUTH`: who may see it (unset is only allowed on a loopback address).
     pub auth: Auth,
+    /// The broker, when `AMQP_URL` is set (with `AMQP_PREFIX` and the rest, read as the
+    /// consumer reads them): `POST /dead-letters/replay` then replays the picked letters.
+    /// `None`: it answers the `consumer dlq replay` command instead.
+    pub broker: Option<BrokerSettings>,
 }
 
 impl Settings {
-    /// Reads `DATABASE_URL`, `DASHBOARD_ADDR` and `DASHBOARD_AUTH` (with its users file or
-    /// `DASHBOARD_TRUSTED_PROXIES`).
+    /// Reads `DATABASE_URL`, `DASHBOARD_ADDR`, `DASHBOARD_AUTH` (with its users file or
+    /// `DASHBOARD_TRUSTED_PROXIES`) and, when `AMQP_URL` is set, the broker's variables.
     pub fn from_vars(vars: &Vars<'_>) -> Result<Self, ConfigError> {
         let addr = vars.socket_addr("DASHBOARD_ADDR", "127.0.0.1:3002")?;
         Ok(Self {
             database_url: database_url(vars)?,
             addr,
             auth: Auth::from_vars(vars, addr)?,
+            broker: vars
+                .get("AMQP_URL")
+                .map(|_| BrokerSettings::from_vars(vars))
+                .transpose()?,
         })
     }
 }
@@ -176,6 +186,15 @@ impl Application {
             auth => log::info!("{}", auth.describe(addr)),
         }
         let gate = web::Data::new(Gate::new(settings.auth.clone(), refusals).context("the dashboard's login")?);
+        match &settings.broker {
+            Some(broker) => log::info!(
+                "dashboard replays dead letters of {} through the broker at {}",
+                broker.topology.dead_queue(),
+                broker.addresses.redacted()
+            ),
+            None => log::info!("dashboard replay form answers the consumer dlq replay command (AMQP_URL is not set)"),
+        }
+        let replayer = web::Data::new(operator::Replayer::new(settings.broker.clone()));
         let policy = page::content_security_policy();
         let server = HttpServer::new(move || {
             App::new()
@@ -183,6 +202,7 @@ impl Application {
                 .app_data(gate.clone())
                 .app_data(registry.clone())
                 .app_data(ledger.clone())
+                .app_data(replayer.clone())
                 // Inside the default headers, so that refusals carry them too.
                 .wrap(middleware::from_fn(auth::require_login))
                 .wrap(

@@ -8,7 +8,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use serde::Deserialize;
 use sqlx::MySqlPool;
+use webhook_core::broker::BrokerSettings;
+use webhook_core::dlq;
 use webhook_core::envelope::is_valid_source_name;
+use webhook_core::service::Selection;
 
 use crate::auth::Gate;
 use crate::data::{self, EventFilter};
@@ -299,8 +302,33 @@ struct DeadLettersQuery {
     before: Option<String>,
 }
 
+/// What `POST /dead-letters/replay` does with the picked letters: with the broker's settings
+/// (`AMQP_URL` set) it replays them, as `consumer dlq replay --id …` does; without, it answers
+/// that command.
+#[derive(Debug)]
+pub struct Replayer {
+    broker: Option<BrokerSettings>,
+}
+
+impl Replayer {
+    /// Replays through `broker`, or answers the command when it is `None`.
+    pub fn new(broker: Option<BrokerSettings>) -> Self {
+        Self { broker }
+    }
+
+    /// Whether the POST replays (else it answers the command).
+    pub fn replays(&self) -> bool {
+        self.broker.is_some()
+    }
+}
+
 /// `GET /dead-letters`: with a replay form (and its CSRF token) only when users sign in.
-pub async fn dead_letters(pool: web::Data<MySqlPool>, gate: web::Data<Gate>, request: HttpRequest) -> HttpResponse {
+pub async fn dead_letters(
+    pool: web::Data<MySqlPool>,
+    gate: web::Data<Gate>,
+    replayer: web::Data<Replayer>,
+    request: HttpRequest,
+) -> HttpResponse {
     let parsed = query::<DeadLettersQuery>(&request).and_then(|query| {
         Ok((
             source("source", query.source.as_ref(), false)?,
@@ -327,16 +355,20 @@ pub async fn dead_letters(pool: web::Data<MySqlPool>, gate: web::Data<Gate>, req
             rows: &rows,
             more,
             csrf: csrf.as_deref(),
+            replays: replayer.replays(),
             problem,
         }),
     )
 }
 
-/// `POST /dead-letters/replay` (a form of `csrf` and `id`s): the command that replays the
-/// picked letters. Refused (403) without a login or without the signed-in user's CSRF token.
+/// `POST /dead-letters/replay` (a form of `csrf` and `id`s, at most [`DEAD_LETTERS_PER_PAGE`]):
+/// with the broker, replays the picked letters (by their delivery id, as `consumer dlq replay
+/// --id …`) and answers the report; without, answers that command. Refused (403) without a
+/// login or without the signed-in user's CSRF token; 503 when the broker cannot be reached.
 pub async fn replay(
     pool: web::Data<MySqlPool>,
     gate: web::Data<Gate>,
+    replayer: web::Data<Replayer>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
@@ -356,17 +388,18 @@ pub async fn replay(
         .iter()
         .find(|(name, _)| name == "csrf")
         .map(|(_, value)| value.as_str());
-    let valid = match (gate.user(&request), token) {
-        (Some(user), Some(token)) => gate.csrf_token_is_valid(&user, token),
+    let user = gate.user(&request);
+    let valid = match (&user, token) {
+        (Some(user), Some(token)) => gate.csrf_token_is_valid(user, token),
         _ => false,
     };
-    if !valid {
+    let Some(user) = user.filter(|_| valid) else {
         return error(
             &request,
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or wrong: reload the dead letters page and try again",
         );
-    }
+    };
     let mut ids = Vec::new();
     for (name, value) in &fields {
         if name == "id" {
@@ -394,11 +427,85 @@ pub async fn replay(
     if ids.is_empty() {
         return error(&request, StatusCode::BAD_REQUEST, "pick at least one dead letter");
     }
-    match data::dead_letters_by_id(&pool, &ids).await {
-        Ok(rows) => html(StatusCode::OK, pages::replay(&rows, ids.len() - rows.len())),
+    let rows = match data::dead_letters_by_id(&pool, &ids).await {
+        Ok(rows) => rows,
         Err(failure) => {
             log::warn!("dashboard dead letters query failed: {failure}");
-            error(&request, StatusCode::SERVICE_UNAVAILABLE, UNREADABLE)
+            return error(&request, StatusCode::SERVICE_UNAVAILABLE, UNREADABLE);
+        }
+    };
+    let missing = ids.len() - rows.len();
+    let Some(broker) = replayer.broker.clone() else {
+        return html(StatusCode::OK, pages::replay(&rows, missing));
+    };
+    let mut delivery_ids: Vec<String> = Vec::new();
+    for row in &rows {
+        if !delivery_ids.contains(&row.letter.delivery_id) {
+            delivery_ids.push(row.letter.delivery_id.clone());
+        }
+    }
+    let queues = pages::ReplayQueues {
+        dead: broker.topology.dead_queue(),
+        exchange: broker.topology.exchange(),
+    };
+    if delivery_ids.is_empty() {
+        log::info!(
+            "dead-letter replay by user={user:?}: {} id(s) picked, none recorded: nothing replayed",
+            ids.len()
+        );
+        return html(
+            StatusCode::OK,
+            pages::replayed(&rows, missing, &dlq::ReplayReport::default(), &queues),
+        );
+    }
+    let selection = Selection::Ids(delivery_ids.clone());
+    // On a task of its own, so that a browser that goes away does not stop a replay half-way
+    // (a letter republished but not yet removed would be replayed again).
+    let replayed = tokio::spawn(async move { dlq::replay(&broker, &selection).await }).await;
+    match replayed {
+        Ok(Ok(report)) => {
+            log::info!(
+                "dead-letter replay by user={user:?}: {} id(s) picked, {} delivery id(s): replayed={} not_found={} failed={}",
+                ids.len(),
+                delivery_ids.len(),
+                report.replayed,
+                report.not_found.len(),
+                report.failed.len()
+            );
+            html(StatusCode::OK, pages::replayed(&rows, missing, &report, &queues))
+        }
+        Ok(Err(failure)) => {
+            log::info!(
+                "dead-letter replay by user={user:?}: {} id(s) picked, {} delivery id(s): not done: {}",
+                ids.len(),
+                delivery_ids.len(),
+                failure.line()
+            );
+            let message = if failure.is_unreachable() {
+                format!(
+                    "The broker cannot be reached, so nothing was replayed: {}. Try again when it is back; the letters are still in {}.",
+                    failure.line(),
+                    queues.dead
+                )
+            } else {
+                format!(
+                    "The replay did not finish: {}. Letters the broker confirmed before it stopped are gone from {}; the others are still there (reload the dead letters page and try again).",
+                    failure.line(),
+                    queues.dead
+                )
+            };
+            error(&request, StatusCode::SERVICE_UNAVAILABLE, &message)
+        }
+        Err(failure) => {
+            log::error!(
+                "dead-letter replay by user={user:?}: {} id(s) picked: the replay task failed: {failure}",
+                ids.len()
+            );
+            error(
+                &request,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the replay failed unexpectedly: see the dashboard's log",
+            )
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The operator's pages, rendered on the server like the overview: stored events and one event,
-//! rejections by reason, dead letters with the command that replays them, and every vendor's
-//! monthly sales in one chart. Everything from the database is HTML-escaped; no scripts.
+//! rejections by reason, dead letters with the command that replays them (or the report of a
+//! replay done from the dashboard), and every vendor's monthly sales in one chart. Everything from the database is HTML-escaped; no scripts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +11,7 @@ use crate::data::{
     DeadLetterRow, Erasure, EventDetail, EventFilter, EventSummary, MonthSales, Rejection, RejectionTotal,
 };
 use crate::page::{Axes, format_amount, minor_digits, options, page_head};
+use webhook_core::dlq::ReplayReport;
 
 /// `text` pretty-printed when it is JSON, else `None`. The text is re-indented as it is, not
 /// parsed into values and printed again, so keys keep their order and numbers their digits.
@@ -367,6 +368,9 @@ pub struct DeadLettersPage<'a> {
     /// The CSRF token of the signed-in user, when users sign in (then the page has a replay
     /// form); `None` keeps the page read-only.
     pub csrf: Option<&'a str>,
+    /// Whether the form replays the picked letters (the dashboard has the broker's settings),
+    /// rather than answering their command.
+    pub replays: bool,
     /// The database could not be read.
     pub problem: Option<&'a str>,
 }
@@ -388,7 +392,11 @@ pub fn dead_letters(page: &DeadLettersPage<'_>) -> String {
         html.push_str(r#"<p class="empty">No dead letters.</p></section></main></body></html>"#);
         return html;
     }
-    html.push_str(r#"<p class="empty">Each row is the consumer's record of a message it sent to the dead-letter queue. Run a command on a host with the consumer's settings; a letter already replayed is reported as not found.</p>"#);
+    if page.csrf.is_some() && page.replays {
+        html.push_str(r#"<p class="empty">Each row is the consumer's record of a message it sent to the dead-letter queue. Pick letters and replay them from here, or run a command on a host with the consumer's settings; a letter already replayed is reported as not found.</p>"#);
+    } else {
+        html.push_str(r#"<p class="empty">Each row is the consumer's record of a message it sent to the dead-letter queue. Run a command on a host with the consumer's settings; a letter already replayed is reported as not found.</p>"#);
+    }
     if let Some(token) = page.csrf {
         let _ = write!(
             html,
@@ -424,7 +432,11 @@ pub fn dead_letters(page: &DeadLettersPage<'_>) -> String {
     }
     html.push_str("</tbody></table>");
     if page.csrf.is_some() {
-        html.push_str(r#"<p><button type="submit">Replay command for the picked letters</button></p></form>"#);
+        html.push_str(if page.replays {
+            r#"<p><button type="submit">Replay the picked letters</button></p></form>"#
+        } else {
+            r#"<p><button type="submit">Replay command for the picked letters</button></p></form>"#
+        });
     }
     let _ = write!(
         html,
@@ -450,7 +462,8 @@ pub fn dead_letters(page: &DeadLettersPage<'_>) -> String {
     html
 }
 
-/// The answer to `POST /dead-letters/replay`: the command for the picked letters.
+/// The answer to `POST /dead-letters/replay` without the broker's settings: the command for
+/// the picked letters.
 pub fn replay(rows: &[DeadLetterRow], missing: usize) -> String {
     let mut html = page_head(
         "Replay dead letters — webhook-inbox dashboard",
@@ -462,9 +475,73 @@ pub fn replay(rows: &[DeadLetterRow], missing: usize) -> String {
     } else {
         let _ = write!(
             html,
-            r#"<p>Run this on a host with the consumer's settings (<code>docker compose exec consumer …</code> with compose). The dashboard does not replay by itself: it has no broker connection and only reads the database.</p><code class="command" id="command">{}</code><ul>"#,
+            r#"<p>Run this on a host with the consumer's settings (<code>docker compose exec consumer …</code> with compose). This dashboard does not replay by itself: it is not given the broker (<code>AMQP_URL</code> is not set), and only reads the database.</p><code class="command" id="command">{}</code><ul>"#,
             text(&replay_command(rows.iter().map(|row| row.letter.delivery_id.as_str())))
         );
+        for row in rows {
+            let _ = write!(
+                html,
+                "<li>{} · {} · {}</li>",
+                text(&row.letter.source),
+                text(&row.letter.delivery_id),
+                text(&row.letter.reason)
+            );
+        }
+        html.push_str("</ul>");
+    }
+    if missing > 0 {
+        let _ = write!(html, r#"<p class="bad">{missing} picked id(s) are not recorded.</p>"#);
+    }
+    html.push_str(r#"</section><p><a href="/dead-letters">Back to the dead letters</a></p></main></body></html>"#);
+    html
+}
+
+/// The queues a replay worked on, for its report.
+#[derive(Debug)]
+pub struct ReplayQueues {
+    /// `{P}.dead`.
+    pub dead: String,
+    /// `{P}`.
+    pub exchange: String,
+}
+
+/// The answer to `POST /dead-letters/replay` with the broker's settings: what the replay of the
+/// picked letters did.
+pub fn replayed(rows: &[DeadLetterRow], missing: usize, report: &ReplayReport, queues: &ReplayQueues) -> String {
+    let mut html = page_head(
+        "Replay dead letters — webhook-inbox dashboard",
+        "What the replay of the picked dead letters did",
+    );
+    html.push_str(r#"<section id="replay"><h2>Replayed</h2>"#);
+    if rows.is_empty() {
+        html.push_str(r#"<p class="empty">None of the picked dead letters is recorded: nothing was replayed.</p>"#);
+    } else {
+        let _ = write!(
+            html,
+            r#"<p id="replayed" data-count="{count}">Replayed {count} dead letter(s): each republished to the exchange <code>{exchange}</code> with retry-count 0, confirmed by the broker, then removed from <code>{dead}</code>. The consumer stores them as it does after <code>consumer dlq replay</code> (an event already stored counts as a duplicate).</p>"#,
+            count = report.replayed,
+            exchange = text(&queues.exchange),
+            dead = text(&queues.dead),
+        );
+        if !report.not_found.is_empty() {
+            let _ = write!(
+                html,
+                r#"<h3>Not found in <code>{}</code></h3><p>No letter with these delivery ids is in the dead-letter queue (already replayed, or dead-lettered under another AMQP_PREFIX):</p><ul id="not-found">"#,
+                text(&queues.dead)
+            );
+            for id in &report.not_found {
+                let _ = write!(html, "<li>{}</li>", text(id));
+            }
+            html.push_str("</ul>");
+        }
+        if !report.failed.is_empty() {
+            html.push_str(r#"<h3>Failed</h3><ul id="failed">"#);
+            for (id, why) in &report.failed {
+                let _ = write!(html, "<li><code>{}</code>: {}</li>", text(id), text(why));
+            }
+            html.push_str("</ul>");
+        }
+        html.push_str(r#"<h3>Picked</h3><ul id="picked">"#);
         for row in rows {
             let _ = write!(
                 html,

@@ -665,6 +665,9 @@ async fn a_signed_in_person_picks_dead_letters_and_gets_their_replay_command() {
         browser.text_of("#command").await,
         "consumer dlq replay --id c-3 --id a-1"
     );
+    // This dashboard has no AMQP_URL: the page says why it answers a command.
+    let why = browser.text_of("#replay").await;
+    assert!(why.contains("not given the broker (AMQP_URL is not set)"), "{why}");
 }
 
 /// Not a test: `scripts/screenshot-dashboard` runs it to take the README's screenshot from a

@@ -1,7 +1,8 @@
 //! The dashboard binary refuses a bad configuration value at start: one line naming the
 //! variable, the value (password hidden) and what was expected; exit code 2. A database that
 //! refuses the login is logged at start in one line naming DATABASE_URL. No login on an address
-//! other than loopback, or a users file that cannot be used, refuses to start the same way.
+//! other than loopback, or a users file that cannot be used, refuses to start the same way, and
+//! so do the broker's variables when AMQP_URL is set.
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,6 +34,23 @@ fn each_bad_variable_is_named_in_one_line_with_exit_code_2() {
         let refused = run_misconfigured(BINARY, &[], &[(variable, value)]);
         assert_config_error(&refused, variable, expected);
     }
+    // The broker's variables, read (as the consumer reads them) when AMQP_URL is set.
+    let refused = run_misconfigured(BINARY, &[], &[("AMQP_URL", "http://guest:hunter2@rabbit/")]);
+    assert_config_error(&refused, "AMQP_URL", "expected a URL of the form amqp://… or amqps://…");
+    assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
+    let refused = run_misconfigured(
+        BINARY,
+        &[],
+        &[
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("AMQP_PREFIX", "a b"),
+        ],
+    );
+    assert_config_error(
+        &refused,
+        "AMQP_PREFIX",
+        "AMQP_PREFIX=\"a b\": expected 1 to 100 characters",
+    );
     let refused = run_misconfigured(BINARY, &[], &[("DATABASE_URL", "mysql://ro:hunter2@db:x/webhooks")]);
     assert_config_error(&refused, "DATABASE_URL", "mysql://ro:***@db:x/webhooks");
     assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);

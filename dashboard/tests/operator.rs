@@ -1,17 +1,25 @@
 //! The operator's pages through the real binary over seeded rows: event filters, keyset pages,
 //! escaping and purged bodies; rejections from the per-day counts; dead letters with their
-//! replay command, read-only without a login and a CSRF-checked POST with one; the vendor
-//! comparison; 400s that name the bad value and 401s without a login.
+//! replay command, read-only without a login and a CSRF-checked POST with one, which replays
+//! through the broker when the dashboard has `AMQP_URL` (503 when the broker cannot be
+//! reached) and answers the command otherwise; the vendor comparison; 400s that name the bad
+//! value and 401s without a login.
 
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead as _, Write as _};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use sqlx::Executor;
-use testkit::TestDatabase;
 use testkit::private::TempDir;
+use testkit::{Env, TcpProxy, TestBroker, TestDatabase};
+use webhook_core::broker::BrokerSettings;
+use webhook_core::config::Vars;
+use webhook_core::envelope::{Envelope, header, header_text, republish_properties};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_dashboard");
 
@@ -19,6 +27,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_dashboard");
 struct Dashboard {
     child: Child,
     base: String,
+    /// What it has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Dashboard {
@@ -37,18 +47,32 @@ impl Dashboard {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (listening, received) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some((_, url)) = line.split_once("dashboard listening on ") {
                     let _ = listening.send(url.trim().to_owned());
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let Ok(base) = received.recv_timeout(Duration::from_secs(60)) else {
             let _ = child.kill();
             panic!("the dashboard did not start");
         };
-        Self { child, base }
+        Self { child, base, log }
+    }
+
+    /// The lines it has logged that contain `text`.
+    fn logged(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
     }
 
     fn url(&self, path: &str) -> String {
@@ -427,6 +451,16 @@ async fn with_a_login_the_new_pages_ask_for_it_and_replay_needs_the_users_csrf_t
         answer.contains(r#"id="command">consumer dlq replay --id 'it'\''s 2' --id bad-1</code>"#),
         "{answer}"
     );
+    // Without AMQP_URL the page says why it answers a command, and the form says what it does.
+    assert!(
+        answer.contains("it is not given the broker (<code>AMQP_URL</code> is not set)"),
+        "{answer}"
+    );
+    assert!(!answer.contains("id=\"replayed\""), "{answer}");
+    assert!(
+        page.contains("Replay command for the picked letters</button>"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -453,4 +487,243 @@ async fn the_comparison_draws_every_vendor_in_one_currency() {
         assert_eq!(status, 400, "{query}");
         assert!(page.contains(message), "{query}: {page}");
     }
+}
+
+/// The broker settings of `broker`'s prefix, read from the variables the dashboard is given.
+fn broker_settings(broker: &TestBroker) -> BrokerSettings {
+    let env = Env::new()
+        .with("AMQP_URL", testkit::amqp_url())
+        .with("AMQP_PREFIX", broker.prefix());
+    let lookup = env.lookup();
+    BrokerSettings::from_vars(&Vars::new(&lookup)).unwrap()
+}
+
+/// Declares `broker`'s topology and puts a dead letter of `shop` for each delivery id in
+/// `{P}.dead`, with the headers the consumer sets when it dead-letters (confirmed).
+async fn dead_letters_in_queue(broker: &TestBroker, ids: &[&str]) {
+    let settings = broker_settings(broker);
+    let connection = broker.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    settings.topology.declare(&channel).await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    for id in ids {
+        let envelope = Envelope {
+            source: "shop".to_owned(),
+            delivery_id: (*id).to_owned(),
+            event_type: "orders/paid".to_owned(),
+            received_at: chrono::Utc::now(),
+            retry_count: 0,
+            body_format: webhook_core::payload::BodyFormat::Json,
+        };
+        let properties: BasicProperties = republish_properties(
+            &envelope.properties(),
+            5,
+            Some("retries exhausted after 5: processor failed"),
+        );
+        channel
+            .basic_publish(
+                "".into(),
+                settings.topology.dead_queue().as_str().into(),
+                BasicPublishOptions::default(),
+                format!("{{\"id\":\"{id}\"}}").as_bytes(),
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let _ = connection.close(200, "OK".into()).await;
+}
+
+/// A dashboard with ann's login and `vars`, ann's CSRF token, and the ids of the rows of its
+/// dead letters page by delivery id.
+async fn signed_in_dashboard(
+    database: &TestDatabase,
+    dir: &TempDir,
+    vars: &[(&str, &str)],
+) -> (Dashboard, String, Vec<(String, String)>, String) {
+    let file = users_file(dir, &[("ann", "ann's password")]);
+    let auth = format!("basic:{file}");
+    let mut all = vec![("DASHBOARD_AUTH", auth.as_str())];
+    all.extend_from_slice(vars);
+    let dashboard = Dashboard::start(database, &all);
+    let page = reqwest::Client::new()
+        .get(dashboard.url("/dead-letters"))
+        .basic_auth("ann", Some("ann's password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    let token = csrf_of(&page);
+    // Each row: <tr data-id="N"><td><input … value="N"></td><td>when</td><td>source</td><td>delivery id</td>…
+    let rows = page
+        .split("<tr data-id=\"")
+        .skip(1)
+        .map(|row| {
+            let id = row.split('"').next().unwrap().to_owned();
+            let delivery_id = row.split("</td><td>").nth(3).unwrap().to_owned();
+            (id, delivery_id)
+        })
+        .collect();
+    (dashboard, token, rows, page)
+}
+
+async fn post_replay(dashboard: &Dashboard, form: &[(&str, &str)]) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(dashboard.url("/dead-letters/replay"))
+        .basic_auth("ann", Some("ann's password"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form_body(form))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_the_broker_the_post_replays_the_picked_letters_and_reports_what_it_did() {
+    let database = seeded().await;
+    let broker = TestBroker::new();
+    // bad-1 is recorded and in the queue; it's 2 is recorded but no longer in it (already
+    // replayed); keep-me is in the queue but not picked.
+    dead_letters_in_queue(&broker, &["bad-1", "keep-me"]).await;
+    let dir = TempDir::new("dashboard-replay-users");
+    let amqp_url = testkit::amqp_url();
+    let (dashboard, token, rows, page) = signed_in_dashboard(
+        &database,
+        &dir,
+        &[("AMQP_URL", &amqp_url), ("AMQP_PREFIX", broker.prefix())],
+    )
+    .await;
+    assert!(page.contains("Replay the picked letters</button>"), "{page}");
+    // The page only reads: the letters are still there.
+    assert_eq!(broker.depth(".dead").await, Some(2));
+    let id_of = |delivery_id: &str| {
+        rows.iter()
+            .find(|(_, shown)| shown == delivery_id)
+            .map(|(id, _)| id.clone())
+            .unwrap()
+    };
+    let (present, absent) = (id_of("bad-1"), id_of("it's 2"));
+
+    // The same rules as before: no token, another token, a GET.
+    for form in [
+        vec![("id", present.as_str())],
+        vec![("id", present.as_str()), ("csrf", "x")],
+    ] {
+        assert_eq!(post_replay(&dashboard, &form).await.status(), 403);
+    }
+    assert_eq!(broker.depth(".dead").await, Some(2), "a refused POST replays nothing");
+
+    let answer = post_replay(&dashboard, &[("id", &present), ("id", &absent), ("csrf", &token)]).await;
+    assert_eq!(answer.status(), 200);
+    let answer = answer.text().await.unwrap();
+    assert!(
+        answer.contains(r#"<p id="replayed" data-count="1">Replayed 1 dead letter(s)"#),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(r#"<ul id="not-found"><li>it's 2</li></ul>"#),
+        "{answer}"
+    );
+    assert!(!answer.contains(r#"id="failed""#), "{answer}");
+    assert!(!answer.contains(r#"id="command""#), "{answer}");
+
+    // bad-1 left {P}.dead and arrived through the exchange {P} in {P}.events, with a fresh
+    // retry count and without the dead-letter headers; keep-me stayed.
+    let dead = broker.take_all(".dead").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].properties.message_id().as_ref().unwrap().as_str(), "keep-me");
+    let events = broker.take_all(".events").await;
+    assert_eq!(events.len(), 1, "the replayed letter is on {}.events", broker.prefix());
+    let replayed = &events[0];
+    assert_eq!(replayed.properties.message_id().as_ref().unwrap().as_str(), "bad-1");
+    assert_eq!(replayed.body, b"{\"id\":\"bad-1\"}");
+    let envelope = Envelope::from_properties(&replayed.properties).unwrap();
+    assert_eq!(envelope.retry_count, 0);
+    assert_eq!(envelope.routing_key(), "shop.orders/paid");
+    let headers = replayed.properties.headers().as_ref().unwrap();
+    assert!(header_text(headers, header::ERROR).is_none());
+
+    // Logged with the user, the number picked and the outcome.
+    let logged = dashboard.logged("dead-letter replay by user=\"ann\"");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains(" INFO "), "{logged:?}");
+    assert!(
+        logged[0].contains("2 id(s) picked") && logged[0].contains("replayed=1 not_found=1 failed=0"),
+        "{logged:?}"
+    );
+
+    // Past the cap: a 400 that names it, and nothing replayed.
+    let many: Vec<String> = (1..=101).map(|id| id.to_string()).collect();
+    let mut form: Vec<(&str, &str)> = many.iter().map(|id| ("id", id.as_str())).collect();
+    form.push(("csrf", &token));
+    let refused = post_replay(&dashboard, &form).await;
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("at most 100 dead letters at once")
+    );
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_be_reached_is_a_503_within_the_connect_timeout() {
+    let database = seeded().await;
+    let broker = TestBroker::new();
+    let proxy = TcpProxy::start(&format!("127.0.0.1:{}", amqp_port())).await;
+    let dir = TempDir::new("dashboard-replay-unreachable");
+    let amqp_url = proxy.amqp_url();
+    let (dashboard, token, rows, _) = signed_in_dashboard(
+        &database,
+        &dir,
+        &[("AMQP_URL", &amqp_url), ("AMQP_PREFIX", broker.prefix())],
+    )
+    .await;
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    let mut form: Vec<(&str, &str)> = ids.iter().map(|id| ("id", *id)).collect();
+    form.push(("csrf", &token));
+
+    // Cut: every connection is refused at once.
+    proxy.cut();
+    let started = Instant::now();
+    let answer = post_replay(&dashboard, &form).await;
+    assert_eq!(answer.status(), 503);
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains("The broker cannot be reached, so nothing was replayed: cannot connect to the broker at amqp://"),
+        "{text}"
+    );
+    assert!(!text.contains("ann's password"));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // Stalled: the handshake never ends, and the connect timeout (5 s) bounds the wait.
+    proxy.restore();
+    proxy.stall();
+    let started = Instant::now();
+    let answer = post_replay(&dashboard, &form).await;
+    assert_eq!(answer.status(), 503);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("no answer from the broker within 5s"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let logged = dashboard.logged("dead-letter replay by user=\"ann\"");
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    assert!(
+        logged.iter().all(|line| line.contains("not done: cannot connect")),
+        "{logged:?}"
+    );
+}
+
+/// The port of the test broker's URL.
+fn amqp_port() -> u16 {
+    let url = testkit::amqp_url();
+    let authority = url.rsplit_once('@').map_or(url.as_str(), |(_, rest)| rest);
+    let host_port = authority.split('/').next().unwrap();
+    host_port
+        .rsplit_once(':')
+        .map_or(5672, |(_, port)| port.parse().unwrap())
 }

@@ -17,6 +17,8 @@
 //! - [`addresses`]: the broker's addresses (one node or a cluster), tried in turn.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`consume`]: consuming a queue in batches, reconnecting until shutdown.
+//! - [`dlq`]: listing and replaying the dead-letter queue (`consumer dlq`, the dashboard's
+//!   replay form).
 //! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
 //! - [`http`] (feature `http`): `/healthz`, `/readyz`, `/metrics` and the server every service
@@ -29,6 +31,7 @@ pub mod config;
 pub mod consume;
 #[cfg(feature = "mysql")]
 pub mod database;
+pub mod dlq;
 pub mod envelope;
 #[cfg(feature = "http")]
 pub mod http;

@@ -1,6 +1,6 @@
 use consumer::Settings;
-use consumer::dlq;
 use webhook_core::config::Vars;
+use webhook_core::dlq;
 use webhook_core::service::Selection;
 
 use crate::helpers::{SOON, Services, TestApp, envelope};

@@ -204,7 +204,7 @@ async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one
     services.execute("ALTER TABLE events DROP CONSTRAINT hold_back").await;
     let lookup = env.lookup();
     let settings = consumer::Settings::from_vars(&webhook_core::config::Vars::new(&lookup)).unwrap();
-    let report = consumer::dlq::replay(&settings.broker, &webhook_core::service::Selection::All)
+    let report = webhook_core::dlq::replay(&settings.broker, &webhook_core::service::Selection::All)
         .await
         .unwrap();
     assert_eq!(report.replayed, 1);

@@ -1,17 +1,18 @@
 //! The dead-letter queue `{P}.dead`: listing it without consuming, and replaying dead letters
-//! to the exchange `{P}` with a fresh retry count.
+//! to the exchange `{P}` with a fresh retry count. `consumer dlq list|replay` and the
+//! dashboard's replay form both use it.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use anyhow::Context;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
-use webhook_core::broker::{self, BrokerConnection, BrokerSettings, Outgoing, Publisher};
-use webhook_core::consume::close;
-use webhook_core::envelope::{Envelope, header, header_text};
-use webhook_core::service::Selection;
+
+use crate::broker::{self, BrokerConnection, BrokerSettings, ConnectError, Outgoing, Publisher};
+use crate::consume::close;
+use crate::envelope::{Envelope, header, header_text};
+use crate::service::Selection;
 
 /// How long a replay publish may wait for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +28,73 @@ const BROKER_DEATH_HEADERS: [&str; 7] = [
     "x-last-death-queue",
     "x-last-death-reason",
 ];
+
+/// Why listing or replaying could not be done (or not to the end). `Display` is the step that
+/// failed; the cause is its [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// No connection to the broker could be opened (each address tried within
+    /// [`broker::CONNECT_TIMEOUT`]).
+    #[error("cannot connect to the broker at {at}")]
+    Connect {
+        /// The broker's addresses, redacted.
+        at: String,
+        /// Why.
+        #[source]
+        source: ConnectError,
+    },
+    /// The replay's confirming publisher did not connect within its timeout.
+    #[error("cannot connect to the broker at {at} within {timeout:?}")]
+    PublisherNotConnected {
+        /// The broker's addresses, redacted.
+        at: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
+    /// The connection opened but a channel could not.
+    #[error("opening a channel")]
+    Channel(#[source] lapin::Error),
+    /// `{P}.dead` does not exist (or the broker refused to look at it).
+    #[error("the queue {queue} cannot be opened (it is declared when a service starts with this AMQP_PREFIX)")]
+    Queue {
+        /// The queue's name.
+        queue: String,
+        /// Why.
+        #[source]
+        source: lapin::Error,
+    },
+    /// Reading a letter failed (the connection or channel was lost on the way).
+    #[error("reading {queue}")]
+    Read {
+        /// The queue's name.
+        queue: String,
+        /// Why.
+        #[source]
+        source: lapin::Error,
+    },
+}
+
+impl DlqError {
+    /// True when the broker could not be reached at all: nothing was read or replayed.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. } | Self::PublisherNotConnected { .. } | Self::Channel(_)
+        )
+    }
+
+    /// The error and its causes, in one line (`step: cause: cause`).
+    pub fn line(&self) -> String {
+        let mut line = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            line.push_str(": ");
+            line.push_str(&error.to_string());
+            cause = error.source();
+        }
+        line.replace('\n', " ")
+    }
+}
 
 /// A dead letter as `consumer dlq list` shows it. Fields a poison message lacks are `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +146,7 @@ impl DeadLetter {
 
 /// Reads up to `limit` dead letters from `{P}.dead` without removing them: they are taken
 /// unacked and go back to the queue when the channel closes.
-pub async fn list(broker: &BrokerSettings, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+pub async fn list(broker: &BrokerSettings, limit: usize) -> Result<Vec<DeadLetter>, DlqError> {
     let queue = broker.topology.dead_queue();
     let (connection, channel) = open(broker, "list").await?;
     let listed = async {
@@ -88,7 +156,10 @@ pub async fn list(broker: &BrokerSettings, limit: usize) -> anyhow::Result<Vec<D
             let Some(message) = channel
                 .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
                 .await
-                .with_context(|| format!("reading {queue}"))?
+                .map_err(|source| DlqError::Read {
+                    queue: queue.clone(),
+                    source,
+                })?
             else {
                 break;
             };
@@ -129,30 +200,22 @@ impl ReplayReport {
 /// each confirm, then removes each from `{P}.dead`. Letters not selected stay where they are.
 ///
 /// Only the letters in the queue when the replay starts are looked at, so a replay ends even
-/// while new letters arrive.
-pub async fn replay(broker: &BrokerSettings, selection: &Selection) -> anyhow::Result<ReplayReport> {
-    let publisher = Publisher::start(
-        broker.clone(),
-        &format!("consumer-dlq-replay-{}", std::process::id()),
-        1,
-        CONFIRM_TIMEOUT,
-    );
-    if !publisher.wait_connected(CONNECT_TIMEOUT).await {
-        publisher.close().await;
-        anyhow::bail!(
-            "cannot connect to the broker at {} within {CONNECT_TIMEOUT:?}",
-            broker.addresses.redacted()
-        );
-    }
-    let opened = open(broker, "replay").await;
-    let (connection, channel) = match opened {
-        Ok(opened) => opened,
-        Err(error) => {
-            publisher.close().await;
-            return Err(error);
-        }
+/// while new letters arrive. It is bounded in time: connecting takes at most
+/// [`broker::CONNECT_TIMEOUT`] per broker address (then [`CONNECT_TIMEOUT`] for the
+/// publisher), and each publish waits at most [`CONFIRM_TIMEOUT`] for its confirm.
+pub async fn replay(broker: &BrokerSettings, selection: &Selection) -> Result<ReplayReport, DlqError> {
+    // The reading connection first: a broker that cannot be reached fails here at once (or
+    // within the per-address connect timeout), not after the publisher's wait.
+    let (connection, channel) = open(broker, "replay").await?;
+    let publisher = Publisher::start(broker.clone(), &client_name("replay"), 1, CONFIRM_TIMEOUT);
+    let replayed = if publisher.wait_connected(CONNECT_TIMEOUT).await {
+        replay_on(broker, &channel, &publisher, selection).await
+    } else {
+        Err(DlqError::PublisherNotConnected {
+            at: broker.addresses.redacted(),
+            timeout: CONNECT_TIMEOUT,
+        })
     };
-    let replayed = replay_on(broker, &channel, &publisher, selection).await;
     close(&connection, &channel).await;
     publisher.close().await;
     replayed
@@ -163,7 +226,7 @@ async fn replay_on(
     channel: &Channel,
     publisher: &Publisher,
     selection: &Selection,
-) -> anyhow::Result<ReplayReport> {
+) -> Result<ReplayReport, DlqError> {
     let queue = broker.topology.dead_queue();
     let exchange = broker.topology.exchange();
     let waiting = waiting(channel, &queue).await?;
@@ -173,7 +236,10 @@ async fn replay_on(
         let Some(message) = channel
             .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
             .await
-            .with_context(|| format!("reading {queue}"))?
+            .map_err(|source| DlqError::Read {
+                queue: queue.clone(),
+                source,
+            })?
         else {
             break;
         };
@@ -220,7 +286,7 @@ async fn replay_on(
 
 /// How many messages wait in `queue` (which must exist: it is declared by whichever service
 /// starts first with this `AMQP_PREFIX`).
-async fn waiting(channel: &Channel, queue: &str) -> anyhow::Result<usize> {
+async fn waiting(channel: &Channel, queue: &str) -> Result<usize, DlqError> {
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -231,8 +297,9 @@ async fn waiting(channel: &Channel, queue: &str) -> anyhow::Result<usize> {
             FieldTable::default(),
         )
         .await
-        .with_context(|| {
-            format!("the queue {queue} cannot be opened (it is declared when a service starts with this AMQP_PREFIX)")
+        .map_err(|source| DlqError::Queue {
+            queue: queue.to_owned(),
+            source,
         })?;
     Ok(usize::try_from(declared.message_count()).unwrap_or(usize::MAX))
 }
@@ -315,16 +382,29 @@ fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(BrokerConnection, Channel)> {
-    let name = format!("consumer-dlq-{what}-{}", std::process::id());
-    let connection = broker::connect(&broker.addresses, &name)
+/// The name of this process's connection for `what` (shown in the management UI):
+/// `consumer-dlq-replay-<pid>`, `dashboard-dlq-replay-<pid>`.
+fn client_name(what: &str) -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .unwrap_or_else(|| "webhook-inbox".to_owned());
+    format!("{program}-dlq-{what}-{}", std::process::id())
+}
+
+async fn open(broker: &BrokerSettings, what: &str) -> Result<(BrokerConnection, Channel), DlqError> {
+    let connection = broker::connect(&broker.addresses, &client_name(what))
         .await
-        .with_context(|| format!("cannot connect to the broker at {}", broker.addresses.redacted()))?;
+        .map_err(|source| DlqError::Connect {
+            at: broker.addresses.redacted(),
+            source,
+        })?;
     match connection.create_channel().await {
         Ok(channel) => Ok((connection, channel)),
         Err(error) => {
             connection.close().await;
-            Err(error).context("opening a channel")
+            Err(DlqError::Channel(error))
         }
     }
 }
@@ -332,8 +412,8 @@ async fn open(broker: &BrokerSettings, what: &str) -> anyhow::Result<(BrokerConn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::republish_properties;
     use chrono::Utc;
-    use webhook_core::envelope::republish_properties;
 
     fn dead_properties() -> BasicProperties {
         let envelope = Envelope {
@@ -342,7 +422,7 @@ mod tests {
             event_type: "charge.succeeded".to_owned(),
             received_at: Utc::now(),
             retry_count: 0,
-            body_format: webhook_core::payload::BodyFormat::Json,
+            body_format: crate::payload::BodyFormat::Json,
         };
         republish_properties(&envelope.properties(), 5, Some("retries exhausted after 5: boom"))
     }
