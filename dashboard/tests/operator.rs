@@ -64,15 +64,25 @@ impl Dashboard {
         Self { child, base, log }
     }
 
-    /// The lines it has logged that contain `text`.
-    fn logged(&self, text: &str) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|line| line.contains(text))
-            .cloned()
-            .collect()
+    /// The lines it has logged that contain `text`, once there are at least `count` of them:
+    /// the answer can reach the test before the line that records it does.
+    async fn logged(&self, text: &str, count: usize) -> Vec<String> {
+        testkit::eventually(
+            &format!("{count} logged line(s) containing {text:?}"),
+            Duration::from_secs(10),
+            || async {
+                let lines: Vec<String> = self
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|line| line.contains(text))
+                    .cloned()
+                    .collect();
+                (lines.len() >= count).then_some(lines)
+            },
+        )
+        .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -648,7 +658,7 @@ async fn with_the_broker_the_post_replays_the_picked_letters_and_reports_what_it
     assert!(header_text(headers, header::ERROR).is_none());
 
     // Logged with the user, the number picked and the outcome.
-    let logged = dashboard.logged("dead-letter replay by user=\"ann\"");
+    let logged = dashboard.logged("dead-letter replay by user=\"ann\"", 1).await;
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert!(logged[0].contains(" INFO "), "{logged:?}");
     assert!(
@@ -710,7 +720,7 @@ async fn a_broker_that_cannot_be_reached_is_a_503_within_the_connect_timeout() {
     let text = answer.text().await.unwrap();
     assert!(text.contains("no answer from the broker within 5s"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
-    let logged = dashboard.logged("dead-letter replay by user=\"ann\"");
+    let logged = dashboard.logged("dead-letter replay by user=\"ann\"", 2).await;
     assert_eq!(logged.len(), 2, "{logged:?}");
     assert!(
         logged.iter().all(|line| line.contains("not done: cannot connect")),
