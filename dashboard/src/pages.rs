@@ -478,22 +478,32 @@ pub fn replay(rows: &[DeadLetterRow], missing: usize) -> String {
             r#"<p>Run this on a host with the consumer's settings (<code>docker compose exec consumer …</code> with compose). This dashboard does not replay by itself: it is not given the broker (<code>AMQP_URL</code> is not set), and only reads the database.</p><code class="command" id="command">{}</code><ul>"#,
             text(&replay_command(rows.iter().map(|row| row.letter.delivery_id.as_str())))
         );
-        for row in rows {
-            let _ = write!(
-                html,
-                "<li>{} · {} · {}</li>",
-                text(&row.letter.source),
-                text(&row.letter.delivery_id),
-                text(&row.letter.reason)
-            );
-        }
-        html.push_str("</ul>");
+        picked_letters(&mut html, rows);
     }
+    end_replay_page(&mut html, missing);
+    html
+}
+
+/// The picked letters as list items, then the list's end.
+fn picked_letters(html: &mut String, rows: &[DeadLetterRow]) {
+    for row in rows {
+        let _ = write!(
+            html,
+            "<li>{} · {} · {}</li>",
+            text(&row.letter.source),
+            text(&row.letter.delivery_id),
+            text(&row.letter.reason)
+        );
+    }
+    html.push_str("</ul>");
+}
+
+/// How many picked ids are not recorded, and the way back: the end of both replay answers.
+fn end_replay_page(html: &mut String, missing: usize) {
     if missing > 0 {
         let _ = write!(html, r#"<p class="bad">{missing} picked id(s) are not recorded.</p>"#);
     }
     html.push_str(r#"</section><p><a href="/dead-letters">Back to the dead letters</a></p></main></body></html>"#);
-    html
 }
 
 /// The queues a replay worked on, for its report.
@@ -542,21 +552,9 @@ pub fn replayed(rows: &[DeadLetterRow], missing: usize, report: &ReplayReport, q
             html.push_str("</ul>");
         }
         html.push_str(r#"<h3>Picked</h3><ul id="picked">"#);
-        for row in rows {
-            let _ = write!(
-                html,
-                "<li>{} · {} · {}</li>",
-                text(&row.letter.source),
-                text(&row.letter.delivery_id),
-                text(&row.letter.reason)
-            );
-        }
-        html.push_str("</ul>");
+        picked_letters(&mut html, rows);
     }
-    if missing > 0 {
-        let _ = write!(html, r#"<p class="bad">{missing} picked id(s) are not recorded.</p>"#);
-    }
-    html.push_str(r#"</section><p><a href="/dead-letters">Back to the dead letters</a></p></main></body></html>"#);
+    end_replay_page(&mut html, missing);
     html
 }
 

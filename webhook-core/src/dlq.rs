@@ -153,14 +153,7 @@ pub async fn list(broker: &BrokerSettings, limit: usize) -> Result<Vec<DeadLette
         let waiting = waiting(&channel, &queue).await?;
         let mut letters = Vec::new();
         while letters.len() < limit.min(waiting) {
-            let Some(message) = channel
-                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|source| DlqError::Read {
-                    queue: queue.clone(),
-                    source,
-                })?
-            else {
+            let Some(message) = get(&channel, &queue).await? else {
                 break;
             };
             let delivery = &message.delivery;
@@ -233,14 +226,7 @@ async fn replay_on(
     let mut report = ReplayReport::default();
     let mut found = HashSet::new();
     for _ in 0..waiting {
-        let Some(message) = channel
-            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-            .await
-            .map_err(|source| DlqError::Read {
-                queue: queue.clone(),
-                source,
-            })?
-        else {
+        let Some(message) = get(channel, &queue).await? else {
             break;
         };
         let delivery = message.delivery;
@@ -282,6 +268,18 @@ async fn replay_on(
     }
     report.not_found = selection.not_found(|id| found.contains(id));
     Ok(report)
+}
+
+/// The next message of `queue`, taken unacked (it goes back when the channel closes unless it
+/// is acked), or `None` when the queue is empty.
+async fn get(channel: &Channel, queue: &str) -> Result<Option<lapin::message::BasicGetMessage>, DlqError> {
+    channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .map_err(|source| DlqError::Read {
+            queue: queue.to_owned(),
+            source,
+        })
 }
 
 /// How many messages wait in `queue` (which must exist: it is declared by whichever service

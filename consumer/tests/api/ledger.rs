@@ -5,7 +5,8 @@
 use chrono::{Duration as Days, SubsecRound, Utc};
 use webhook_core::rejection::RejectionRecord;
 
-use crate::helpers::{SOON, Services, SourcesFile, TestApp, envelope};
+use crate::helpers::{SOON, Sender, Services, SourcesFile, TestApp, envelope};
+use testkit::Env;
 
 /// A row of the `ledger` view: source, day, accepted, stored, duplicates, dead_lettered,
 /// difference, in_flight, unexplained, rejected.
@@ -188,8 +189,9 @@ async fn a_message_in_a_retry_queue_is_in_flight_until_due_and_unexplained_once_
     sender.close().await;
 }
 
-#[tokio::test]
-async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one_accepted() {
+/// A consumer with no retries over a database that refuses every event of `vendor`: its
+/// messages are dead-lettered at once.
+async fn dead_lettering_vendor() -> (Services, Env, TestApp, Sender) {
     let services = Services::new();
     let env = services.env().with("MAX_RETRIES", 0);
     let app = TestApp::spawn(&env).await;
@@ -197,6 +199,12 @@ async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one
         .execute("ALTER TABLE events ADD CONSTRAINT hold_back CHECK (source <> 'vendor')")
         .await;
     let sender = services.sender().await;
+    (services, env, app, sender)
+}
+
+#[tokio::test]
+async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one_accepted() {
+    let (services, env, app, sender) = dead_lettering_vendor().await;
     sender.event(&envelope("vendor", "d1", "order"), b"{}").await;
     let today = Utc::now().format("%Y-%m-%d").to_string();
     ledger_reaches(&services, &[row("vendor", &today, [1, 0, 0, 1, 0, 0, 0, 0])]).await;
@@ -216,13 +224,7 @@ async fn a_replayed_dead_letter_moves_from_dead_lettered_to_stored_and_stays_one
 
 #[tokio::test]
 async fn settled_rows_go_a_day_after_they_were_last_seen_and_the_counts_stay() {
-    let services = Services::new();
-    let env = services.env().with("MAX_RETRIES", 0);
-    let app = TestApp::spawn(&env).await;
-    services
-        .execute("ALTER TABLE events ADD CONSTRAINT hold_back CHECK (source <> 'vendor')")
-        .await;
-    let sender = services.sender().await;
+    let (services, _env, app, sender) = dead_lettering_vendor().await;
     let two_days_ago = |mut envelope: webhook_core::envelope::Envelope| {
         envelope.received_at = (Utc::now() - Days::days(2)).trunc_subsecs(6);
         envelope
