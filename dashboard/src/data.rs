@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sqlx::{FromRow, MySqlPool};
+use sqlx::{FromRow, MySql, MySqlPool, QueryBuilder};
 
 /// At most this many days of vendor health are shown: every vendor of each day shown, the
 /// newest days first. Rejections of unknown sources are one bucket, so a day has at most one
@@ -289,32 +289,63 @@ pub struct EventSummary {
 /// A page of events, newest first (by id), at most `filter.limit` of them; the rows and
 /// whether more follow.
 pub async fn events(pool: &MySqlPool, filter: &EventFilter) -> sqlx::Result<(Vec<EventSummary>, bool)> {
-    let mut rows: Vec<EventSummary> = sqlx::query_as(
-        "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, status, \
-         DATE_FORMAT(received_at, '%Y-%m-%d %H:%i:%s') AS received_at, IF(body IS NULL, 'cleared', 'kept') AS body_state \
-         FROM events WHERE (? IS NULL OR source = ?) AND (? IS NULL OR event_type = ?) \
-         AND (? IS NULL OR received_at >= ?) AND (? IS NULL OR received_at < ?) \
-         AND (? IS NULL OR delivery_id = ?) AND (? IS NULL OR id < ?) \
-         ORDER BY id DESC LIMIT ?",
-    )
-    .bind(&filter.source)
-    .bind(&filter.source)
-    .bind(&filter.event_type)
-    .bind(&filter.event_type)
-    .bind(&filter.since)
-    .bind(&filter.since)
-    .bind(&filter.until)
-    .bind(&filter.until)
-    .bind(&filter.delivery_id)
-    .bind(&filter.delivery_id)
-    .bind(filter.before)
-    .bind(filter.before)
-    .bind(filter.limit + 1)
-    .fetch_all(pool)
-    .await?;
+    // A delivery id is unique per source: with no source given, look it up under each source
+    // the counts know (a few point reads of the unique key) instead of scanning every event.
+    let sources: Vec<String> = match (&filter.source, &filter.delivery_id) {
+        (None, Some(_)) => {
+            sqlx::query_scalar("SELECT DISTINCT source FROM daily_counts")
+                .fetch_all(pool)
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    let mut rows: Vec<EventSummary> = events_query(filter, &sources).build_query_as().fetch_all(pool).await?;
     let more = rows.len() > filter.limit as usize;
     rows.truncate(filter.limit as usize);
     Ok((rows, more))
+}
+
+/// The `/events` query with only the conditions `filter` sets, so that the database can use
+/// the key each one matches (`source` and `delivery_id` the unique key, a time range
+/// `received_at`'s); `sources` stands in for a missing source when a delivery id is given.
+fn events_query(filter: &EventFilter, sources: &[String]) -> QueryBuilder<MySql> {
+    let mut query = QueryBuilder::new(
+        "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, status, \
+         DATE_FORMAT(received_at, '%Y-%m-%d %H:%i:%s') AS received_at, IF(body IS NULL, 'cleared', 'kept') AS body_state \
+         FROM events WHERE TRUE",
+    );
+    if let Some(source) = &filter.source {
+        query.push(" AND source = ").push_bind(source);
+    } else if filter.delivery_id.is_some() {
+        if sources.is_empty() {
+            // No source has ever counted an event: nothing can match.
+            query.push(" AND FALSE");
+        } else {
+            query.push(" AND source IN (");
+            let mut list = query.separated(", ");
+            for source in sources {
+                list.push_bind(source);
+            }
+            query.push(")");
+        }
+    }
+    if let Some(delivery_id) = &filter.delivery_id {
+        query.push(" AND delivery_id = ").push_bind(delivery_id);
+    }
+    if let Some(event_type) = &filter.event_type {
+        query.push(" AND event_type = ").push_bind(event_type);
+    }
+    if let Some(since) = &filter.since {
+        query.push(" AND received_at >= ").push_bind(since);
+    }
+    if let Some(until) = &filter.until {
+        query.push(" AND received_at < ").push_bind(until);
+    }
+    if let Some(before) = filter.before {
+        query.push(" AND id < ").push_bind(before);
+    }
+    query.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit + 1);
+    query
 }
 
 /// One stored event, everything the `events` table keeps.

@@ -737,3 +737,84 @@ fn amqp_port() -> u16 {
         .rsplit_once(':')
         .map_or(5672, |(_, port)| port.parse().unwrap())
 }
+
+/// Rows the database read for `filter` on a pool of one connection: the `Handler_read_*`
+/// counters of that connection, which count every index and table row a statement touches.
+async fn rows_read_for(pool: &sqlx::MySqlPool, filter: &dashboard::data::EventFilter) -> (usize, u64) {
+    async fn handler_reads(pool: &sqlx::MySqlPool) -> u64 {
+        let counters: Vec<(String, String)> = sqlx::query_as("SHOW SESSION STATUS LIKE 'Handler_read%'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        counters.iter().map(|(_, value)| value.parse::<u64>().unwrap()).sum()
+    }
+    let before = handler_reads(pool).await;
+    let (rows, _) = dashboard::data::events(pool, filter).await.unwrap();
+    let after = handler_reads(pool).await;
+    // Each SHOW reads its own status rows too; a scan of the events below reads 20,000.
+    (rows.len(), after - before)
+}
+
+#[tokio::test]
+async fn an_events_search_reads_the_rows_it_needs_not_every_event() {
+    let database = TestDatabase::new();
+    database.create_migrated().await;
+    let mut connection = database.connect().await;
+    // 20,000 events of two sources, one a minute.
+    connection
+        .execute(
+            "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, status) \
+             SELECT IF(seq % 2 = 0, 'shop', 'stripe'), CONCAT('d', seq), 'orders/paid', '{}', REPEAT('a', 64), 'application/json', \
+             '2026-03-01 00:00:00' + INTERVAL seq MINUTE, NOW(), 'processed' FROM seq_1_to_20000",
+        )
+        .await
+        .unwrap();
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect(&database.url())
+        .await
+        .unwrap();
+    let filter = |edit: fn(&mut dashboard::data::EventFilter)| {
+        let mut filter = dashboard::data::EventFilter {
+            source: None,
+            event_type: None,
+            since: None,
+            until: None,
+            delivery_id: None,
+            before: None,
+            limit: 50,
+        };
+        edit(&mut filter);
+        filter
+    };
+
+    let (found, read) = rows_read_for(&pool, &filter(|f| f.delivery_id = Some("d12345".into()))).await;
+    assert_eq!(found, 1);
+    assert!(read < 1_000, "a delivery id without its source read {read} rows");
+
+    let (found, read) = rows_read_for(
+        &pool,
+        &filter(|f| {
+            f.source = Some("shop".into());
+            f.delivery_id = Some("d12345".into());
+        }),
+    )
+    .await;
+    assert_eq!(found, 0, "d12345 is stripe's");
+    assert!(read < 1_000, "a source and delivery id read {read} rows");
+
+    let (found, read) = rows_read_for(
+        &pool,
+        &filter(|f| {
+            f.since = Some("2026-03-05 00:00:00".into());
+            f.until = Some("2026-03-05 00:10:00".into());
+        }),
+    )
+    .await;
+    assert_eq!(found, 10);
+    assert!(read < 1_000, "ten minutes of events read {read} rows");
+
+    let (found, read) = rows_read_for(&pool, &filter(|f| f.delivery_id = Some("nobody".into()))).await;
+    assert_eq!(found, 0);
+    assert!(read < 1_000, "an unknown delivery id read {read} rows");
+}
