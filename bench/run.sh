@@ -162,11 +162,6 @@ for c in "${CONCURRENCIES[@]}"; do
   phase_end "closed-c$c"
 done
 
-# The broker's own latency at the steady rate, right before the handler's steady phase: the
-# same rate, duration and body size, confirm latency from each scheduled send.
-log "raw publish open loop, $STEADY_RATE msg/s for ${STEADY_SECONDS}s"
-"$BIN/raw-publish" --rate "$STEADY_RATE" --seconds "$STEADY_SECONDS" | tee "$OUT/raw-steady.json"
-
 log "steady $STEADY_RATE req/s for ${STEADY_SECONDS}s"
 phase_start
 timed_loadgen "$OUT/steady.json" --url "$URL" -c 64 -r "$STEADY_RATE" -d "$STEADY_SECONDS" --drain --json
@@ -214,6 +209,18 @@ drain() { # name event-type consumers -> sets DRAINED (seconds)
 drain drain-1 sale.completed 1; DRAIN1=$DRAINED; DRAIN1_RSS=$DRAIN_RSS; DRAIN1_CPU=$DRAIN_CPU
 drain drain-2 sale.completed 2; DRAIN2=$DRAINED
 drain drain-events ping 1; DRAIN_EVENTS=$DRAINED
+
+# The broker's own latency at the steady rate, then the handler's at the same rate, duration and
+# body size, back to back and alike: no consumer running in either (the raw publisher has none),
+# latency from each scheduled send. The steady phase above is the whole system's, with the
+# consumer and MariaDB storing beside it on the same two cores.
+log "raw publish open loop, $STEADY_RATE msg/s for ${STEADY_SECONDS}s"
+"$BIN/raw-publish" --rate "$STEADY_RATE" --seconds "$STEADY_SECONDS" | tee "$OUT/raw-steady.json"
+log "steady $STEADY_RATE req/s for ${STEADY_SECONDS}s, the handler alone"
+mariadb -uroot -e "TRUNCATE TABLE \`$DB\`.events; TRUNCATE TABLE \`$DB\`.sales"
+phase_start
+timed_loadgen "$OUT/steady-alone.json" --url "$URL" -c 64 -r "$STEADY_RATE" -d "$STEADY_SECONDS" --json
+phase_end steady-alone
 
 # Floors and the peer, at the end, with no consumer running: the same wrk load (one signed
 # 100-byte body, $WRK_CONNECTIONS connections) on the handler, on an actix-web server that only
