@@ -13,9 +13,10 @@
 use std::fmt::Write as _;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::mysql::MySqlPool;
 use webhook_core::payload::BodyFormat;
+use webhook_core::when;
 
 use crate::processors::{Mappings, Outcome, SaleChange};
 use crate::settings::Settings;
@@ -104,18 +105,7 @@ impl Summary {
 /// date given to `--until` means the end of that day, so `--since 2026-11-01 --until
 /// 2026-11-30` is all of November.
 pub fn parse_time(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        format!("{text:?}: expected an RFC 3339 time such as 2026-11-01T00:00:00Z or a date such as 2026-11-01")
-    })?;
-    let day = if end_of_day {
-        date.succ_opt().unwrap_or(date)
-    } else {
-        date
-    };
-    Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+    when::parse(text, end_of_day, when::Naive::Refused).ok_or_else(|| format!("{text:?}: expected {}", when::FORMATS))
 }
 
 /// What the current processors make of one stored event.

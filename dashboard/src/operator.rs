@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::MySqlPool;
 use webhook_core::broker::BrokerSettings;
 use webhook_core::dlq;
 use webhook_core::envelope::is_valid_source_name;
 use webhook_core::service::Selection;
+use webhook_core::when;
 
 use crate::auth::Gate;
 use crate::data::{self, EventFilter};
@@ -65,29 +66,9 @@ fn source(name: &str, value: Option<&String>, allow_unknown: bool) -> Result<Opt
 /// `YYYY-MM-DDTHH:MM[:SS]` (UTC, as a browser's time input sends it) or a date. A date given to
 /// `until` means the end of that day, as `consumer replay --until` reads it.
 pub fn parse_time(name: &str, text: &str, end_of_day: bool) -> Result<String, String> {
-    const FORMAT: &str = "%Y-%m-%d %H:%M:%S%.6f";
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return Ok(at.with_timezone(&Utc).naive_utc().format(FORMAT).to_string());
-    }
-    for layout in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(at) = NaiveDateTime::parse_from_str(text, layout) {
-            return Ok(at.format(FORMAT).to_string());
-        }
-    }
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
-        format!("{name}={text:?} is not a time such as 2026-11-01T10:00:00Z, 2026-11-01T10:00 (UTC) or a date such as 2026-11-01")
-    })?;
-    let day = if end_of_day {
-        date.succ_opt().unwrap_or(date)
-    } else {
-        date
-    };
-    Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().format(FORMAT).to_string())
+    when::parse(text, end_of_day, when::Naive::Utc)
+        .map(|at| at.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        .ok_or_else(|| format!("{name}={text:?} is not {}", when::FORMATS_WITH_NAIVE))
 }
 
 fn bounded_text(name: &str, value: Option<&String>, max: usize) -> Result<Option<String>, String> {

@@ -21,6 +21,7 @@
 //!   replay form).
 //! - [`tls`]: CA and client certificate files, and why a TLS handshake failed.
 //! - [`service`]: start-up and shutdown plumbing every binary shares.
+//! - [`when`]: time bounds as an operator writes them (`consumer replay`, the dashboard).
 //! - [`http`] (feature `http`): `/healthz`, `/readyz`, `/metrics` and the server every service
 //!   runs.
 
@@ -46,3 +47,4 @@ pub mod sources;
 pub mod spooling;
 pub mod tls;
 pub mod topology;
+pub mod when;
