@@ -642,7 +642,12 @@ async fn with_the_broker_the_post_replays_the_picked_letters_and_reports_what_it
     assert!(!answer.contains(r#"id="command""#), "{answer}");
 
     // bad-1 left {P}.dead and arrived through the exchange {P} in {P}.events, with a fresh
-    // retry count and without the dead-letter headers; keep-me stayed.
+    // retry count and without the dead-letter headers; keep-me stayed (taken unacked by the
+    // replay, and back once the broker has closed the replay's channel).
+    testkit::eventually("keep-me back in .dead", Duration::from_secs(10), || async {
+        (broker.depth(".dead").await == Some(1)).then_some(())
+    })
+    .await;
     let dead = broker.take_all(".dead").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].properties.message_id().as_ref().unwrap().as_str(), "keep-me");

@@ -142,7 +142,8 @@ async fn a_row_the_database_refuses_is_retried_then_dead_lettered_and_the_rest_c
         assert!(error.starts_with("retries exhausted after 1: "), "{error}");
         assert!(error.contains("no_refused_events"), "{error}");
     }
-    assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 2.0);
+    app.metric_reaches("webhook_consumer_retried_total{attempt=\"1\"}", 2.0)
+        .await;
     app.metric_reaches(
         "webhook_consumer_dead_lettered_total{reason=\"retries_exhausted\"}",
         2.0,

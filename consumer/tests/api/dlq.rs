@@ -54,10 +54,10 @@ async fn dead_letters_are_listed_without_being_consumed_and_replayed_by_id_or_al
         }
         let table = dlq::format_table(&letters);
         assert_eq!(table.lines().count(), 4, "{table}");
-        assert_eq!(services.broker.depth(".dead").await, Some(3));
+        dead_letters_ready(&services, 3).await;
     }
     assert_eq!(dlq::list(broker, 2).await.unwrap().len(), 2);
-    assert_eq!(services.broker.depth(".dead").await, Some(3));
+    dead_letters_ready(&services, 3).await;
 
     // The database accepts them again: replay one by id, with an id that is not there.
     services.execute("ALTER TABLE events DROP CONSTRAINT hold_back").await;
@@ -72,7 +72,7 @@ async fn dead_letters_are_listed_without_being_consumed_and_replayed_by_id_or_al
     assert_eq!(rows[0].delivery_id, "b");
     assert_eq!(rows[0].retry_count, 0, "replayed with a fresh retry count");
     assert_eq!(rows[0].body, "{\"id\":\"b\"}");
-    assert_eq!(services.broker.depth(".dead").await, Some(2));
+    dead_letters_ready(&services, 2).await;
 
     // Then the rest.
     let report = dlq::replay(broker, &Selection::All).await.unwrap();
@@ -80,7 +80,7 @@ async fn dead_letters_are_listed_without_being_consumed_and_replayed_by_id_or_al
     assert!(report.is_success(), "{report:?}");
     let rows = services.rows_when(3).await;
     assert!(rows.iter().all(|row| row.retry_count == 0 && row.duplicates == 0));
-    assert_eq!(services.broker.depth(".dead").await, Some(0));
+    dead_letters_ready(&services, 0).await;
 
     // Nothing left: replaying all is a success that replays nothing.
     let report = dlq::replay(broker, &Selection::All).await.unwrap();
@@ -90,4 +90,14 @@ async fn dead_letters_are_listed_without_being_consumed_and_replayed_by_id_or_al
 
     app.stop().await;
     sender.close().await;
+}
+
+/// Waits until `{P}.dead` holds `count` ready letters: a listing takes them without an ack,
+/// and the broker puts them back once it has closed the lister's channel, which can be after
+/// the listing returned.
+async fn dead_letters_ready(services: &Services, count: u32) {
+    testkit::eventually(&format!("{count} letters ready in .dead"), SOON, || async {
+        (services.broker.depth(".dead").await == Some(count)).then_some(())
+    })
+    .await;
 }

@@ -142,7 +142,11 @@ async fn a_spooling_source_is_answered_spooled_while_the_broker_is_cut_and_forwa
     let mut expected = bodies;
     expected.insert("d-0".to_owned(), br#"{"n":0}"#.to_vec());
     assert_eq!(forwarded, expected);
-    assert!(handler.log().contains("spool: forwarded 5 message(s)"));
+    // Logged on the forwarder's next pass, after the metrics moved.
+    eventually("the forwarding to be logged", DEADLINE, || async {
+        handler.log().contains("spool: forwarded 5 message(s)").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
