@@ -214,15 +214,18 @@ def main():
             f"## Steady {steady['rate']:.0f} req/s beside the raw publisher at that rate",
             "",
             f"The raw publisher open loop at {raw_steady['rate']:.0f} msg/s for {raw_steady['duration']:.0f} s (1 KiB bodies,",
-            "straight to a quorum queue, each confirm's latency from its scheduled send)"
-            + (
-                ", then right after it the handler alone at the same rate and duration (loadgen,"
-                " latency from each scheduled send, no consumer running in either). The system rows"
-                " are the steady phases earlier in the run, with the consumer and MariaDB storing"
-                " every event on the same two cores."
-                if steady_alone
-                else ", then the handler's steady phase at the same rate and duration (loadgen, latency from each scheduled send)."
-            ),
+            "straight to a quorum queue, each confirm's latency from its scheduled send), then",
+        ]
+        if steady_alone:
+            lines += [
+                "right after it the handler alone at the same rate and duration (loadgen, latency from",
+                "each scheduled send, no consumer running in either). The system rows are the steady",
+                "phases earlier in the run, with the consumer and MariaDB storing every event on the",
+                "same two cores.",
+            ]
+        else:
+            lines.append("the handler's steady phase at the same rate and duration (loadgen, latency from each scheduled send).")
+        lines += [
             "",
             "| measure | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -304,7 +307,7 @@ def main():
     s_store_p99 = s_store.get("p99", float("nan"))
     targets = [
         ("ingest ≥ 0.7 × raw confirmed publish", f"{ingest_low:.2f}–{ingest_high:.2f} ×", ingest_low >= 0.7),
-        ("drain ≥ 0.6 × raw batched insert", f"{drain1 / raw_insert['rows_per_second']:.2f} ×", drain1 / raw_insert["rows_per_second"] >= 0.6),
+        ("drain ≥ 0.7 × raw batched insert", f"{drain1 / raw_insert['rows_per_second']:.2f} ×", drain1 / raw_insert["rows_per_second"] >= 0.7),
         ("consumer RSS ≤ 128 MiB", f"{args.drain_rss / 1024:.0f} MiB", args.drain_rss / 1024 <= 128),
         ("handler RSS ≤ 64 MiB", f"{args.handler_rss / 1024:.0f} MiB", args.handler_rss / 1024 <= 64),
         ("steady: p99 ingest ≤ 20 ms", f"{s_lat['p99']:.1f} ms", s_lat["p99"] <= 20),
