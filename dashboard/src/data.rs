@@ -290,13 +290,9 @@ pub struct EventSummary {
 /// whether more follow.
 pub async fn events(pool: &MySqlPool, filter: &EventFilter) -> sqlx::Result<(Vec<EventSummary>, bool)> {
     // A delivery id is unique per source: with no source given, look it up under each source
-    // the counts know (a few point reads of the unique key) instead of scanning every event.
-    let sources: Vec<String> = match (&filter.source, &filter.delivery_id) {
-        (None, Some(_)) => {
-            sqlx::query_scalar("SELECT DISTINCT source FROM daily_counts")
-                .fetch_all(pool)
-                .await?
-        }
+    // stored (a few point reads of the unique key) instead of scanning every event.
+    let sources = match (&filter.source, &filter.delivery_id) {
+        (None, Some(_)) => stored_sources(pool).await?,
         _ => Vec::new(),
     };
     let mut rows: Vec<EventSummary> = events_query(filter, &sources).build_query_as().fetch_all(pool).await?;
@@ -305,9 +301,42 @@ pub async fn events(pool: &MySqlPool, filter: &EventFilter) -> sqlx::Result<(Vec
     Ok((rows, more))
 }
 
+/// At most this many sources are read one by one for a delivery id given without its source;
+/// past it the search reads the table.
+const MAX_SOURCES_LOOKED_UP: usize = 1_000;
+
+/// Every source with a stored event, in order, one read of the unique key each (`MIN(source)`
+/// past the last one found: the key's first column, so a seek, whatever the optimizer's
+/// statistics say); empty when there are more than [`MAX_SOURCES_LOOKED_UP`].
+async fn stored_sources(pool: &MySqlPool) -> sqlx::Result<Vec<String>> {
+    let mut connection = pool.acquire().await?;
+    let mut sources: Vec<String> = Vec::new();
+    loop {
+        let next: Option<String> = match sources.last() {
+            None => {
+                sqlx::query_scalar("SELECT MIN(source) FROM events")
+                    .fetch_one(&mut *connection)
+                    .await?
+            }
+            Some(last) => {
+                sqlx::query_scalar("SELECT MIN(source) FROM events WHERE source > ?")
+                    .bind(last)
+                    .fetch_one(&mut *connection)
+                    .await?
+            }
+        };
+        match next {
+            Some(_) if sources.len() == MAX_SOURCES_LOOKED_UP => return Ok(Vec::new()),
+            Some(source) => sources.push(source),
+            None => return Ok(sources),
+        }
+    }
+}
+
 /// The `/events` query with only the conditions `filter` sets, so that the database can use
 /// the key each one matches (`source` and `delivery_id` the unique key, a time range
-/// `received_at`'s); `sources` stands in for a missing source when a delivery id is given.
+/// `received_at`'s); `sources` (every source stored, when known) stands in for a missing
+/// source when a delivery id is given.
 fn events_query(filter: &EventFilter, sources: &[String]) -> QueryBuilder<MySql> {
     let mut query = QueryBuilder::new(
         "SELECT CAST(id AS SIGNED) AS id, source, delivery_id, event_type, status, \
@@ -316,18 +345,13 @@ fn events_query(filter: &EventFilter, sources: &[String]) -> QueryBuilder<MySql>
     );
     if let Some(source) = &filter.source {
         query.push(" AND source = ").push_bind(source);
-    } else if filter.delivery_id.is_some() {
-        if sources.is_empty() {
-            // No source has ever counted an event: nothing can match.
-            query.push(" AND FALSE");
-        } else {
-            query.push(" AND source IN (");
-            let mut list = query.separated(", ");
-            for source in sources {
-                list.push_bind(source);
-            }
-            query.push(")");
+    } else if filter.delivery_id.is_some() && !sources.is_empty() {
+        query.push(" AND source IN (");
+        let mut list = query.separated(", ");
+        for source in sources {
+            list.push_bind(source);
         }
+        query.push(")");
     }
     if let Some(delivery_id) = &filter.delivery_id {
         query.push(" AND delivery_id = ").push_bind(delivery_id);

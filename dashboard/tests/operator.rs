@@ -770,7 +770,17 @@ async fn an_events_search_reads_the_rows_it_needs_not_every_event() {
         .execute(
             "INSERT INTO events (source, delivery_id, event_type, body, body_sha256, content_type, received_at, stored_at, status) \
              SELECT IF(seq % 2 = 0, 'shop', 'stripe'), CONCAT('d', seq), 'orders/paid', '{}', REPEAT('a', 64), 'application/json', \
-             '2026-03-01 00:00:00' + INTERVAL seq MINUTE, NOW(), 'processed' FROM seq_1_to_20000",
+             '2026-03-01 00:00:00' + INTERVAL seq MINUTE, NOW(), 'processed' FROM \
+             (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * e.d + 10000 * f.d + 1 AS seq \
+              FROM (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 \
+                    UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) a \
+              CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 \
+                    UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) b \
+              CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 \
+                    UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) c \
+              CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 \
+                    UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) e \
+              CROSS JOIN (SELECT 0 AS d UNION ALL SELECT 1) f) numbers",
         )
         .await
         .unwrap();
