@@ -129,10 +129,10 @@ def main():
         ("closed-c64", "ingest, concurrency 64"),
         ("steady", "steady rate"),
         ("steady-conns", "steady rate, 10,000 connections held"),
-        ("steady-alone", "steady rate, the handler alone (no consumer)"),
         ("drain-1", "drain, one consumer"),
         ("drain-2", "drain, two consumers"),
         ("drain-events", "drain, events only"),
+        ("steady-alone", "steady rate, the handler alone (no consumer)"),
     ]
     split = [(label, load(out / f"cpu-{name}.json")) for name, label in phases if (out / f"cpu-{name}.json").exists()]
     if split:
@@ -141,7 +141,8 @@ def main():
             "",
             "CPU seconds (user+system) each process used during the phase, and its share of the",
             "machine's CPU time over the phase's wall time (cores × seconds). The ingest and steady",
-            "phases include their `--drain` wait; a drain starts at the consumers' launch.",
+            "phases with the consumer include their `--drain` wait; a drain starts at the consumers'",
+            "launch.",
             "",
             "| phase | wall s | request-handler | consumer | RabbitMQ | MariaDB | loadgen | machine busy |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

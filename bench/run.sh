@@ -217,10 +217,11 @@ drain drain-events ping 1; DRAIN_EVENTS=$DRAINED
 log "raw publish open loop, $STEADY_RATE msg/s for ${STEADY_SECONDS}s"
 "$BIN/raw-publish" --rate "$STEADY_RATE" --seconds "$STEADY_SECONDS" | tee "$OUT/raw-steady.json"
 log "steady $STEADY_RATE req/s for ${STEADY_SECONDS}s, the handler alone"
-mariadb -uroot -e "TRUNCATE TABLE \`$DB\`.events; TRUNCATE TABLE \`$DB\`.sales"
 phase_start
 timed_loadgen "$OUT/steady-alone.json" --url "$URL" -c 64 -r "$STEADY_RATE" -d "$STEADY_SECONDS" --json
 phase_end steady-alone
+# Nothing consumed them: the phases that follow start from an empty queue, as before.
+rabbitmqctl -q purge_queue "$PREFIX.events" >/dev/null
 
 # Floors and the peer, at the end, with no consumer running: the same wrk load (one signed
 # 100-byte body, $WRK_CONNECTIONS connections) on the handler, on an actix-web server that only
