@@ -3,7 +3,7 @@
 //! observed for the invariant check, plus any promise of its own that it saw broken (a
 //! service that did not recover by itself, a graceful stop that was not).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -292,9 +292,13 @@ pub(crate) async fn finish_sent(
             .filter(|one| one.answer == Answer::Ok && kinds.contains(&one.kind))
             .count()
     };
-    let rows = accepted(&[Kind::Event, Kind::Sale]);
+    let to_store: HashSet<&str> = sent
+        .iter()
+        .filter(|one| one.answer == Answer::Ok && matches!(one.kind, Kind::Event | Kind::Sale))
+        .map(|one| one.id.as_str())
+        .collect();
     let dead = published.ids.len() + accepted(&[Kind::OverlongOrderId, Kind::RefusedByDatabase, Kind::Oversized]);
-    let drain = stage.drain(rows, dead).await?;
+    let drain = stage.drain(&to_store, dead).await?;
     let dead_letters = stage.dead_letters().await;
     let observed = Observed {
         rows: stage.rows().await?,
