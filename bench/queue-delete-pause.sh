@@ -10,19 +10,23 @@ cd "$(dirname "$0")/.."
 B=$(pwd)/target/release
 OUT=$(mktemp -d)
 export AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f WEBHOOK_SECRET=bench-secret RUST_LOG=warn
-start_b() { AMQP_PREFIX=expB HANDLER_ADDR=127.0.0.1:3201 $B/request-handler >>"$OUT/expB.log" 2>&1 & Bp=$!; until curl -fs -o /dev/null http://127.0.0.1:3201/readyz; do sleep 0.2; done; }
-AMQP_PREFIX=expA HANDLER_ADDR=127.0.0.1:3200 $B/request-handler >"$OUT/expA.log" 2>&1 & A=$!
-start_b
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+start() { # prefix port -> sets STARTED
+  AMQP_PREFIX=$1 HANDLER_ADDR=127.0.0.1:$2 "$B/request-handler" >>"$OUT/$1.log" 2>&1 &
+  STARTED=$!
+  wait_ready "http://127.0.0.1:$2/readyz"
+}
 cleanup_exp() {
   kill "$A" "$Bp" 2>/dev/null || true
   rm -rf "$OUT"
   for q in $(rabbitmqctl -q list_queues name | grep '^exp[AB]\.' || true); do rabbitmqctl -q delete_queue "$q" >/dev/null; done
-  for e in $(rabbitmqctl -q list_exchanges name | grep '^exp[AB]' || true); do
-    rabbitmqctl -q eval "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$e\">>), false, <<\"bench\">>)." >/dev/null 2>&1 || true
-  done
+  for e in $(rabbitmqctl -q list_exchanges name | grep '^exp[AB]' || true); do delete_exchange "$e"; done
 }
+A=; Bp=
 trap cleanup_exp EXIT
-until curl -fs -o /dev/null http://127.0.0.1:3200/readyz; do sleep 0.2; done
+start expA 3200; A=$STARTED
+start expB 3201; Bp=$STARTED
 fill() { $B/loadgen --url http://127.0.0.1:3201/webhook -c 64 -n 120000 --json > "$OUT/fill.json"; sleep 10; }
 trial() { # name action
   $B/loadgen --url http://127.0.0.1:3200/webhook -c 64 -r 2000 -d 40 --json > "$OUT/$1.json" 2>/dev/null &
@@ -35,6 +39,6 @@ trial() { # name action
 fill
 trial control-1 none
 trial delete-1 delete
-kill $Bp; wait $Bp 2>/dev/null || true; start_b
+kill "$Bp"; wait "$Bp" 2>/dev/null || true; start expB 3201; Bp=$STARTED
 fill
 trial delete-2 delete

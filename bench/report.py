@@ -19,6 +19,11 @@ def load(path):
     return json.loads(pathlib.Path(path).read_text().strip().splitlines()[-1])
 
 
+def latency_cells(latency):
+    """A percentile summary as table cells: p50, p90, p99, p99.9 and max, in ms."""
+    return " | ".join(f"{latency[key]:.2f}" for key in ["p50", "p90", "p99", "p99.9", "max"])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -80,7 +85,7 @@ def main():
     for name, value, limit, topology, latency, statuses in rows:
         topology_cells = f"{topology:,.0f} | {value / topology:.2f}" if topology else "– | –"
         lines.append(
-            f"| {name} | {value:,.0f} | {limit:,.0f} | {value / limit:.2f} | {topology_cells} | {latency['p50']:.2f} | {latency['p90']:.2f} | {latency['p99']:.2f} | {latency['p99.9']:.2f} | {latency['max']:.2f} | {json.dumps(statuses)} |"
+            f"| {name} | {value:,.0f} | {limit:,.0f} | {value / limit:.2f} | {topology_cells} | {latency_cells(latency)} | {json.dumps(statuses)} |"
         )
     s_lat, s_store = steady["latency_ms"], steady.get("ingest_to_store_ms", {})
     non_200 = sum(count for status, count in steady["statuses"].items() if status != "200")
@@ -90,11 +95,11 @@ def main():
         "",
         "| measure | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-        f"| ingest latency (from scheduled send) | {s_lat['p50']:.2f} | {s_lat['p90']:.2f} | {s_lat['p99']:.2f} | {s_lat['p99.9']:.2f} | {s_lat['max']:.2f} |",
+        f"| ingest latency (from scheduled send) | {latency_cells(s_lat)} |",
     ]
     if s_store:
         lines.append(
-            f"| ingest-to-store (`stored_at - received_at`) | {s_store['p50']:.2f} | {s_store['p90']:.2f} | {s_store['p99']:.2f} | {s_store['p99.9']:.2f} | {s_store['max']:.2f} |"
+            f"| ingest-to-store (`stored_at - received_at`) | {latency_cells(s_store)} |"
         )
     lines += [
         "",
@@ -230,20 +235,20 @@ def main():
             "",
             "| measure | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
-            f"| raw publisher, confirm latency | {r_lat['p50']:.2f} | {r_lat['p90']:.2f} | {r_lat['p99']:.2f} | {r_lat['p99.9']:.2f} | {r_lat['max']:.2f} |",
+            f"| raw publisher, confirm latency | {latency_cells(r_lat)} |",
         ]
         if steady_alone:
             a_lat = steady_alone["latency_ms"]
             lines.append(
-                f"| handler alone, ingest latency | {a_lat['p50']:.2f} | {a_lat['p90']:.2f} | {a_lat['p99']:.2f} | {a_lat['p99.9']:.2f} | {a_lat['max']:.2f} |"
+                f"| handler alone, ingest latency | {latency_cells(a_lat)} |"
             )
         lines.append(
-            f"| system: handler, ingest latency, consumer storing | {s_lat['p50']:.2f} | {s_lat['p90']:.2f} | {s_lat['p99']:.2f} | {s_lat['p99.9']:.2f} | {s_lat['max']:.2f} |"
+            f"| system: handler, ingest latency, consumer storing | {latency_cells(s_lat)} |"
         )
         if steady_conns:
             c_lat = steady_conns["latency_ms"]
             lines.append(
-                f"| system, 10,000 connections held | {c_lat['p50']:.2f} | {c_lat['p90']:.2f} | {c_lat['p99']:.2f} | {c_lat['p99.9']:.2f} | {c_lat['max']:.2f} |"
+                f"| system, 10,000 connections held | {latency_cells(c_lat)} |"
             )
         lines.append("")
         compared = steady_alone["latency_ms"] if steady_alone else s_lat
