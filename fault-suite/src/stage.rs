@@ -345,7 +345,8 @@ impl Stage {
                 .await
                 .context("reading the stored delivery ids")?;
             let stored = ids.len();
-            let missing = stored_ids.len() - ids.iter().filter(|id| stored_ids.contains(id.as_str())).count();
+            let present: HashSet<&str> = ids.iter().map(String::as_str).collect();
+            let missing = stored_ids.iter().filter(|id| !present.contains(*id)).count();
             let dead_now = self.broker.depth(".dead").await.unwrap_or_default();
             if (stored, dead_now) != last {
                 last = (stored, dead_now);
