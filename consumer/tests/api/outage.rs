@@ -17,7 +17,7 @@ fn database_server_addr() -> String {
 async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_stored_once_after() {
     let services = Services::new();
     let proxy = TcpProxy::start(&database_server_addr()).await;
-    // Two workers with ten deliveries in hand each at most: the other ten of the outage wait
+    // Two workers with ten deliveries in hand each at most: at least ten of the outage wait
     // in the queue, which the lag gauge shows.
     let env = services
         .env()
@@ -49,16 +49,19 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
     assert_eq!(app.metric("webhook_consumer_database_up").await, 0.0);
     assert_eq!(services.rows().await.len(), 1, "stored during the outage");
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
-    // Sampled every 5 s, each sample allowed 2 s: a loaded broker can skip a few. Each value
-    // seen is printed, so that a failure shows what the gauge said instead.
+    // Sampled every 5 s, each sample allowed 2 s: a loaded broker can skip a few. The gauge
+    // must say what the broker says is ready: at least ten, not always exactly ten (a CI run
+    // saw 11 ready, the two workers holding 19 between them, each within its prefetch). Each
+    // value seen is printed, so that a failure shows what the gauge said instead.
     let last_seen = std::sync::Mutex::new(None);
-    eventually("the lag gauge to show the 10 waiting", 2 * SOON, || async {
+    eventually("the lag gauge to show the ready messages", 2 * SOON, || async {
         let lag = app.metric("webhook_consumer_lag_messages").await;
         let ready = services.broker.depth(".events").await;
         if last_seen.lock().unwrap().replace((lag, ready)) != Some((lag, ready)) {
             eprintln!("lag gauge {lag}, ready in .events {ready:?}");
         }
-        (lag == 10.0).then_some(())
+        let ready = ready.map(f64::from);
+        (lag >= 10.0 && Some(lag) == ready).then_some(())
     })
     .await;
 
