@@ -120,6 +120,26 @@ def main():
         "",
         f"Two consumers / one consumer: {drain2 / drain1:.2f}×.",
         "",
+    ]
+    raw_drains = {mode: out / f"raw-drain-{mode}.json" for mode in ["broker", "insert"]}
+    if all(path.exists() for path in raw_drains.values()):
+        broker_floor = load(raw_drains["broker"])
+        insert_floor = load(raw_drains["insert"])
+        lines += [
+            "The drain's floors, measured in the same run (`raw-drain`): a backlog of the same size",
+            "in a quorum queue of its own, consumed the consumer's way (2 connections, prefetch 1000,",
+            "batches of 500, one `multiple` ack a batch), first acked without writing (what the",
+            "broker can deliver here), then with each batch written as the raw inserter writes it",
+            "(the least a consumer that stores can do). Both share the two cores with the broker.",
+            "",
+            "| floor | events/s | one consumer, sales, against it |",
+            "| --- | ---: | ---: |",
+            f"| broker alone: consume and ack | {broker_floor['messages_per_second']:,.0f} | {drain1 / broker_floor['messages_per_second']:.2f} |",
+            f"| broker and raw insert: consume, insert, commit, ack | {insert_floor['messages_per_second']:,.0f} | {drain1 / insert_floor['messages_per_second']:.2f} |",
+            f"| raw insert alone (no broker) | {raw_insert['rows_per_second']:,.0f} | {drain1 / raw_insert['rows_per_second']:.2f} |",
+            "",
+        ]
+    lines += [
         "## Resources",
         "",
         "| process | peak RSS MiB | CPU seconds (user+system) |",
@@ -138,6 +158,8 @@ def main():
         ("drain-2", "drain, two consumers"),
         ("drain-events", "drain, events only"),
         ("steady-alone", "steady rate, the handler alone (no consumer)"),
+        ("raw-drain-broker", "raw drain, broker alone (fill and drain; raw-drain in the consumer column)"),
+        ("raw-drain-insert", "raw drain with raw insert (fill and drain; raw-drain in the consumer column)"),
     ]
     split = [(label, load(out / f"cpu-{name}.json")) for name, label in phases if (out / f"cpu-{name}.json").exists()]
     if split:
@@ -154,6 +176,7 @@ def main():
         ]
         ncores = int(cores or 1)
         for label, cpu_use in split:
+            cpu_use["consumer"] += cpu_use.get("raw-drain", 0)
             names = ["request-handler", "consumer", "beam.smp", "mariadbd", "loadgen"]
             total = sum(cpu_use[name] for name in names)
             cells = " | ".join(f"{cpu_use[name]:.1f}" for name in names)

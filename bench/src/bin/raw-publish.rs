@@ -99,25 +99,6 @@ impl Target {
     }
 }
 
-/// CPU seconds this process has run so far: the sum of its threads' run time in
-/// `/proc/self/task/*/schedstat` (nanoseconds, user and system together), which is finer than
-/// the clock ticks of `/proc/self/stat`. The runtime's threads live as long as the process.
-fn cpu_seconds() -> anyhow::Result<f64> {
-    let mut nanos = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").context("reading /proc/self/task")? {
-        let path = task?.path().join("schedstat");
-        // A thread that has just exited has no file any more.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let run = text.split_whitespace().next().context("empty schedstat")?;
-        nanos += run
-            .parse::<u64>()
-            .with_context(|| format!("parsing {}", path.display()))?;
-    }
-    Ok(nanos as f64 / 1e9)
-}
-
 /// p50, p90, p99, p99.9 and max of `latencies` in milliseconds, as loadgen reports them.
 fn percentiles(latencies: &mut [Duration]) -> String {
     latencies.sort_unstable();
@@ -192,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
         exchange: exchange.clone(),
         body: vec![b'x'; args.body_bytes],
     };
-    let cpu_before = cpu_seconds()?;
+    let cpu_before = bench::cpu_seconds()?;
     let started = Instant::now();
     let (messages, latency) = match (args.rate, args.seconds) {
         (Some(rate), Some(seconds)) => {
@@ -232,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds()? - cpu_before;
+    let cpu = bench::cpu_seconds()? - cpu_before;
     channels[0]
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;
