@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What the triggers that keep daily_counts and sales_months cost the consumer: a backlog of
-# BACKLOG sale events (each an `events` row and a `sales` row) drained by one consumer into
-# empty tables, with the triggers and without them, in turn, ROUNDS times each. The same release
-# binaries both ways; only the triggers differ (dropped, or created from their migrations).
+# What the triggers cost the consumer (those that keep daily_counts, sales_months and the
+# ledger's counts): a backlog of BACKLOG sale events (each an `events` row, a `sales` row and a
+# ledger row) drained by one consumer into empty tables, with every trigger the migrations
+# made and with none, in turn, ROUNDS times each. The same release binaries both ways; only the
+# triggers differ (dropped, or restored from a dump taken after the migrations).
 #
 #   bench/trigger-cost.sh                     # 100,000 events, 3 rounds
 #   BACKLOG=20000 ROUNDS=1 bench/trigger-cost.sh
@@ -25,8 +26,7 @@ export RUST_LOG=warn
 export HANDLER_ADDR=127.0.0.1:3110
 export CONSUMER_ADDR=127.0.0.1:3111
 URL="http://$HANDLER_ADDR/webhook"
-TRIGGERS=(events_count_stored events_count_duplicates dead_letters_count rejections_count
-  sales_count_inserted sales_count_updated sales_count_deleted)
+
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
@@ -41,14 +41,17 @@ sql() { mariadb -uroot -N "$DB" -e "$1"; }
 
 triggers() { # on | off
   local name
-  for name in "${TRIGGERS[@]}"; do sql "DROP TRIGGER IF EXISTS $name"; done
-  if [[ $1 == on ]]; then
-    # One statement per file, some with compound bodies: no client-side splitting at ';'.
-    for file in "$ROOT"/migrations/*_count_*.sql; do mariadb -uroot --delimiter='$$' "$DB" < "$file"; done
-  fi
+  for name in $(sql "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()"); do
+    sql "DROP TRIGGER $name"
+  done
+  if [[ $1 == on ]]; then mariadb -uroot "$DB" < "$TRIGGERS_SQL"; fi
 }
 
 "$BIN/consumer" migrate >/dev/null
+TRIGGERS_SQL=$(mktemp)
+trap 'cleanup; rm -f "$TRIGGERS_SQL"' EXIT
+mariadb-dump -uroot --no-data --no-create-info --skip-opt --triggers "$DB" > "$TRIGGERS_SQL"
+log "triggers measured: $(sql "SELECT GROUP_CONCAT(TRIGGER_NAME ORDER BY TRIGGER_NAME SEPARATOR ' ') FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")"
 "$BIN/request-handler" >/dev/null 2>&1 &
 PIDS+=("$!")
 wait_ready "http://$HANDLER_ADDR/readyz"
@@ -59,7 +62,7 @@ for round in $(seq 1 "$ROUNDS"); do
   ((round % 2 == 0)) && modes=(off on)
   for mode in "${modes[@]}"; do
     triggers "$mode"
-    sql "TRUNCATE TABLE events; TRUNCATE TABLE sales; TRUNCATE TABLE daily_counts; TRUNCATE TABLE sales_months"
+    sql "TRUNCATE TABLE events; TRUNCATE TABLE sales; TRUNCATE TABLE daily_counts; TRUNCATE TABLE sales_months; TRUNCATE TABLE ledger_messages; TRUNCATE TABLE ledger_counts"
     wait_ready "http://$HANDLER_ADDR/readyz"
     filled=$("$BIN/loadgen" --url "$URL" -c 64 -n "$BACKLOG" --event-type sale.completed --json 2>/dev/null)
     grep -Eq "\"200\": *$BACKLOG[,}]" <<<"$filled" || { echo "the backlog was not all accepted: $filled" >&2; exit 1; }
