@@ -9,7 +9,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   mariadb -uroot -e "DROP DATABASE IF EXISTS \`$DB\`" 2>/dev/null || true
-  for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5; do
+  for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5 raw-drain-broker raw-drain-insert; do
     rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
   done
   for x in "$PREFIX" "$PREFIX.dlx" "$PREFIX.node-peer.x"; do delete_exchange "$x"; done

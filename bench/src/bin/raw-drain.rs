@@ -1,13 +1,14 @@
-//! The drain's limit: the least a consumer can do with a backlog. `--messages` persistent
-//! messages are published (with confirms, not timed) to a quorum queue of their own; then
-//! `--workers` connections, each with `--prefetch` deliveries unacked at most, take batches of
-//! `--batch`, write each batch to the first migration's `events` table in one multi-row insert
-//! and transaction (the raw inserter's), commit, and ack it with one `multiple` ack: the
-//! consumer's shape without its schema, sales, ledger or triggers. With `--no-insert` the
-//! batches are acked without writing: the broker's delivery limit alone.
+//! The drain's limit: the least a consumer can do with a backlog. `raw-drain fill` publishes
+//! `--messages` persistent messages (with confirms) to a quorum queue of that name; `raw-drain
+//! drain` then consumes them with `--workers` connections, each with `--prefetch` deliveries
+//! unacked at most, in batches of `--batch`: each batch written to the first migration's
+//! `events` table in one multi-row insert and transaction (the raw inserter's), committed, and
+//! acked with one `multiple` ack. The consumer's shape without its schema, sales, ledger or
+//! triggers. With `--no-insert` the batches are acked without writing: the broker's delivery
+//! limit alone. Two commands, so that a caller can measure the drain apart from the fill.
 //!
-//! Reports the drain's events a second (from the first delivery asked for to the last ack)
-//! and this process's CPU per event.
+//! `drain` deletes the queue at the end and reports the drain's events a second (from the
+//! first delivery asked for to the last ack) and its own CPU per event.
 
 #![allow(clippy::print_stdout)] // the result is the program's output
 
@@ -29,19 +30,44 @@ use sqlx::{Connection as _, MySqlConnection};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Args {
+enum Command {
+    /// Declares the queue and publishes the backlog to it.
+    Fill {
+        #[command(flatten)]
+        backlog: Backlog,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+    },
+    /// Consumes the backlog, then deletes the queue.
+    Drain {
+        #[command(flatten)]
+        backlog: Backlog,
+        #[command(flatten)]
+        shape: Shape,
+    },
+}
+
+/// The broker, the queue and how many messages it holds.
+#[derive(Debug, clap::Args)]
+struct Backlog {
     /// The broker.
     #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp_url: String,
-    /// The database server (a database of its own is made on it, and dropped after).
-    #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "mysql://root@127.0.0.1:3306")]
-    server: String,
+    /// The quorum queue holding the backlog.
+    #[arg(long)]
+    queue: String,
     /// Messages in the backlog.
     #[arg(long, short = 'n', default_value_t = 100_000)]
     messages: u64,
-    /// Body size in bytes.
-    #[arg(long, default_value_t = 1024)]
-    body_bytes: usize,
+}
+
+/// How the backlog is consumed.
+#[derive(Debug, clap::Args)]
+struct Shape {
+    /// The database server (a database of its own is made on it, and dropped after).
+    #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "mysql://root@127.0.0.1:3306")]
+    server: String,
     /// Consuming connections, as the consumer's `CONSUMER_WORKERS`.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -51,6 +77,9 @@ struct Args {
     /// Deliveries per batch, as `BATCH_SIZE`.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// Body size of the rows written, in bytes (the messages' bodies are not read).
+    #[arg(long, default_value_t = 1024)]
+    body_bytes: usize,
     /// Ack batches without writing them: the broker's part alone.
     #[arg(long)]
     no_insert: bool,
@@ -61,28 +90,42 @@ const BATCH_WAIT: Duration = Duration::from_millis(20);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.no_insert {
-        run(&args, None).await
-    } else {
-        bench::with_raw_events_database(&args.server, "bench_drain", |url| run(&args, Some(url))).await
+    match Command::parse() {
+        Command::Fill { backlog, body_bytes } => fill(&backlog, body_bytes).await,
+        Command::Drain { backlog, shape } => {
+            anyhow::ensure!(
+                shape.workers > 0 && shape.batch > 0,
+                "--workers and --batch must be above 0"
+            );
+            anyhow::ensure!(
+                shape.batch <= usize::from(shape.prefetch),
+                "--batch may not exceed --prefetch: a batch could never fill"
+            );
+            let result = if shape.no_insert {
+                drain(&backlog, &shape, None).await
+            } else {
+                bench::with_raw_events_database(&shape.server, "bench_drain", |url| drain(&backlog, &shape, Some(url)))
+                    .await
+            };
+            let deleted = delete_queue(&backlog).await;
+            result.and(deleted)
+        }
     }
 }
 
-async fn run(args: &Args, database: Option<String>) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.workers > 0 && args.batch > 0,
-        "--workers and --batch must be above 0"
-    );
-    anyhow::ensure!(
-        args.batch <= usize::from(args.prefetch),
-        "--batch may not exceed --prefetch: a batch could never fill"
-    );
-    let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default())
+/// Declares the quorum queue and publishes the backlog to it: 64 publishers awaiting their
+/// confirms on two channels.
+async fn fill(backlog: &Backlog, body_bytes: usize) -> anyhow::Result<()> {
+    const PUBLISHERS: u64 = 64;
+    let connection = Connection::connect(&backlog.amqp_url, ConnectionProperties::default())
         .await
         .context("connecting to the broker")?;
-    let channel = connection.create_channel().await?;
-    let queue = format!("bench.drain.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut channels = Vec::new();
+    for _ in 0..2 {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channels.push(channel);
+    }
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-queue-type".into(),
@@ -92,39 +135,20 @@ async fn run(args: &Args, database: Option<String>) -> anyhow::Result<()> {
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    channel.queue_declare(queue.as_str().into(), durable, arguments).await?;
-    let result = async {
-        fill(&connection, &queue, args).await?;
-        drain(&queue, database.as_deref(), args).await
-    }
-    .await;
-    channel
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+    channels[0]
+        .queue_declare(backlog.queue.as_str().into(), durable, arguments)
         .await?;
-    let _ = connection.close(200, "OK".into()).await;
-    result
-}
-
-/// Publishes the backlog: 64 publishers awaiting their confirms on two channels.
-async fn fill(connection: &Connection, queue: &str, args: &Args) -> anyhow::Result<()> {
-    const PUBLISHERS: u64 = 64;
-    let mut channels = Vec::new();
-    for _ in 0..2 {
-        let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        channels.push(channel);
-    }
-    let body = vec![b'x'; args.body_bytes];
+    let body = vec![b'x'; body_bytes];
     let publishers = (0..PUBLISHERS).map(|task| {
         let channel = channels[task as usize % channels.len()].clone();
-        let share = args.messages / PUBLISHERS + u64::from(task < args.messages % PUBLISHERS);
+        let share = backlog.messages / PUBLISHERS + u64::from(task < backlog.messages % PUBLISHERS);
         let body = &body;
         async move {
             for _ in 0..share {
                 let confirm = channel
                     .basic_publish(
                         "".into(),
-                        queue.into(),
+                        backlog.queue.as_str().into(),
                         BasicPublishOptions::default(),
                         body,
                         BasicProperties::default().with_delivery_mode(2),
@@ -137,19 +161,31 @@ async fn fill(connection: &Connection, queue: &str, args: &Args) -> anyhow::Resu
         }
     });
     try_join_all(publishers).await?;
-    for channel in channels {
-        channel.close(200, "OK".into()).await?;
-    }
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(())
+}
+
+/// Deletes the backlog's queue.
+async fn delete_queue(backlog: &Backlog) -> anyhow::Result<()> {
+    let connection = Connection::connect(&backlog.amqp_url, ConnectionProperties::default())
+        .await
+        .context("connecting to the broker")?;
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_delete(backlog.queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = connection.close(200, "OK".into()).await;
     Ok(())
 }
 
 /// Consumes the backlog with `--workers` connections and prints the result.
-async fn drain(queue: &str, database: Option<&str>, args: &Args) -> anyhow::Result<()> {
+async fn drain(backlog: &Backlog, shape: &Shape, database: Option<String>) -> anyhow::Result<()> {
     let acked = Arc::new(AtomicU64::new(0));
-    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(args.body_bytes.saturating_sub(10)));
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(shape.body_bytes.saturating_sub(10)));
     let cpu_before = bench::cpu_seconds()?;
     let started = Instant::now();
-    let workers = (0..args.workers).map(|worker| {
+    let database = database.as_deref();
+    let workers = (0..shape.workers).map(|worker| {
         let acked = Arc::clone(&acked);
         let body = body.as_str();
         async move {
@@ -157,20 +193,20 @@ async fn drain(queue: &str, database: Option<&str>, args: &Args) -> anyhow::Resu
                 Some(url) => Some(MySqlConnection::connect(url).await?),
                 None => None,
             };
-            let connection = Connection::connect(&args.amqp_url, ConnectionProperties::default()).await?;
+            let connection = Connection::connect(&backlog.amqp_url, ConnectionProperties::default()).await?;
             let channel = connection.create_channel().await?;
-            channel.basic_qos(args.prefetch, BasicQosOptions::default()).await?;
+            channel.basic_qos(shape.prefetch, BasicQosOptions::default()).await?;
             let tag = format!("raw-drain-{worker}");
             let mut consumer = channel
                 .basic_consume(
-                    queue.into(),
+                    backlog.queue.as_str().into(),
                     tag.as_str().into(),
                     BasicConsumeOptions::default(),
                     FieldTable::default(),
                 )
                 .await?;
-            let mut batch = Vec::with_capacity(args.batch);
-            while acked.load(Ordering::Relaxed) < args.messages {
+            let mut batch = Vec::with_capacity(shape.batch);
+            while acked.load(Ordering::Relaxed) < backlog.messages {
                 // The other workers may hold the last deliveries: look again now and then.
                 let first = match tokio::time::timeout(Duration::from_millis(100), consumer.next()).await {
                     Err(_) => continue,
@@ -179,7 +215,7 @@ async fn drain(queue: &str, database: Option<&str>, args: &Args) -> anyhow::Resu
                 };
                 batch.push(first);
                 let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-                while batch.len() < args.batch {
+                while batch.len() < shape.batch {
                     match tokio::time::timeout_at(deadline, consumer.next()).await {
                         Err(_) => break,
                         Ok(Some(delivery)) => batch.push(delivery?),
@@ -208,11 +244,11 @@ async fn drain(queue: &str, database: Option<&str>, args: &Args) -> anyhow::Resu
     println!(
         "{{\"messages\":{messages},\"seconds\":{seconds:.3},\"messages_per_second\":{:.0},\"workers\":{},\"prefetch\":{},\"batch\":{},\"insert\":{},\"body_bytes\":{},\"cpu_seconds\":{cpu:.3},\"cpu_us_per_message\":{:.2}}}",
         messages as f64 / seconds,
-        args.workers,
-        args.prefetch,
-        args.batch,
-        !args.no_insert,
-        args.body_bytes,
+        shape.workers,
+        shape.prefetch,
+        shape.batch,
+        !shape.no_insert,
+        shape.body_bytes,
         cpu * 1e6 / messages.max(1) as f64,
     );
     Ok(())
