@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Where MariaDB's time goes while one consumer drains a backlog of sale events: fills the queue
+# through the handler with BACKLOG events (loadgen), starts one consumer, and records mariadbd
+# with perf for SECONDS from two seconds after the start (the release binaries; perf from
+# Debian's linux-perf). Prints the inclusive shares of the server's main paths (triggers,
+# row writes, the union of the ledger's statement, commits), and leaves the whole profile in
+# bench/results/drain-profile-STAMP.perf for `perf report -i`.
+#
+#   bench/drain-profile.sh                    # 200,000 events, 8 s
+#   BACKLOG=100000 SECONDS_RECORDED=5 bench/drain-profile.sh
+#
+# Uses a fresh AMQP_PREFIX and database, both removed at the end.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BACKLOG=${BACKLOG:-200000}
+SECONDS_RECORDED=${SECONDS_RECORDED:-8}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+PREFIX="bench_profile_$STAMP"
+DB="bench_profile_$STAMP"
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export AMQP_PREFIX=$PREFIX
+export DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
+export WEBHOOK_SECRET=bench-secret
+export RUST_LOG=warn
+export HANDLER_ADDR=127.0.0.1:3120
+export CONSUMER_ADDR=127.0.0.1:3121
+mkdir -p "$ROOT/bench/results"
+PROFILE="$ROOT/bench/results/drain-profile-$STAMP.perf"
+
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap cleanup EXIT
+
+"$ROOT/scripts/ensure-services"
+command -v perf >/dev/null || { log "installing perf"; apt-get install -y -q linux-perf >/dev/null; }
+log "building release binaries"
+cargo build --release --locked -q -p request-handler -p consumer -p loadgen
+BIN="$ROOT/target/release"
+
+"$BIN/consumer" migrate >/dev/null
+"$BIN/request-handler" >/dev/null 2>&1 &
+PIDS+=("$!")
+wait_ready "http://$HANDLER_ADDR/readyz"
+log "filling the queue with $BACKLOG sale events"
+filled=$("$BIN/loadgen" --url "http://$HANDLER_ADDR/webhook" -c 64 -n "$BACKLOG" --event-type sale.completed --json 2>/dev/null)
+grep -Eq "\"200\": *$BACKLOG[,}]" <<<"$filled" || { echo "the backlog was not all accepted: $filled" >&2; exit 1; }
+"$BIN/consumer" >/dev/null 2>&1 &
+PIDS+=("$!")
+wait_ready "http://$CONSUMER_ADDR/readyz"
+sleep 2
+log "recording mariadbd for ${SECONDS_RECORDED}s"
+perf record -q -F 999 -g -o "$PROFILE" -p "$(pgrep -x mariadbd)" -- sleep "$SECONDS_RECORDED" 2>/dev/null
+stored=$(mariadb -uroot -N -e "SELECT COUNT(*) FROM \`$DB\`.events")
+((stored < BACKLOG)) || log "the drain ended before the recording did: the shares below include idle time"
+echo "stored when the recording ended: $stored of $BACKLOG"
+perf report -i "$PROFILE" --children --sort sym -g none 2>/dev/null \
+  | grep -E '\] (mysqld_stmt_execute|mysql_insert|Table_triggers_list::process_triggers|handler::ha_write_row|handler::ha_update_row|Prepared_statement::set_parameters|st_select_lex_unit::(prepare|exec)|ha_commit_trans)$'
+echo "profile: $PROFILE"
