@@ -44,14 +44,15 @@ BIN="$ROOT/target/release"
 PIDS+=("$!")
 wait_ready "http://$HANDLER_ADDR/readyz"
 log "filling the queue with $BACKLOG sale events"
-filled=$("$BIN/loadgen" --url "http://$HANDLER_ADDR/webhook" -c 64 -n "$BACKLOG" --event-type sale.completed --json 2>/dev/null)
-grep -Eq "\"200\": *$BACKLOG[,}]" <<<"$filled" || { echo "the backlog was not all accepted: $filled" >&2; exit 1; }
+fill_backlog "http://$HANDLER_ADDR/webhook" "$BACKLOG" sale.completed
 "$BIN/consumer" >/dev/null 2>&1 &
 PIDS+=("$!")
 wait_ready "http://$CONSUMER_ADDR/readyz"
 sleep 2
 log "recording mariadbd for ${SECONDS_RECORDED}s"
-perf record -q -F 999 -g -o "$PROFILE" -p "$(pgrep -x mariadbd)" -- sleep "$SECONDS_RECORDED" 2>/dev/null
+# The server on 127.0.0.1:3306, not any other mariadbd of this machine (tests start their own).
+SERVER_PID=$(cat "$(mariadb -uroot -N -e 'SELECT @@pid_file')")
+perf record -q -F 999 -g -o "$PROFILE" -p "$SERVER_PID" -- sleep "$SECONDS_RECORDED"
 stored=$(mariadb -uroot -N -e "SELECT COUNT(*) FROM \`$DB\`.events")
 ((stored < BACKLOG)) || log "the drain ended before the recording did: the shares below include idle time"
 echo "stored when the recording ended: $stored of $BACKLOG"

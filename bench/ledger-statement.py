@@ -5,8 +5,13 @@ Makes two databases migrated by the consumer (`consumer migrate`, the binary giv
 BATCHES x 500 events in each, then times BATCHES 500-row ledger statements for them from one
 `mariadb` client: in one the consumer's form (a union of one-row selects joined to `events`,
 which tells a stored message from a duplicate), in the other a multi-row VALUES insert with the
-outcome given. Then again with the ledger's triggers dropped. Prints microseconds per row.
-Both databases are dropped at the end.
+outcome given. Then again with the ledger's triggers dropped. The two forms take turns going
+first. Prints microseconds per row. Both databases are dropped at the end.
+
+The union form copies the statement of `record_ledger` in consumer/src/store.rs (keep them
+alike); the values are written into the text here, where the consumer binds them as
+parameters, so the server's parameter conversion (about 6 % of its time in a drain, see
+bench/ANALYSIS.md) is not in these numbers.
 
     bench/ledger-statement.py target/release/consumer [BATCHES]
 """
@@ -93,9 +98,10 @@ def main():
             if triggers == "off":
                 for database in databases.values():
                     sql(database, "DROP TRIGGER ledger_messages_count_accepted; DROP TRIGGER ledger_messages_count_outcome;")
-            for _ in range(2):
+            for turn in range(2):
                 offset += batches * ROWS
-                for form, database in databases.items():
+                forms = list(databases.items())
+                for form, database in forms if turn == 0 else reversed(forms):
                     print(f"ledger triggers {triggers}\t{form}\t{run(database, form, batches, offset):.1f} µs a row", flush=True)
     finally:
         for database in databases.values():

@@ -8,7 +8,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  mariadb -uroot -e "DROP DATABASE IF EXISTS \`$DB\`" 2>/dev/null || true
+  mariadb -uroot -e "DROP DATABASE IF EXISTS \`$DB\`; DROP DATABASE IF EXISTS \`${DB}_raw_drain\`" 2>/dev/null || true
   for q in events dead rejected retry.1 retry.2 retry.3 retry.4 retry.5 raw-drain-broker raw-drain-insert; do
     rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
   done
@@ -26,4 +26,12 @@ wait_ready() { # url
     sleep 0.1
   done
   echo "not ready: $1" >&2; return 1
+}
+
+# Sends COUNT signed events of TYPE to the handler at URL with loadgen ($BIN), and fails unless
+# every one was answered 200.
+fill_backlog() { # url count type
+  local filled
+  filled=$("$BIN/loadgen" --url "$1" -c 64 -n "$2" --event-type "$3" --json 2>/dev/null)
+  grep -Eq "\"200\": *$2[,}]" <<<"$filled" || { echo "the backlog was not all accepted: $filled" >&2; return 1; }
 }

@@ -151,15 +151,22 @@ done
 "$BIN/raw-insert" -n "$RAW_ROWS" -b 500 | tee "$OUT/raw-insert.json"
 # The drain's floors: a backlog of the same size consumed in the consumer's shape (2
 # connections, prefetch 1000, batches of 500, one multiple ack each), acked without writing
-# (the broker alone), then with each batch written as the raw inserter writes it. The fill is
-# outside the phase; raw-drain's own CPU is in its summary.
+# (the broker alone), then with each batch written as the raw inserter writes it, to a database
+# of its own. The fill and the database's creation and drop are outside the phase; raw-drain's
+# own CPU is in its summary.
 for mode in broker insert; do
   "$BIN/raw-drain" fill --queue "$PREFIX.raw-drain-$mode" -n "$BACKLOG"
+  written=()
+  if [[ $mode == insert ]]; then
+    mariadb -uroot -e "CREATE DATABASE \`${DB}_raw_drain\` COLLATE utf8mb4_bin"
+    mariadb -uroot "${DB}_raw_drain" < "$ROOT/migrations/20261101000001_create_events.sql"
+    written=(--database-url "mysql://root@127.0.0.1:3306/${DB}_raw_drain")
+  fi
   phase_start
-  "$BIN/raw-drain" drain --queue "$PREFIX.raw-drain-$mode" -n "$BACKLOG" $([[ $mode == broker ]] && echo --no-insert) \
-    | tee "$OUT/raw-drain-$mode.json"
+  "$BIN/raw-drain" drain --queue "$PREFIX.raw-drain-$mode" -n "$BACKLOG" "${written[@]}" | tee "$OUT/raw-drain-$mode.json"
   phase_end "raw-drain-$mode"
 done
+mariadb -uroot -e "DROP DATABASE \`${DB}_raw_drain\`"
 
 log "system: handler and one consumer"
 "$BIN/consumer" migrate >/dev/null

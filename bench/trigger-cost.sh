@@ -78,8 +78,7 @@ for round in $(seq 1 "$ROUNDS"); do
     triggers "$mode"
     sql "TRUNCATE TABLE events; TRUNCATE TABLE sales; TRUNCATE TABLE daily_counts; TRUNCATE TABLE sales_months; TRUNCATE TABLE ledger_messages; TRUNCATE TABLE ledger_counts"
     wait_ready "http://$HANDLER_ADDR/readyz"
-    filled=$("$BIN/loadgen" --url "$URL" -c 64 -n "$BACKLOG" --event-type sale.completed --json 2>/dev/null)
-    grep -Eq "\"200\": *$BACKLOG[,}]" <<<"$filled" || { echo "the backlog was not all accepted: $filled" >&2; exit 1; }
+    fill_backlog "$URL" "$BACKLOG" sale.completed
     started=$(date +%s.%N)
     "$BIN/consumer" >/dev/null 2>&1 &
     consumer=$!

@@ -7,9 +7,10 @@ use sqlx::{Connection, Executor, MySqlConnection, QueryBuilder};
 /// trigger. What a raw inserter writes to, the least a stored event can cost.
 pub const RAW_EVENTS_SCHEMA: &str = include_str!("../../migrations/20261101000001_create_events.sql");
 
-/// CPU seconds this process has run so far: the sum of its threads' run time in
+/// CPU seconds this process's threads have run so far: the sum of their run time in
 /// `/proc/self/task/*/schedstat` (nanoseconds, user and system together), which is finer than
-/// the clock ticks of `/proc/self/stat`. The runtime's threads live as long as the process.
+/// the clock ticks of `/proc/self/stat`. Only living threads count: read it before closing a
+/// lapin connection, whose I/O thread takes its run time with it.
 pub fn cpu_seconds() -> anyhow::Result<f64> {
     let mut nanos = 0u64;
     for task in std::fs::read_dir("/proc/self/task").context("reading /proc/self/task")? {
@@ -53,10 +54,37 @@ where
         work(url).await
     }
     .await;
-    admin
+    // The work's own error, if any, is the one to report; a failed drop is said beside it.
+    if let Err(error) = admin
         .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE `{database}`")))
-        .await?;
+        .await
+    {
+        eprintln!("database {database} was not dropped: {error}");
+    }
     result
+}
+
+/// A JSON object of `bytes` bytes (at least 10): `{"pad":"xxx…"}`.
+pub fn padded_json_body(bytes: usize) -> String {
+    format!("{{\"pad\":\"{}\"}}", "x".repeat(bytes.saturating_sub(10)))
+}
+
+/// Declares a durable queue of `queue_type` (`quorum` or `classic`).
+pub async fn declare_queue(channel: &lapin::Channel, name: &str, queue_type: &str) -> anyhow::Result<()> {
+    let mut arguments = lapin::types::FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString(lapin::types::LongString::from(queue_type.as_bytes())),
+    );
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..lapin::options::QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(name.into(), durable, arguments)
+        .await
+        .with_context(|| format!("declaring queue {name}"))?;
+    Ok(())
 }
 
 /// Inserts one `events` row per delivery id in one multi-row statement and commits: the raw

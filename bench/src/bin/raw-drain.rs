@@ -1,14 +1,16 @@
 //! The drain's limit: the least a consumer can do with a backlog. `raw-drain fill` publishes
 //! `--messages` persistent messages (with confirms) to a quorum queue of that name; `raw-drain
 //! drain` then consumes them with `--workers` connections, each with `--prefetch` deliveries
-//! unacked at most, in batches of `--batch`: each batch written to the first migration's
-//! `events` table in one multi-row insert and transaction (the raw inserter's), committed, and
-//! acked with one `multiple` ack. The consumer's shape without its schema, sales, ledger or
-//! triggers. With `--no-insert` the batches are acked without writing: the broker's delivery
-//! limit alone. Two commands, so that a caller can measure the drain apart from the fill.
+//! unacked at most, in batches of `--batch`, and acks each batch with one `multiple` ack. With
+//! `--database-url` (a database holding the first migration's `events` table, e.g. `mariadb DB <
+//! migrations/20261101000001_create_events.sql`) each batch is first written there in one
+//! multi-row insert and transaction, the raw inserter's, and committed: the consumer's shape
+//! without its schema, sales, ledger or triggers. Without it the batches are acked unwritten:
+//! the broker's delivery limit alone. Two commands, so that a caller can measure the drain apart
+//! from the fill (and create and drop the database outside it).
 //!
-//! `drain` deletes the queue at the end and reports the drain's events a second (from the
-//! first delivery asked for to the last ack) and its own CPU per event.
+//! `drain` deletes the queue, empty by then, at the end and reports the drain's events a second
+//! (from the first delivery asked for to the last ack) and its own CPU per event.
 
 #![allow(clippy::print_stdout)] // the result is the program's output
 
@@ -24,7 +26,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use sqlx::{Connection as _, MySqlConnection};
 
@@ -65,9 +67,9 @@ struct Backlog {
 /// How the backlog is consumed.
 #[derive(Debug, clap::Args)]
 struct Shape {
-    /// The database server (a database of its own is made on it, and dropped after).
-    #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "mysql://root@127.0.0.1:3306")]
-    server: String,
+    /// Write each batch to the `events` table of this database before acking it.
+    #[arg(long)]
+    database_url: Option<String>,
     /// Consuming connections, as the consumer's `CONSUMER_WORKERS`.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -80,13 +82,12 @@ struct Shape {
     /// Body size of the rows written, in bytes (the messages' bodies are not read).
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
-    /// Ack batches without writing them: the broker's part alone.
-    #[arg(long)]
-    no_insert: bool,
 }
 
 /// A batch is closed this long after its first delivery even when short, as `BATCH_WAIT_MS`.
 const BATCH_WAIT: Duration = Duration::from_millis(20);
+/// A worker that has had no delivery for this long while the backlog is not all acked gives up.
+const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -101,12 +102,7 @@ async fn main() -> anyhow::Result<()> {
                 shape.batch <= usize::from(shape.prefetch),
                 "--batch may not exceed --prefetch: a batch could never fill"
             );
-            let result = if shape.no_insert {
-                drain(&backlog, &shape, None).await
-            } else {
-                bench::with_raw_events_database(&shape.server, "bench_drain", |url| drain(&backlog, &shape, Some(url)))
-                    .await
-            };
+            let result = drain(&backlog, &shape).await;
             let deleted = delete_queue(&backlog).await;
             result.and(deleted)
         }
@@ -126,18 +122,7 @@ async fn fill(backlog: &Backlog, body_bytes: usize) -> anyhow::Result<()> {
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         channels.push(channel);
     }
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from(&b"quorum"[..])),
-    );
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channels[0]
-        .queue_declare(backlog.queue.as_str().into(), durable, arguments)
-        .await?;
+    bench::declare_queue(&channels[0], &backlog.queue, "quorum").await?;
     let body = vec![b'x'; body_bytes];
     let publishers = (0..PUBLISHERS).map(|task| {
         let channel = channels[task as usize % channels.len()].clone();
@@ -179,18 +164,44 @@ async fn delete_queue(backlog: &Backlog) -> anyhow::Result<()> {
 }
 
 /// Consumes the backlog with `--workers` connections and prints the result.
-async fn drain(backlog: &Backlog, shape: &Shape, database: Option<String>) -> anyhow::Result<()> {
+async fn drain(backlog: &Backlog, shape: &Shape) -> anyhow::Result<()> {
+    let ready = {
+        let connection = Connection::connect(&backlog.amqp_url, ConnectionProperties::default())
+            .await
+            .context("connecting to the broker")?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = connection
+            .create_channel()
+            .await?
+            .queue_declare(backlog.queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .with_context(|| format!("no queue {} (raw-drain fill makes it)", backlog.queue))?;
+        let _ = connection.close(200, "OK".into()).await;
+        u64::from(declared.message_count())
+    };
+    anyhow::ensure!(
+        ready >= backlog.messages,
+        "{} holds {ready} messages ready, fewer than the {} to drain",
+        backlog.queue,
+        backlog.messages
+    );
     let acked = Arc::new(AtomicU64::new(0));
-    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(shape.body_bytes.saturating_sub(10)));
+    let body = bench::padded_json_body(shape.body_bytes);
     let cpu_before = bench::cpu_seconds()?;
     let started = Instant::now();
-    let database = database.as_deref();
     let workers = (0..shape.workers).map(|worker| {
         let acked = Arc::clone(&acked);
         let body = body.as_str();
         async move {
-            let mut database = match database {
-                Some(url) => Some(MySqlConnection::connect(url).await?),
+            let mut database = match &shape.database_url {
+                Some(url) => Some(
+                    MySqlConnection::connect(url)
+                        .await
+                        .context("connecting to the database")?,
+                ),
                 None => None,
             };
             let connection = Connection::connect(&backlog.amqp_url, ConnectionProperties::default()).await?;
@@ -206,10 +217,16 @@ async fn drain(backlog: &Backlog, shape: &Shape, database: Option<String>) -> an
                 )
                 .await?;
             let mut batch = Vec::with_capacity(shape.batch);
+            let mut last_delivery = Instant::now();
             while acked.load(Ordering::Relaxed) < backlog.messages {
                 // The other workers may hold the last deliveries: look again now and then.
                 let first = match tokio::time::timeout(Duration::from_millis(100), consumer.next()).await {
-                    Err(_) => continue,
+                    Err(_) if last_delivery.elapsed() < IDLE_LIMIT => continue,
+                    Err(_) => anyhow::bail!(
+                        "no delivery for {IDLE_LIMIT:?} with {} of {} acked",
+                        acked.load(Ordering::Relaxed),
+                        backlog.messages
+                    ),
                     Ok(Some(delivery)) => delivery?,
                     Ok(None) => anyhow::bail!("the broker cancelled the consumer"),
                 };
@@ -222,6 +239,7 @@ async fn drain(backlog: &Backlog, shape: &Shape, database: Option<String>) -> an
                         Ok(None) => anyhow::bail!("the broker cancelled the consumer"),
                     }
                 }
+                last_delivery = Instant::now();
                 if let Some(database) = database.as_mut() {
                     let ids = batch
                         .iter()
@@ -229,17 +247,22 @@ async fn drain(backlog: &Backlog, shape: &Shape, database: Option<String>) -> an
                     bench::insert_raw_events(database, ids, body).await?;
                 }
                 let last = batch.last().expect("a batch holds its first delivery");
-                last.acker.ack(BasicAckOptions { multiple: true }).await?;
+                let taken = last.acker.ack(BasicAckOptions { multiple: true }).await?;
+                anyhow::ensure!(taken, "the ack of a batch was not sent: the channel is gone");
                 acked.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 batch.clear();
             }
-            let _ = connection.close(200, "OK".into()).await;
-            anyhow::Ok(())
+            // Closed after the CPU is read: lapin runs each connection's I/O on a thread of its
+            // own, whose run time leaves /proc/self/task with it.
+            anyhow::Ok(connection)
         }
     });
-    try_join_all(workers).await?;
+    let connections = try_join_all(workers).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = bench::cpu_seconds()? - cpu_before;
+    for connection in connections {
+        let _ = connection.close(200, "OK".into()).await;
+    }
     let messages = acked.load(Ordering::Relaxed);
     println!(
         "{{\"messages\":{messages},\"seconds\":{seconds:.3},\"messages_per_second\":{:.0},\"workers\":{},\"prefetch\":{},\"batch\":{},\"insert\":{},\"body_bytes\":{},\"cpu_seconds\":{cpu:.3},\"cpu_us_per_message\":{:.2}}}",
@@ -247,7 +270,7 @@ async fn drain(backlog: &Backlog, shape: &Shape, database: Option<String>) -> an
         shape.workers,
         shape.prefetch,
         shape.batch,
-        !shape.no_insert,
+        shape.database_url.is_some(),
         shape.body_bytes,
         cpu * 1e6 / messages.max(1) as f64,
     );

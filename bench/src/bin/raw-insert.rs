@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: &Args, url: String) -> anyhow::Result<()> {
     let mut connection = MySqlConnection::connect(&url).await?;
-    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(args.body_bytes.saturating_sub(10)));
+    let body = bench::padded_json_body(args.body_bytes);
     let started = Instant::now();
     let mut inserted = 0;
     while inserted < args.rows {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use futures_util::future::try_join_all;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 
 /// Publishes persistent messages with confirms and prints messages/s.
@@ -132,18 +132,7 @@ async fn main() -> anyhow::Result<()> {
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         channels.push(channel);
     }
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from(args.queue_type.as_bytes())),
-    );
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channels[0]
-        .queue_declare(queue.as_str().into(), durable, arguments)
-        .await?;
+    bench::declare_queue(&channels[0], &queue, &args.queue_type).await?;
 
     let exchange = if args.as_handler {
         let exchange = format!("{queue}.topic");

@@ -50,9 +50,10 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
     assert_eq!(services.rows().await.len(), 1, "stored during the outage");
     assert_eq!(app.metric("webhook_consumer_retried_total{attempt=\"1\"}").await, 0.0);
     // Sampled every 5 s, each sample allowed 2 s: a loaded broker can skip a few. The gauge
-    // must say what the broker says is ready: at least ten, not always exactly ten (a CI run
-    // saw 11 ready, the two workers holding 19 between them, each within its prefetch). Each
-    // value seen is printed, so that a failure shows what the gauge said instead.
+    // must say what the broker says is ready: ten to twenty, the workers holding ten to twenty
+    // between them, not always exactly ten (a CI run saw 11 ready, the two workers holding 19,
+    // each within its prefetch). Each value seen is printed, so that a failure shows what the
+    // gauge said instead.
     let last_seen = std::sync::Mutex::new(None);
     eventually("the lag gauge to show the ready messages", 2 * SOON, || async {
         let lag = app.metric("webhook_consumer_lag_messages").await;
@@ -61,7 +62,7 @@ async fn while_the_database_is_unreachable_nothing_is_acked_and_everything_is_st
             eprintln!("lag gauge {lag}, ready in .events {ready:?}");
         }
         let ready = ready.map(f64::from);
-        (lag >= 10.0 && Some(lag) == ready).then_some(())
+        ((10.0..=20.0).contains(&lag) && Some(lag) == ready).then_some(())
     })
     .await;
 
