@@ -9,7 +9,7 @@
 //! the broker's delivery limit alone. Two commands, so that a caller can measure the drain apart
 //! from the fill (and create and drop the database outside it).
 //!
-//! `drain` deletes the queue, empty by then, at the end and reports the drain's events a second
+//! `drain` deletes the queue, empty by then, once it has drained it, and reports the drain's events a second
 //! (from the first delivery asked for to the last ack) and its own CPU per event.
 
 #![allow(clippy::print_stdout)] // the result is the program's output
@@ -102,9 +102,9 @@ async fn main() -> anyhow::Result<()> {
                 shape.batch <= usize::from(shape.prefetch),
                 "--batch may not exceed --prefetch: a batch could never fill"
             );
-            let result = drain(&backlog, &shape).await;
-            let deleted = delete_queue(&backlog).await;
-            result.and(deleted)
+            // A drain that failed leaves the queue as it is, for a look or another try.
+            drain(&backlog, &shape).await?;
+            delete_queue(&backlog).await
         }
     }
 }
