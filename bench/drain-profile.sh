@@ -16,21 +16,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BACKLOG=${BACKLOG:-200000}
 SECONDS_RECORDED=${SECONDS_RECORDED:-8}
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-PREFIX="bench_profile_$STAMP"
-DB="bench_profile_$STAMP"
-export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-export AMQP_PREFIX=$PREFIX
-export DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
-export WEBHOOK_SECRET=bench-secret
-export RUST_LOG=warn
-export HANDLER_ADDR=127.0.0.1:3120
-export CONSUMER_ADDR=127.0.0.1:3121
-mkdir -p "$ROOT/bench/results"
-PROFILE="$ROOT/bench/results/drain-profile-$STAMP.perf"
-
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+bench_env profile 3120
+mkdir -p "$ROOT/bench/results"
+PROFILE="$ROOT/bench/results/drain-profile-$STAMP.perf"
 trap cleanup EXIT
 
 "$ROOT/scripts/ensure-services"

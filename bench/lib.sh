@@ -1,8 +1,25 @@
-# Shared by the bench scripts (`source` it after setting ROOT, PREFIX and DB): logging, waiting
-# for a service, and a cleanup that stops the processes in PIDS, drops DB and removes every
-# queue and exchange of PREFIX.
+# Shared by the bench scripts (`source` it after setting ROOT; set PREFIX and DB, or call
+# bench_env, before the cleanup runs): logging, the services' environment, waiting for a
+# service, filling a backlog, and a cleanup that stops the processes in PIDS, drops DB and
+# removes every queue and exchange of PREFIX.
 
 log() { printf '\n== %s\n' "$*" >&2; }
+
+# The environment of a bench script that runs the services: a fresh PREFIX and DB named NAME
+# and the time (STAMP), the broker and database the services use, the handler on 127.0.0.1:PORT
+# and the consumer on the next port.
+bench_env() { # name port
+  STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+  PREFIX="bench_$1_$STAMP"
+  DB="bench_$1_$STAMP"
+  export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+  export AMQP_PREFIX=$PREFIX
+  export DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
+  export WEBHOOK_SECRET=bench-secret
+  export RUST_LOG=warn
+  export HANDLER_ADDR=127.0.0.1:$2
+  export CONSUMER_ADDR=127.0.0.1:$(($2 + 1))
+}
 
 PIDS=()
 cleanup() {

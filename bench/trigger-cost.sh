@@ -16,21 +16,10 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BACKLOG=${BACKLOG:-100000}
 ROUNDS=${ROUNDS:-3}
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-PREFIX="bench_triggers_$STAMP"
-DB="bench_triggers_$STAMP"
-export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-export AMQP_PREFIX=$PREFIX
-export DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
-export WEBHOOK_SECRET=bench-secret
-export RUST_LOG=warn
-export HANDLER_ADDR=127.0.0.1:3110
-export CONSUMER_ADDR=127.0.0.1:3111
-URL="http://$HANDLER_ADDR/webhook"
-
-
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
+bench_env triggers 3110
+URL="http://$HANDLER_ADDR/webhook"
 trap cleanup EXIT
 
 "$ROOT/scripts/ensure-services"

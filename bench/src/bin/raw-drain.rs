@@ -9,8 +9,8 @@
 //! the broker's delivery limit alone. Two commands, so that a caller can measure the drain apart
 //! from the fill (and create and drop the database outside it).
 //!
-//! `drain` deletes the queue, empty by then, once it has drained it, and reports the drain's events a second
-//! (from the first delivery asked for to the last ack) and its own CPU per event.
+//! `drain` deletes the queue, empty by then, once it has drained it, and reports the drain's
+//! events a second (from the first delivery asked for to the last ack) and its own CPU per event.
 
 #![allow(clippy::print_stdout)] // the result is the program's output
 

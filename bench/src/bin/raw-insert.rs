@@ -8,15 +8,20 @@ use std::time::Instant;
 use clap::Parser;
 use sqlx::{Connection, MySqlConnection};
 
+/// Inserts rows in batches and prints rows/s.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// The server, without a database name.
     #[arg(long, env = "BENCH_DATABASE_SERVER", default_value = "mysql://root@127.0.0.1:3306")]
     server: String,
+    /// Rows to insert.
     #[arg(long, short = 'n', default_value_t = 200_000)]
     rows: usize,
+    /// Rows per statement.
     #[arg(long, short, default_value_t = 500)]
     batch: usize,
+    /// Body size in bytes.
     #[arg(long, default_value_t = 1024)]
     body_bytes: usize,
 }
