@@ -164,7 +164,8 @@ impl Metrics {
         }
     }
 
-    /// Registers the publisher's own counters: nacks, replaced channels, reconnects.
+    /// Registers the publisher's own counters: nacks, replaced channels, reconnects, workers'
+    /// own connections.
     pub fn register_publisher(&mut self, counters: &PublisherCounters) {
         self.registry
             .register("broker_nacks", "Publishes the broker nacked", counters.nacks.clone());
@@ -177,6 +178,16 @@ impl Metrics {
             "broker_reconnects",
             "Publishing connections opened after the first",
             counters.reconnects.clone(),
+        );
+        self.registry.register(
+            "broker_returns_misattributed",
+            "Returned messages the shared connection's client gave to another publish's confirm",
+            counters.returns_misattributed.clone(),
+        );
+        self.registry.register(
+            "broker_worker_connections",
+            "HTTP workers' own publishing connections now up",
+            counters.worker_connections.clone(),
         );
     }
 

@@ -31,6 +31,9 @@ pub struct Settings {
     pub workers: usize,
     /// `PUBLISH_CHANNELS`, default 2: confirm-mode channels on the one broker connection.
     pub publish_channels: usize,
+    /// `PUBLISH_PER_WORKER`, default true: each HTTP worker publishes over a broker connection
+    /// of its own, on its own thread ([`webhook_core::broker::LocalPublisher`]).
+    pub publish_per_worker: bool,
     /// `SPOOL_DIR`, `SPOOL_MAX_BYTES`, `SPOOL_PUBLISH_TIMEOUT_MS`: the spool and the
     /// quarantine, when `SPOOL_DIR` is set.
     pub spool: Option<SpoolSettings>,
@@ -81,6 +84,7 @@ impl Settings {
             shutdown_grace: vars.millis("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000)?,
             workers: vars.integer("HANDLER_WORKERS", workers, 1, 256, "worker threads")? as usize,
             publish_channels: vars.integer("PUBLISH_CHANNELS", 2, 1, 64, "channels")? as usize,
+            publish_per_worker: vars.parse("PUBLISH_PER_WORKER", true, "true or false")?,
             max_in_flight: vars.integer("MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, 1, 1_000_000, "requests")? as usize,
             trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
         })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::Publisher;
+use webhook_core::broker::{LocalPublisher, Publisher};
 use webhook_core::http::{self, Listening};
 
 use crate::admission::Admission;
@@ -79,13 +79,28 @@ impl Application {
         if let Some(spool) = &spool {
             spool.start_forwarder(publisher.clone(), settings.broker.topology.exchange());
         }
-        let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::configure))
-            .workers(settings.workers)
-            .shutdown_timeout(settings.shutdown_grace.as_secs_f64().ceil() as u64)
-            .disable_signals()
-            .listen(listener)
-            .context("starting the HTTP server")?
-            .run();
+        let per_worker = settings.publish_per_worker;
+        let shared = publisher.clone();
+        let server = HttpServer::new(move || {
+            // Made on each worker's thread: its publishes stay there (see LocalPublisher).
+            let local = if per_worker {
+                let local = LocalPublisher::new(shared.clone());
+                local.connect_early();
+                local
+            } else {
+                LocalPublisher::shared_only(shared.clone())
+            };
+            App::new()
+                .app_data(state.clone())
+                .app_data(local)
+                .configure(routes::configure)
+        })
+        .workers(settings.workers)
+        .shutdown_timeout(settings.shutdown_grace.as_secs_f64().ceil() as u64)
+        .disable_signals()
+        .listen(listener)
+        .context("starting the HTTP server")?
+        .run();
         log::info!(
             "request-handler listening on http://{addr} broker={} prefix={}",
             settings.broker.addresses.redacted(),

@@ -19,7 +19,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use prometheus_client::metrics::gauge::Gauge;
-use webhook_core::broker::Outgoing;
+use webhook_core::broker::{LocalPublisher, Outgoing};
 use webhook_core::config::Secret;
 use webhook_core::envelope::{Envelope, MAX_DELIVERY_ID_BYTES, MAX_SOURCE_BYTES, format_time};
 use webhook_core::payload::{self, BodyFormat, Form, Parsed};
@@ -293,7 +293,11 @@ async fn accept(
         routing_key: &routing_key,
         body: &body,
     };
-    let delivered = spool::deliver(&state.publisher, state.spool.as_deref(), source, message, &envelope).await?;
+    let publisher = request
+        .app_data::<LocalPublisher>()
+        .cloned()
+        .unwrap_or_else(|| LocalPublisher::shared_only(state.publisher.clone()));
+    let delivered = spool::deliver(&publisher, state.spool.as_deref(), source, message, &envelope).await?;
     if let Delivered::Spooled(cause) = delivered {
         return Ok(Accepted::Spooled(envelope.delivery_id, cause.label()));
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use webhook_core::broker::{Outgoing, PublishError, Publisher};
+use webhook_core::broker::{LocalPublisher, Outgoing, PublishError, Publisher};
 use webhook_core::config::{ConfigError, Vars};
 use webhook_core::envelope::Envelope;
 use webhook_core::spooling::WhenBrokerDown;
@@ -266,7 +266,7 @@ pub(crate) enum Delivered {
 /// A publish that timed out may still have reached the broker; spooling it too can only make
 /// a duplicate, which the consumer stores once.
 pub(crate) async fn deliver(
-    publisher: &Publisher,
+    publisher: &LocalPublisher,
     spool: Option<&Spool>,
     source: &Source,
     message: Outgoing<'_>,

@@ -76,8 +76,14 @@ async fn a_signed_request_is_confirmed_over_amqps_with_a_client_certificate() {
         .post_signed(br#"{"type":"ping"}"#, &[("X-GitHub-Delivery", "tls-1")])
         .await;
     assert_eq!(response.status(), 200);
+    // Then through a worker's own connection, over TLS too.
+    let warm_ups = app.until_a_worker_connection_is_up().await;
+    let response = app
+        .post_signed(br#"{"type":"pong"}"#, &[("X-GitHub-Delivery", "tls-2")])
+        .await;
+    assert_eq!(response.status(), 200);
 
-    // The message is on the private node, read back over TLS as well.
+    // The messages are on the private node, read back over TLS as well.
     let settings = settings(&client.env(&url));
     let connection = broker::connect(&settings.addresses, "tls-test-reader").await.unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -93,6 +99,19 @@ async fn a_signed_request_is_confirmed_over_amqps_with_a_client_certificate() {
     assert_eq!(
         message.delivery.properties.message_id().as_ref().map(|id| id.as_str()),
         Some("tls-1")
+    );
+    let mut last = None;
+    for _ in 0..=warm_ups {
+        last = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+    }
+    let last = last.expect("the message through the worker's connection");
+    assert_eq!(last.delivery.data, br#"{"type":"pong"}"#);
+    assert_eq!(
+        last.delivery.properties.message_id().as_ref().map(|id| id.as_str()),
+        Some("tls-2")
     );
     connection.close().await;
     app.stop().await;

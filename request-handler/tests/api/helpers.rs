@@ -59,6 +59,23 @@ impl TestApp {
         .await;
     }
 
+    /// Posts signed warm-up deliveries until one of the workers' own broker connections is up
+    /// (a worker's first publishes go through the shared connection while its own opens);
+    /// returns how many it posted, each answered 200.
+    pub(crate) async fn until_a_worker_connection_is_up(&self) -> usize {
+        let mut posted = 0;
+        eventually("a worker's own broker connection", Duration::from_secs(10), || {
+            posted += 1;
+            let body = format!("{{\"warm-up\":{posted}}}");
+            async move {
+                assert_eq!(self.post_signed(body.as_bytes(), &[]).await.status(), 200);
+                (self.metric("webhook_handler_broker_worker_connections").await >= 1.0).then_some(())
+            }
+        })
+        .await;
+        posted
+    }
+
     /// The value of the metric line that starts with `series` (name and labels), or 0.
     pub(crate) async fn metric(&self, series: &str) -> f64 {
         metric_value(&self.get("/metrics").await.text().await.unwrap(), series)

@@ -16,3 +16,4 @@ mod schemes;
 mod shutdown;
 mod spool;
 mod vendors;
+mod worker_connections;

@@ -20,7 +20,12 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, watch};
+
+mod local;
+
+pub use local::LocalPublisher;
 
 pub use crate::addresses::Addresses;
 use crate::config::{ConfigError, Url, Vars};
@@ -501,6 +506,9 @@ pub enum PublishError {
     /// The channel or connection failed.
     #[error("broker error: {0}")]
     Broker(#[from] lapin::Error),
+    /// The connection ended before the broker confirmed.
+    #[error("the connection to the broker was lost before the confirm")]
+    Lost,
 }
 
 impl PublishError {
@@ -512,7 +520,7 @@ impl PublishError {
             Self::Nacked => "nacked",
             Self::Unroutable => "unroutable",
             Self::NotConfirmed => "not_confirmed",
-            Self::Broker(_) => "broker_error",
+            Self::Broker(_) | Self::Lost => "broker_error",
         }
     }
 }
@@ -549,6 +557,11 @@ pub struct PublisherCounters {
     pub channels_replaced: Counter,
     /// Connections opened after the first (reconnects after a loss or a replacement).
     pub reconnects: Counter,
+    /// HTTP workers' own connections now up ([`LocalPublisher`]).
+    pub worker_connections: Gauge,
+    /// Returned (unroutable) messages that lapin handed to the confirm of another publish on
+    /// the same channel: the publish it belonged to may have been taken as confirmed.
+    pub returns_misattributed: Counter,
 }
 
 /// One confirm-mode channel of a connection, replaceable while publishes use the others.
@@ -565,7 +578,8 @@ struct Link {
     slots: Vec<Slot>,
     /// Replacements since the last ack on any channel.
     futile_replacements: AtomicU32,
-    /// Set when the channels are replaced in vain: the supervisor then opens a new connection.
+    /// Set when the channels are replaced in vain (the supervisor then opens a new connection),
+    /// and when the supervisor gives the connection up.
     condemned: AtomicBool,
 }
 
@@ -751,11 +765,16 @@ impl Publisher {
         deadline: Duration,
     ) -> Result<(), PublishError> {
         let result = self.try_publish(message, properties, deadline).await;
-        match &result {
+        self.record(&result);
+        result
+    }
+
+    /// Counts a publish's outcome toward [`NotReady::Failing`].
+    fn record(&self, result: &Result<(), PublishError>) {
+        match result {
             Ok(()) => self.inner.failures_in_a_row.store(0, Ordering::SeqCst),
             Err(_) => self.inner.publish_failed(),
         }
-        result
     }
 
     async fn try_publish(
@@ -775,6 +794,7 @@ impl Publisher {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
+        let message_id = properties.message_id().clone();
         let confirmed = tokio::time::timeout(deadline, async {
             channel
                 .basic_publish(
@@ -793,7 +813,20 @@ impl Publisher {
                 link.futile_replacements.store(0, Ordering::SeqCst);
                 Ok(())
             }
-            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
+            Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+                // lapin gives a returned message to whichever confirm of the channel completes
+                // next, not always to its own publish's.
+                if returned.properties.message_id() != &message_id {
+                    self.inner.counters.returns_misattributed.inc();
+                    log::error!(
+                        "the broker returned message_id={:?} as unroutable, but lapin gave the return to the \
+                         confirm of message_id={message_id:?}: the first may have been answered as confirmed \
+                         and is not in any queue; the second is answered as not confirmed",
+                        returned.properties.message_id()
+                    );
+                }
+                Err(PublishError::Unroutable)
+            }
             Ok(Ok(Confirmation::Nack(_))) => {
                 self.inner.counters.nacks.inc();
                 tokio::spawn(replace_channel(Arc::clone(&self.inner), link, index, channel));
@@ -1003,6 +1036,8 @@ async fn supervise(inner: Arc<Inner>) {
             }
         }
         inner.connected.send_replace(false);
+        // Workers' own connections that followed this one follow the next (LocalPublisher).
+        link.condemned.store(true, Ordering::SeqCst);
         {
             let mut current = inner.link.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             if current.as_ref().is_some_and(|current| Arc::ptr_eq(current, &link)) {

@@ -1,0 +1,188 @@
+//! Each HTTP worker's own broker connection (`PUBLISH_PER_WORKER`): publishes go through it once
+//! it is up, what they carry arrives whole and once, a return is matched to its own request
+//! among many in flight, and a lost connection costs only what was in flight on it.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use testkit::{TcpProxy, TestBroker, eventually};
+use webhook_core::envelope::Envelope;
+
+use crate::helpers::{TestApp, env};
+
+const WORKER_CONNECTIONS: &str = "webhook_handler_broker_worker_connections";
+const ENQUEUE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Slack for scheduling on a loaded 2-core machine; the point is that it never hangs.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// Posts `count` signed deliveries of event type `event_type` at once; their delivery ids are
+/// `{event_type}-{n}`. Returns each one's status, in order.
+async fn post_at_once(app: &TestApp, event_type: &str, count: usize) -> Vec<u16> {
+    let posts = (0..count).map(|n| async move {
+        let body = format!("{{\"n\":{n}}}");
+        let delivery = format!("{event_type}-{n}");
+        app.post_signed(
+            body.as_bytes(),
+            &[("X-GitHub-Event", event_type), ("X-GitHub-Delivery", &delivery)],
+        )
+        .await
+        .status()
+        .as_u16()
+    });
+    join_all(posts).await
+}
+
+fn delivery_ids(taken: &[testkit::Taken]) -> Vec<String> {
+    taken
+        .iter()
+        .map(|message| Envelope::from_properties(&message.properties).unwrap().delivery_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn publishes_go_through_a_workers_own_connection_and_each_arrives_once() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let broker = TestBroker::new();
+    let env = env(&broker).with("AMQP_URL", proxy.amqp_url());
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    // Both workers connect once the shared connection is up, before any request.
+    eventually("both workers' own connections", Duration::from_secs(10), || async {
+        (app.metric(WORKER_CONNECTIONS).await == 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(proxy.connections(), 3, "the shared connection and one per worker");
+    let warm_ups = app.until_a_worker_connection_is_up().await;
+
+    let statuses = post_at_once(&app, "burst", 40).await;
+    assert_eq!(statuses, vec![200; 40]);
+    let taken = app.broker.take_all(".events").await;
+    let ids = delivery_ids(&taken);
+    let burst: Vec<&String> = ids.iter().filter(|id| id.starts_with("burst-")).collect();
+    assert_eq!(burst.len(), 40, "{ids:?}");
+    let distinct: BTreeSet<&String> = burst.iter().copied().collect();
+    assert_eq!(distinct.len(), 40, "a delivery twice: {ids:?}");
+    assert_eq!(ids.len(), 40 + warm_ups, "{ids:?}");
+    for message in &taken {
+        let envelope = Envelope::from_properties(&message.properties).unwrap();
+        if let Some(n) = envelope.delivery_id.strip_prefix("burst-") {
+            assert_eq!(message.body, format!("{{\"n\":{n}}}").as_bytes());
+            assert_eq!(envelope.event_type, "burst");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_return_among_many_in_flight_fails_its_own_request_only() {
+    // One worker, so that every publish below goes through its connection.
+    let broker = TestBroker::new();
+    let env = env(&broker).with("HANDLER_WORKERS", 1);
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    app.until_a_worker_connection_is_up().await;
+    // Only event type "kept" routes anywhere: the events queue goes, a queue of the test's
+    // own is bound to `default.kept`. Every "lost" publish is returned, then acked.
+    let connection = app.broker.connect().await;
+    let channel = connection.create_channel().await.unwrap();
+    let prefix = app.broker.prefix().to_owned();
+    let events = format!("{prefix}.events");
+    channel
+        .queue_delete(events.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let kept = format!("{prefix}.kept");
+    channel
+        .queue_declare(
+            kept.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            kept.as_str().into(),
+            prefix.as_str().into(),
+            "default.kept".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let (kept_statuses, lost_statuses) = tokio::join!(post_at_once(&app, "kept", 30), post_at_once(&app, "lost", 30));
+    assert_eq!(lost_statuses, vec![500; 30], "a returned message answered 200");
+    assert_eq!(kept_statuses, vec![200; 30], "a queued message answered 500");
+    let taken = app.broker.take_all(".kept").await;
+    let ids: BTreeSet<String> = delivery_ids(&taken).into_iter().collect();
+    let expected: BTreeSet<String> = (0..30).map(|n| format!("kept-{n}")).collect();
+    assert_eq!(ids, expected);
+    let unroutable = app
+        .metric("webhook_handler_requests_total{source=\"default\",outcome=\"not_enqueued\",reason=\"unroutable\"}")
+        .await;
+    assert_eq!(unroutable, 30.0);
+    // Returns do not cost the connection.
+    assert!(app.metric(WORKER_CONNECTIONS).await >= 1.0);
+    channel
+        .queue_delete(kept.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_cut_worker_connection_fails_fast_and_the_worker_reconnects_when_the_broker_is_back() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let broker = TestBroker::new();
+    let env = env(&broker)
+        .with("AMQP_URL", proxy.amqp_url())
+        .with("ENQUEUE_TIMEOUT_MS", ENQUEUE_TIMEOUT.as_millis());
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    app.until_a_worker_connection_is_up().await;
+
+    proxy.cut();
+    eventually(
+        "the workers' connections to be counted gone",
+        Duration::from_secs(10),
+        || async { (app.metric(WORKER_CONNECTIONS).await == 0.0).then_some(()) },
+    )
+    .await;
+    for n in 0..3 {
+        let started = Instant::now();
+        let body = format!("{{\"cut\":{n}}}");
+        assert_eq!(app.post_signed(body.as_bytes(), &[]).await.status(), 500);
+        assert!(
+            started.elapsed() < ENQUEUE_TIMEOUT + MARGIN,
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    proxy.restore();
+    app.wait_ready().await;
+    app.until_a_worker_connection_is_up().await;
+    let after = post_at_once(&app, "after", 10).await;
+    assert_eq!(after, vec![200; 10]);
+    let ids = delivery_ids(&app.broker.take_all(".events").await);
+    for n in 0..10 {
+        assert!(ids.contains(&format!("after-{n}")), "after-{n} missing: {ids:?}");
+    }
+}
+
+#[tokio::test]
+async fn with_publish_per_worker_false_every_publish_uses_the_shared_connection() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let broker = TestBroker::new();
+    let env = env(&broker)
+        .with("AMQP_URL", proxy.amqp_url())
+        .with("PUBLISH_PER_WORKER", "false");
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    assert_eq!(post_at_once(&app, "shared", 20).await, vec![200; 20]);
+    assert_eq!(app.metric(WORKER_CONNECTIONS).await, 0.0);
+    assert_eq!(proxy.connections(), 1);
+    assert_eq!(app.broker.take_all(".events").await.len(), 20);
+}
