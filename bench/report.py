@@ -185,7 +185,7 @@ def main():
             lines.append(f"| {label} | {cpu_use['wall']:.1f} | {cells} | {total / (cpu_use['wall'] * ncores):.0%} |")
         lines.append("")
     # The floors and the peer under the same wrk load (the last phase of run.sh).
-    wrk = {name: load(out / f"wrk-{name}.json") for name in ["handler", "http-floor", "node-peer"] if (out / f"wrk-{name}.json").exists()}
+    wrk = {name: load(out / f"wrk-{name}.json") for name in ["handler", "handler-shared", "http-floor", "node-peer"] if (out / f"wrk-{name}.json").exists()}
     per_request = {name: run["cpu_seconds"] * 1e6 / run["requests"] for name, run in wrk.items() if run["requests"]}
     publish_floor = load(out / "raw-publish-floor.json") if (out / "raw-publish-floor.json").exists() else None
     extra_targets = []
@@ -203,12 +203,14 @@ def main():
             "flight, straight to a quorum queue). The Node peer is `bench/peers/node/` (node:cluster on",
             "every core, raw-body HMAC, the JSON and its event type checked, one confirm channel per",
             "worker, published like the handler: through a topic exchange with `mandatory` and the",
-            "envelope's headers, 200 after the confirm).",
+            "envelope's headers, 200 after the confirm). `request-handler, PUBLISH_PER_WORKER=false` is the",
+            "same binary publishing everything through its one shared lapin connection, as before",
+            "each worker had a connection of its own: the before and after of that change.",
             "",
             "| system | req/s | CPU µs per request | p50 ms | p99 ms | socket errors | non-2xx |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        labels = {"handler": "request-handler", "http-floor": "floor: actix-web reading the body, 200", "node-peer": "Node peer"}
+        labels = {"handler": "request-handler", "handler-shared": "request-handler, PUBLISH_PER_WORKER=false", "http-floor": "floor: actix-web reading the body, 200", "node-peer": "Node peer"}
         for name, run in wrk.items():
             lines.append(
                 f"| {labels[name]} | {run['requests_per_second']:,.0f} | {per_request.get(name, float('nan')):.1f} | {run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['socket_errors']} | {run['non_2xx']} |"
@@ -224,8 +226,14 @@ def main():
             ratio = handler_us / floors
             lines += [
                 f"The handler spends {handler_us:.1f} µs per request against {floors:.1f} µs for its floors together: {ratio:.2f}×.",
-                "",
             ]
+            if "handler-shared" in per_request:
+                shared_us = per_request["handler-shared"]
+                lines.append(
+                    f"Publishing through the shared connection only, it spends {shared_us:.1f} µs ({shared_us / floors:.2f}× the floors): "
+                    f"the workers' own connections save {1 - handler_us / shared_us:.0%} of the handler's CPU per request."
+                )
+            lines.append("")
             extra_targets.append(("handler CPU per request ≤ 1.3 × (HTTP floor + publish floor)", f"{ratio:.2f} ×", ratio <= 1.3))
         if handler_us and "node-peer" in per_request:
             speed = first["requests_per_second"] / wrk["node-peer"]["requests_per_second"]

@@ -243,7 +243,8 @@ rabbitmqctl -q purge_queue "$PREFIX.events" >/dev/null
 
 # Floors and the peer, at the end, with no consumer running: the same wrk load (one signed
 # 100-byte body, $WRK_CONNECTIONS connections) on the handler, on an actix-web server that only
-# reads the body (the HTTP floor), and on the Node peer; CPU per request is the server's
+# reads the body (the HTTP floor), on the handler publishing through its shared connection
+# only, and on the Node peer; CPU per request is the server's
 # user+system CPU over the run (from /proc/<pid>/stat) divided by the requests answered. The
 # publish floor is the raw publisher's own client CPU per message, 100-byte bodies, as many in
 # flight as wrk's connections.
@@ -280,6 +281,17 @@ wrk_measured() { # name url pids-function
 }
 handler_pids() { echo "$HANDLER_PID"; }
 wrk_measured handler "$URL" handler_pids
+rabbitmqctl -q purge_queue "$PREFIX.events" >/dev/null
+
+# The same handler with every publish through its shared lapin connection: the before of the
+# workers' own connections.
+HANDLER_ADDR=127.0.0.1:3192 PUBLISH_PER_WORKER=false "$BIN/request-handler" >"$OUT/handler-shared.log" 2>&1 &
+SHARED_PID=$!; PIDS+=("$SHARED_PID")
+wait_ready "http://127.0.0.1:3192/readyz"
+shared_pids() { echo "$SHARED_PID"; }
+wrk_measured handler-shared http://127.0.0.1:3192/webhook shared_pids
+kill "$SHARED_PID"; wait "$SHARED_PID" 2>/dev/null || true
+rabbitmqctl -q purge_queue "$PREFIX.events" >/dev/null
 
 "$BIN/http-floor" --addr 127.0.0.1:3190 >"$OUT/http-floor.log" 2>&1 &
 FLOOR_PID=$!; PIDS+=("$FLOOR_PID")

@@ -185,6 +185,11 @@ impl Metrics {
             counters.returns_misattributed.clone(),
         );
         self.registry.register(
+            "broker_worker_publishes",
+            "Publishes sent on HTTP workers' own connections",
+            counters.worker_publishes.clone(),
+        );
+        self.registry.register(
             "broker_worker_connections",
             "HTTP workers' own publishing connections now up",
             counters.worker_connections.clone(),

@@ -66,7 +66,8 @@ async fn a_signed_request_is_confirmed_over_amqps_with_a_client_certificate() {
     let url = node.amqps_url("localhost", "guest", "guest");
 
     let broker = TestBroker::new();
-    let mut handler_env = env(&broker);
+    // One worker: once its own connection is up, every publish goes through it.
+    let mut handler_env = env(&broker).with("HANDLER_WORKERS", 1);
     for name in ["AMQP_URL", "AMQP_CA_FILE", "AMQP_CLIENT_CERT", "AMQP_CLIENT_KEY"] {
         handler_env.set(name, client.env(&url).lookup()(name).unwrap());
     }
@@ -82,6 +83,7 @@ async fn a_signed_request_is_confirmed_over_amqps_with_a_client_certificate() {
         .post_signed(br#"{"type":"pong"}"#, &[("X-GitHub-Delivery", "tls-2")])
         .await;
     assert_eq!(response.status(), 200);
+    assert!(app.metric("webhook_handler_broker_worker_publishes_total").await >= 1.0);
 
     // The messages are on the private node, read back over TLS as well.
     let settings = settings(&client.env(&url));

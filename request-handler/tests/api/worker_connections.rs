@@ -14,6 +14,7 @@ use webhook_core::envelope::Envelope;
 use crate::helpers::{TestApp, env};
 
 const WORKER_CONNECTIONS: &str = "webhook_handler_broker_worker_connections";
+const WORKER_PUBLISHES: &str = "webhook_handler_broker_worker_publishes_total";
 const ENQUEUE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Slack for scheduling on a loaded 2-core machine; the point is that it never hangs.
 const MARGIN: Duration = Duration::from_secs(2);
@@ -57,8 +58,11 @@ async fn publishes_go_through_a_workers_own_connection_and_each_arrives_once() {
     assert_eq!(proxy.connections(), 3, "the shared connection and one per worker");
     let warm_ups = app.until_a_worker_connection_is_up().await;
 
+    let before = app.metric(WORKER_PUBLISHES).await;
     let statuses = post_at_once(&app, "burst", 40).await;
     assert_eq!(statuses, vec![200; 40]);
+    // Every one of them through a worker's own connection, none through the shared one.
+    assert_eq!(app.metric(WORKER_PUBLISHES).await - before, 40.0);
     let taken = app.broker.take_all(".events").await;
     let ids = delivery_ids(&taken);
     let burst: Vec<&String> = ids.iter().filter(|id| id.starts_with("burst-")).collect();
@@ -173,6 +177,49 @@ async fn a_cut_worker_connection_fails_fast_and_the_worker_reconnects_when_the_b
 }
 
 #[tokio::test]
+async fn a_stalled_worker_connection_fails_what_is_in_flight_in_time_and_is_replaced() {
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let broker = TestBroker::new();
+    let env = env(&broker)
+        .with("AMQP_URL", proxy.amqp_url())
+        .with("HANDLER_WORKERS", 1)
+        .with("ENQUEUE_TIMEOUT_MS", ENQUEUE_TIMEOUT.as_millis());
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    app.until_a_worker_connection_is_up().await;
+
+    // The broker goes silent with the connections open: the publishes in flight wait for
+    // confirms that do not come.
+    proxy.stall();
+    let started = Instant::now();
+    let statuses = post_at_once(&app, "stalled", 5).await;
+    assert_eq!(statuses, vec![500; 5]);
+    assert!(
+        started.elapsed() < ENQUEUE_TIMEOUT + MARGIN,
+        "took {:?}",
+        started.elapsed()
+    );
+    // With confirms overdue past the confirm timeout, the connection is dropped.
+    eventually(
+        "the stalled worker connection dropped",
+        Duration::from_secs(10),
+        || async { (app.metric(WORKER_CONNECTIONS).await == 0.0).then_some(()) },
+    )
+    .await;
+
+    proxy.restore();
+    app.wait_ready().await;
+    app.until_a_worker_connection_is_up().await;
+    let before = app.metric(WORKER_PUBLISHES).await;
+    assert_eq!(post_at_once(&app, "after", 5).await, vec![200; 5]);
+    assert_eq!(app.metric(WORKER_PUBLISHES).await - before, 5.0);
+    let ids = delivery_ids(&app.broker.take_all(".events").await);
+    for n in 0..5 {
+        assert!(ids.contains(&format!("after-{n}")), "after-{n} missing: {ids:?}");
+    }
+}
+
+#[tokio::test]
 async fn with_publish_per_worker_false_every_publish_uses_the_shared_connection() {
     let proxy = TcpProxy::start("127.0.0.1:5672").await;
     let broker = TestBroker::new();
@@ -183,6 +230,7 @@ async fn with_publish_per_worker_false_every_publish_uses_the_shared_connection(
     app.wait_ready().await;
     assert_eq!(post_at_once(&app, "shared", 20).await, vec![200; 20]);
     assert_eq!(app.metric(WORKER_CONNECTIONS).await, 0.0);
+    assert_eq!(app.metric(WORKER_PUBLISHES).await, 0.0);
     assert_eq!(proxy.connections(), 1);
     assert_eq!(app.broker.take_all(".events").await.len(), 20);
 }

@@ -14,9 +14,10 @@
 //! broker address (the thread connects to the node the publisher reached), and takes every
 //! publish while the thread's connection is not up: the first ones, and after a failure while
 //! the thread reconnects in the background, at most once a second. A thread's connection is
-//! dropped on anything unexpected (a nack, a confirm past its deadline, a channel or
-//! connection closed by the broker, a missed heartbeat); publishes waiting on it fail, and the
-//! caller's answer (500, or the spool) is the same as for lapin's failures.
+//! dropped on anything unexpected (a nack, a confirm overdue past the confirm timeout, a
+//! channel or connection closed by the broker, missed heartbeats); publishes waiting on it
+//! fail, and the caller's answer (500, or the spool) is the same as for lapin's failures. A
+//! publish whose own, shorter deadline passes fails alone.
 //!
 //! The frames are made and read with `amq-protocol`, the protocol crate lapin itself is built
 //! on; only the body frame is written by hand, to send the body without copying it into a
@@ -39,15 +40,23 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use super::{CONNECT_TIMEOUT, Outgoing, PublishError, Publisher, REPLACEMENTS_BEFORE_RECONNECT};
+use super::{
+    CONNECT_TIMEOUT, Outgoing, PublishError, Publisher, REPLACE_CHANNEL_AT_MOST_EVERY, REPLACEMENTS_BEFORE_RECONNECT,
+};
 
 /// The one channel each thread's connection opens.
 const CHANNEL: u16 = 1;
 /// After a thread's connection fails or cannot be opened, how long its publishes go through
 /// the shared [`Publisher`] before it tries again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+/// The longest wait between attempts to open a thread's connection.
+const MAX_RECONNECT_AFTER: Duration = Duration::from_secs(30);
+/// How often a connection checks for overdue confirms and heartbeats.
+const TICK: Duration = Duration::from_secs(1);
 /// The AMQP frame-end octet.
 const FRAME_END: u8 = 0xCE;
+/// The frame size asked for when neither the URL nor the broker sets one.
+const DEFAULT_FRAME_MAX: u32 = 131_072;
 /// The content class of `basic`.
 const BASIC_CLASS: u16 = 60;
 
@@ -66,6 +75,8 @@ struct Pending<T> {
     tag: u64,
     message_id: Option<ShortString>,
     returned: bool,
+    /// When it was published.
+    since: Instant,
     tell: T,
 }
 
@@ -90,15 +101,21 @@ impl<T> Default for Confirms<T> {
 impl<T> Confirms<T> {
     /// Records the next publish on the channel (delivery tags count from 1 after
     /// `confirm.select`); returns its tag.
-    fn push(&mut self, message_id: Option<ShortString>, tell: T) -> u64 {
+    fn push(&mut self, message_id: Option<ShortString>, since: Instant, tell: T) -> u64 {
         self.last_tag += 1;
         self.pending.push_back(Pending {
             tag: self.last_tag,
             message_id,
             returned: false,
+            since,
             tell,
         });
         self.last_tag
+    }
+
+    /// When the oldest publish still awaiting its confirm was published.
+    fn oldest(&self) -> Option<Instant> {
+        self.pending.front().map(|pending| pending.since)
     }
 
     /// A `basic.return` came with these properties: the oldest pending publish of that message
@@ -158,6 +175,11 @@ struct Link {
     flush: Notify,
     /// Set once the connection is given up; the tasks end.
     dead: Cell<bool>,
+    /// Set when the shared connection it followed is replaced: it takes no new publishes and
+    /// closes once those in flight are settled.
+    retiring: Cell<bool>,
+    /// A publish unconfirmed for this long means the connection is stuck: it is dropped.
+    confirm_timeout: Duration,
     /// When the broker last sent anything.
     last_read: Cell<Instant>,
     frame_max: usize,
@@ -182,11 +204,11 @@ impl Link {
     }
 
     /// Appends the publish's frames to the buffer and wakes the writer; resolves with the
-    /// broker's answer, or with `None` if the connection goes first.
+    /// broker's answer, or with an error if the connection goes first.
     fn publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> oneshot::Receiver<Outcome> {
         let (tell, told) = oneshot::channel();
         let message_id = properties.message_id().clone();
-        {
+        let written = {
             let mut out = self.out.borrow_mut();
             let method = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
                 exchange: message.exchange.into(),
@@ -194,18 +216,34 @@ impl Link {
                 mandatory: true,
                 immediate: false,
             }));
-            write_frame(&mut out, &AMQPFrame::Method(CHANNEL, method));
             let header = AMQPContentHeader {
                 class_id: BASIC_CLASS,
                 body_size: message.body.len() as u64,
                 properties,
             };
-            write_frame(&mut out, &AMQPFrame::Header(CHANNEL, header));
-            write_body_frames(&mut out, message.body, self.frame_max);
+            write_frame(&mut out, &AMQPFrame::Method(CHANNEL, method))
+                .and_then(|()| write_frame(&mut out, &AMQPFrame::Header(CHANNEL, header)))
+                .map(|()| write_body_frames(&mut out, message.body, self.frame_max))
+        };
+        match written {
+            Ok(()) => {
+                self.confirms.borrow_mut().push(message_id, Instant::now(), tell);
+                self.flush.notify_one();
+            }
+            // Frames of other publishes may be gone with the buffer: the delivery tags would
+            // no longer match, so the connection goes, and this publish fails with it.
+            Err(error) => {
+                log::error!("{error}; dropping a worker's own broker connection");
+                self.kill();
+            }
         }
-        self.confirms.borrow_mut().push(message_id, tell);
-        self.flush.notify_one();
         told
+    }
+
+    /// Closes once nothing awaits a confirm on it; takes no new publishes meanwhile.
+    fn retire(&self) {
+        self.retiring.set(true);
+        self.flush.notify_one();
     }
 }
 
@@ -228,21 +266,23 @@ fn write_body_frames(out: &mut Vec<u8>, body: &[u8], frame_max: usize) {
     }
 }
 
-fn write_frame(out: &mut Vec<u8>, frame: &AMQPFrame) {
+/// Appends `frame` to `out`. On an error (none is known for a vector; the handler bounds
+/// what goes into short strings) what `out` held is gone: the caller drops the connection.
+fn write_frame(out: &mut Vec<u8>, frame: &AMQPFrame) -> Result<(), String> {
     let buffer = std::mem::take(out);
-    match gen_frame(frame)(WriteContext::from(buffer)) {
-        Ok(context) => *out = context.into_inner().0,
-        // Writing into a vector cannot run out of room; nothing else fails for the frames made
-        // here (short strings are bounded by the handler's checks).
-        Err(error) => log::error!("an AMQP frame could not be serialised: {error:?}"),
-    }
+    let context = gen_frame(frame)(WriteContext::from(buffer))
+        .map_err(|error| format!("an AMQP frame could not be serialised: {error:?}"))?;
+    *out = context.into_inner().0;
+    Ok(())
 }
 
 /// How a thread's connection stands.
 enum State {
-    /// None open; may try once the instant has passed.
+    /// None open; may try once the instant has passed. `failures`: attempts in a row that
+    /// failed, for the backoff.
     Down {
         retry_at: Option<Instant>,
+        failures: u32,
     },
     Connecting,
     Up(Rc<Link>),
@@ -280,7 +320,10 @@ impl LocalPublisher {
     pub fn new(shared: Publisher) -> Self {
         Self {
             shared,
-            state: Rc::new(RefCell::new(State::Down { retry_at: None })),
+            state: Rc::new(RefCell::new(State::Down {
+                retry_at: None,
+                failures: 0,
+            })),
         }
     }
 
@@ -334,6 +377,7 @@ impl LocalPublisher {
             return self.shared.publish_within(message, properties, deadline).await;
         };
         let told = link.publish(message, properties);
+        self.shared.inner.counters.worker_publishes.inc();
         let result = match tokio::time::timeout(deadline, told).await {
             Ok(Ok(Outcome::Acked)) => {
                 let futile = &link.followed.futile_replacements;
@@ -348,10 +392,9 @@ impl LocalPublisher {
                 Err(PublishError::Nacked)
             }
             Ok(Err(_)) => Err(PublishError::Lost),
-            Err(_) => {
-                self.drop_link(&link, "a publish was not confirmed in time");
-                Err(PublishError::Timeout(deadline))
-            }
+            // Only this publish gives up: the others in flight keep their own deadlines, and
+            // the connection goes only once a confirm is overdue past the confirm timeout.
+            Err(_) => Err(PublishError::Timeout(deadline)),
         };
         self.shared.record(&result);
         result
@@ -362,30 +405,41 @@ impl LocalPublisher {
         let mut state = self.state.borrow_mut();
         let now = Instant::now();
         match &*state {
-            State::Up(link) if !link.dead.get() && !link.followed.condemned.load(Ordering::Relaxed) => {
+            State::Up(link)
+                if !link.dead.get() && !link.retiring.get() && !link.followed.condemned.load(Ordering::Relaxed) =>
+            {
                 return Some(Rc::clone(link));
             }
             State::Up(link) if !link.dead.get() => {
-                // The shared connection is being replaced: follow it to wherever it goes.
-                link.kill();
-                *state = State::Down { retry_at: None };
+                // The shared connection is being replaced: follow it to wherever it goes, once
+                // what is in flight here is settled.
+                link.retire();
+                *state = State::Down {
+                    retry_at: None,
+                    failures: 0,
+                };
                 return None;
             }
             State::Up(_) => {
                 *state = State::Down {
                     retry_at: Some(now + RECONNECT_AFTER),
+                    failures: 0,
                 };
                 return None;
             }
             State::Connecting | State::SharedOnly => return None,
-            State::Down { retry_at: Some(at) } if now < *at => return None,
+            State::Down { retry_at: Some(at), .. } if now < *at => return None,
             State::Down { .. } => {}
         }
+        let failures = match &*state {
+            State::Down { failures, .. } => *failures,
+            _ => 0,
+        };
         // The node the shared publisher reached (and declared the topology on).
         let followed = self.shared.current_link().filter(|link| link.usable())?;
         *state = State::Connecting;
         drop(state);
-        tokio::task::spawn_local(self.clone().connect(followed));
+        tokio::task::spawn_local(self.clone().connect(followed, failures));
         None
     }
 
@@ -399,7 +453,23 @@ impl LocalPublisher {
         if link.dead.get() {
             return; // Another nack of this connection counted already.
         }
-        let futile = link.followed.futile_replacements.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.channels_replaced.inc();
+        // Nacks on the workers' connections count toward replacing the shared one at most once
+        // a second between them, as a shared channel is replaced at most once a second: one
+        // burst of nacks seen by every worker is one replacement, not one per worker.
+        let now = self.shared.inner.millis();
+        let last = link.followed.worker_nack_counted_ms.load(Ordering::SeqCst);
+        let counts = now.saturating_sub(last) >= REPLACE_CHANNEL_AT_MOST_EVERY.as_millis() as u64
+            && link
+                .followed
+                .worker_nack_counted_ms
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        let futile = if counts {
+            link.followed.futile_replacements.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            0
+        };
         if futile > REPLACEMENTS_BEFORE_RECONNECT {
             log::warn!(
                 "broker keeps nacking on fresh channels: connection={} replacements={}; reconnecting",
@@ -408,8 +478,6 @@ impl LocalPublisher {
             );
             link.followed.condemned.store(true, Ordering::SeqCst);
             self.shared.inner.check.notify_one();
-        } else {
-            counters.channels_replaced.inc();
         }
         self.drop_link(link, "the broker nacked a publish");
     }
@@ -425,35 +493,51 @@ impl LocalPublisher {
         link.kill();
     }
 
-    async fn connect(self, followed: Arc<super::Link>) {
+    async fn connect(self, followed: Arc<super::Link>, failures: u32) {
         let opened = tokio::time::timeout(CONNECT_TIMEOUT, self.open(followed)).await;
         let mut state = self.state.borrow_mut();
-        match opened {
-            Ok(Ok(link)) => *state = State::Up(link),
-            failed => {
-                let why = match failed {
-                    Ok(Err(error)) => error,
-                    _ => format!("no answer within {CONNECT_TIMEOUT:?}"),
-                };
+        let why = match opened {
+            Ok(Ok(link)) => {
+                *state = State::Up(link);
+                return;
+            }
+            Ok(Err(OpenError::Never(why))) => {
                 log::warn!(
-                    "a worker's own broker connection could not be opened: connection={} error=\"{why}\"; publishing \
-                     through the shared connection meanwhile",
+                    "a worker cannot open a broker connection of its own: connection={} error=\"{why}\"; its \
+                     publishes go through the shared connection",
                     self.shared.inner.name
                 );
-                *state = State::Down {
-                    retry_at: Some(Instant::now() + RECONNECT_AFTER),
-                };
+                *state = State::SharedOnly;
+                return;
             }
-        }
+            Ok(Err(OpenError::Retry(why))) => why,
+            Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+        };
+        // 1 s, doubling to 30 s: the shared connection carries the publishes meanwhile.
+        let delay = RECONNECT_AFTER
+            .saturating_mul(1 << failures.min(5))
+            .min(MAX_RECONNECT_AFTER);
+        log::warn!(
+            "a worker's own broker connection could not be opened: connection={} error=\"{why}\" attempt={} \
+             retry_in_ms={}; publishing through the shared connection meanwhile",
+            self.shared.inner.name,
+            failures + 1,
+            delay.as_millis()
+        );
+        *state = State::Down {
+            retry_at: Some(Instant::now() + delay),
+            failures: failures + 1,
+        };
     }
 
-    async fn open(&self, followed: Arc<super::Link>) -> Result<Rc<Link>, String> {
+    async fn open(&self, followed: Arc<super::Link>) -> Result<Rc<Link>, OpenError> {
         let address = followed.address;
         let addresses = &self.shared.inner.settings.addresses;
         let url = addresses
             .get(address)
             .ok_or_else(|| format!("no broker address {address}"))?;
         let uri = addresses.uri(address)?;
+        let login = login(&uri)?;
         let stream = tokio::net::TcpStream::connect((uri.authority.host.as_str(), uri.authority.port))
             .await
             .map_err(|error| format!("{}: {error}", url.redacted()))?;
@@ -477,7 +561,7 @@ impl LocalPublisher {
         );
         let (mut reader, mut writer) = stream.split();
         let mut buffer = Vec::with_capacity(64 * 1024);
-        let tuned = handshake(&mut reader, &mut writer, &mut buffer, &uri, &name)
+        let tuned = handshake(&mut reader, &mut writer, &mut buffer, &uri, login, &name)
             .await
             .map_err(|error| format!("{}: {error}", url.redacted()))?;
         let link = Rc::new(Link {
@@ -485,6 +569,8 @@ impl LocalPublisher {
             confirms: RefCell::default(),
             flush: Notify::new(),
             dead: Cell::new(false),
+            retiring: Cell::new(false),
+            confirm_timeout: self.shared.inner.confirm_timeout,
             last_read: Cell::new(Instant::now()),
             frame_max: tuned.frame_max,
             heartbeat: tuned.heartbeat,
@@ -503,6 +589,37 @@ impl LocalPublisher {
     }
 }
 
+/// Why a thread's connection could not be opened.
+enum OpenError {
+    /// Worth another try later.
+    Retry(String),
+    /// Never will be: the URL asks for what a worker's connection does not do.
+    Never(String),
+}
+
+impl From<String> for OpenError {
+    fn from(why: String) -> Self {
+        Self::Retry(why)
+    }
+}
+
+/// The SASL mechanism and response for `uri`'s login.
+fn login(uri: &AMQPUri) -> Result<(&'static str, String), OpenError> {
+    match uri.query.auth_mechanism.unwrap_or_default() {
+        SASLMechanism::Plain => Ok((
+            "PLAIN",
+            format!(
+                "\0{}\0{}",
+                uri.authority.userinfo.username, uri.authority.userinfo.password
+            ),
+        )),
+        SASLMechanism::External => Ok(("EXTERNAL", String::new())),
+        other => Err(OpenError::Never(format!(
+            "the auth mechanism {other:?} is not supported on a worker's own connection"
+        ))),
+    }
+}
+
 /// What the handshake settled.
 struct Tuned {
     frame_max: usize,
@@ -514,6 +631,7 @@ async fn handshake<S: AsyncRead + AsyncWrite>(
     writer: &mut WriteHalf<S>,
     buffer: &mut Vec<u8>,
     uri: &AMQPUri,
+    (mechanism, response): (&str, String),
     name: &str,
 ) -> Result<Tuned, String> {
     send(writer, &AMQPFrame::ProtocolHeader(ProtocolVersion::amqp_0_9_1())).await?;
@@ -521,22 +639,13 @@ async fn handshake<S: AsyncRead + AsyncWrite>(
         AMQPClass::Connection(connection::AMQPMethod::Start(_)) => {}
         other => return Err(format!("expected connection.start, got {other:?}")),
     }
-    let (mechanism, response) = match uri.query.auth_mechanism.unwrap_or_default() {
-        SASLMechanism::Plain => (
-            "PLAIN",
-            format!(
-                "\0{}\0{}",
-                uri.authority.userinfo.username, uri.authority.userinfo.password
-            ),
-        ),
-        SASLMechanism::External => ("EXTERNAL", String::new()),
-        other => {
-            return Err(format!(
-                "the auth mechanism {other:?} is not supported on a worker's connection"
-            ));
-        }
-    };
+    // A refused login is then a connection.close that says why, not a bare end of the socket.
+    let mut capabilities = FieldTable::default();
+    for capability in ["authentication_failure_close", "publisher_confirms", "basic.nack"] {
+        capabilities.insert(capability.into(), AMQPValue::Boolean(true));
+    }
     let mut properties = FieldTable::default();
+    properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
     properties.insert("connection_name".into(), AMQPValue::LongString(LongString::from(name)));
     properties.insert(
         "product".into(),
@@ -562,8 +671,16 @@ async fn handshake<S: AsyncRead + AsyncWrite>(
         (Some(ours), theirs) => ours.min(theirs),
         (None, theirs) => theirs,
     };
-    let frame_max = lower(uri.query.frame_max, tune.frame_max);
-    let heartbeat = lower(uri.query.heartbeat.map(u32::from), u32::from(tune.heartbeat));
+    // No limit on either side: lapin's default, well above the spec's minimum of 4096.
+    let frame_max = match lower(uri.query.frame_max, tune.frame_max) {
+        0 => DEFAULT_FRAME_MAX,
+        n => n,
+    };
+    // `?heartbeat=0` in the URL turns heartbeats off, as it does for lapin.
+    let heartbeat = match uri.query.heartbeat {
+        Some(0) => 0,
+        ours => lower(ours.map(u32::from), u32::from(tune.heartbeat)),
+    };
     let tune_ok = connection::TuneOk {
         channel_max: 1,
         frame_max,
@@ -605,7 +722,7 @@ fn connection_method(method: connection::AMQPMethod) -> AMQPFrame {
 
 async fn send<S: AsyncWrite>(writer: &mut WriteHalf<S>, frame: &AMQPFrame) -> Result<(), String> {
     let mut out = Vec::new();
-    write_frame(&mut out, frame);
+    write_frame(&mut out, frame)?;
     writer.write_all(&out).await.map_err(|error| error.to_string())?;
     writer.flush().await.map_err(|error| error.to_string())
 }
@@ -645,22 +762,21 @@ async fn read_method<S: AsyncRead>(reader: &mut ReadHalf<S>, buffer: &mut Vec<u8
 async fn write_loop<S: AsyncWrite>(link: Rc<Link>, mut writer: WriteHalf<S>) {
     let mut spare = Vec::with_capacity(64 * 1024);
     // Heartbeats at half the negotiated interval; the broker is given two intervals.
-    let beat = link.heartbeat.map_or(Duration::from_secs(3600), |every| every / 2);
-    let mut ticks = tokio::time::interval_at(Instant::now() + beat, beat);
+    let beat = link.heartbeat.map(|every| every / 2);
+    let mut ticks = tokio::time::interval_at(Instant::now() + TICK, TICK);
     let mut last_write = Instant::now();
     while !link.dead.get() {
         tokio::select! {
             () = link.flush.notified() => {}
             _ = ticks.tick() => {
-                if let Some(every) = link.heartbeat {
-                    if link.last_read.get().elapsed() > every * 2 {
-                        log::warn!("a worker's own broker connection missed the broker's heartbeats; dropping it");
-                        link.kill();
-                        break;
-                    }
-                    if last_write.elapsed() >= beat {
-                        write_frame(&mut link.out.borrow_mut(), &AMQPFrame::Heartbeat);
-                    }
+                if let Some(why) = link.checkup(last_write, beat) {
+                    log::warn!("{why}: dropping a worker's own broker connection");
+                    link.kill();
+                    break;
+                }
+                if link.retiring.get() && link.confirms.borrow().pending.is_empty() {
+                    link.kill();
+                    break;
                 }
             }
         }
@@ -682,6 +798,29 @@ async fn write_loop<S: AsyncWrite>(link: Rc<Link>, mut writer: WriteHalf<S>) {
         }
         spare.clear();
         last_write = Instant::now();
+    }
+}
+
+impl Link {
+    /// Once a tick: whether the connection is stuck (a confirm overdue, the broker's
+    /// heartbeats missed), and a heartbeat to send when nothing was written for half the
+    /// interval.
+    fn checkup(&self, last_write: Instant, beat: Option<Duration>) -> Option<String> {
+        if let Some(oldest) = self.confirms.borrow().oldest()
+            && oldest.elapsed() > self.confirm_timeout
+        {
+            return Some(format!("a publish had no confirm within {:?}", self.confirm_timeout));
+        }
+        let beat = beat?;
+        if self.last_read.get().elapsed() > beat * 4 {
+            return Some("the broker's heartbeats stopped".to_owned());
+        }
+        if last_write.elapsed() >= beat
+            && let Err(error) = write_frame(&mut self.out.borrow_mut(), &AMQPFrame::Heartbeat)
+        {
+            return Some(error);
+        }
+        None
     }
 }
 
@@ -756,9 +895,9 @@ mod tests {
     #[test]
     fn a_single_ack_settles_its_own_tag_only() {
         let mut confirms = Confirms::default();
-        assert_eq!(confirms.push(id("a"), 'a'), 1);
-        assert_eq!(confirms.push(id("b"), 'b'), 2);
-        assert_eq!(confirms.push(id("c"), 'c'), 3);
+        assert_eq!(confirms.push(id("a"), Instant::now(), 'a'), 1);
+        assert_eq!(confirms.push(id("b"), Instant::now(), 'b'), 2);
+        assert_eq!(confirms.push(id("c"), Instant::now(), 'c'), 3);
         assert_eq!(confirms.settle(2, false, true), vec![('b', Outcome::Acked)]);
         assert_eq!(confirms.settle(2, false, true), vec![]);
         assert_eq!(
@@ -772,7 +911,7 @@ mod tests {
     fn a_multiple_nack_settles_every_earlier_tag_and_no_later_one() {
         let mut confirms = Confirms::default();
         for name in ['a', 'b', 'c'] {
-            confirms.push(None, name);
+            confirms.push(None, Instant::now(), name);
         }
         assert_eq!(
             confirms.settle(2, true, false),
@@ -785,9 +924,9 @@ mod tests {
     #[test]
     fn a_return_marks_the_message_it_names_even_inside_a_multiple_ack() {
         let mut confirms = Confirms::default();
-        confirms.push(id("a"), 'a');
-        confirms.push(id("b"), 'b');
-        confirms.push(id("b"), 'B');
+        confirms.push(id("a"), Instant::now(), 'a');
+        confirms.push(id("b"), Instant::now(), 'b');
+        confirms.push(id("b"), Instant::now(), 'B');
         confirms.returned(id("b").as_ref());
         assert_eq!(
             confirms.settle(3, true, true),
@@ -798,7 +937,7 @@ mod tests {
     #[test]
     fn a_return_of_an_unknown_message_marks_nothing() {
         let mut confirms = Confirms::default();
-        confirms.push(id("a"), 'a');
+        confirms.push(id("a"), Instant::now(), 'a');
         confirms.returned(id("z").as_ref());
         assert_eq!(confirms.settle(1, false, true), vec![('a', Outcome::Acked)]);
     }
@@ -806,10 +945,10 @@ mod tests {
     #[test]
     fn tags_keep_counting_after_settles_and_abandon_forgets_what_waits() {
         let mut confirms = Confirms::default();
-        confirms.push(None, 1);
+        confirms.push(None, Instant::now(), 1);
         confirms.settle(1, false, true);
-        assert_eq!(confirms.push(None, 2), 2);
-        assert_eq!(confirms.push(None, 3), 3);
+        assert_eq!(confirms.push(None, Instant::now(), 2), 2);
+        assert_eq!(confirms.push(None, Instant::now(), 3), 3);
         assert_eq!(confirms.abandon(), 2);
         assert_eq!(confirms.settle(3, true, true), vec![]);
     }

@@ -559,6 +559,8 @@ pub struct PublisherCounters {
     pub reconnects: Counter,
     /// HTTP workers' own connections now up ([`LocalPublisher`]).
     pub worker_connections: Gauge,
+    /// Publishes sent on HTTP workers' own connections, whatever came of them.
+    pub worker_publishes: Counter,
     /// Returned (unroutable) messages that lapin handed to the confirm of another publish on
     /// the same channel: the publish it belonged to may have been taken as confirmed.
     pub returns_misattributed: Counter,
@@ -581,6 +583,9 @@ struct Link {
     /// Set when the channels are replaced in vain (the supervisor then opens a new connection),
     /// and when the supervisor gives the connection up.
     condemned: AtomicBool,
+    /// When a nack on a worker's own connection last counted toward `futile_replacements`
+    /// (milliseconds of [`Inner::millis`]; see [`LocalPublisher`]).
+    worker_nack_counted_ms: AtomicU64,
 }
 
 impl Link {
@@ -817,6 +822,7 @@ impl Publisher {
                 // lapin gives a returned message to whichever confirm of the channel completes
                 // next, not always to its own publish's.
                 if returned.properties.message_id() != &message_id {
+                    // Its own message may well have been routed: not confirmed, not unroutable.
                     self.inner.counters.returns_misattributed.inc();
                     log::error!(
                         "the broker returned message_id={:?} as unroutable, but lapin gave the return to the \
@@ -824,6 +830,7 @@ impl Publisher {
                          and is not in any queue; the second is answered as not confirmed",
                         returned.properties.message_id()
                     );
+                    return Err(PublishError::NotConfirmed);
                 }
                 Err(PublishError::Unroutable)
             }
@@ -955,6 +962,7 @@ async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
             slots,
             futile_replacements: AtomicU32::new(0),
             condemned: AtomicBool::new(false),
+            worker_nack_counted_ms: AtomicU64::new(0),
         }),
         Err(error) => {
             connection.close().await;
