@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
+use testkit::private::TempDir;
 use testkit::{TcpProxy, TestBroker, eventually};
 use webhook_core::envelope::Envelope;
 
-use crate::helpers::{TestApp, env};
+use crate::helpers::{TestApp, env, json};
 
 const WORKER_CONNECTIONS: &str = "webhook_handler_broker_worker_connections";
 const WORKER_PUBLISHES: &str = "webhook_handler_broker_worker_publishes_total";
@@ -117,9 +118,11 @@ async fn a_return_among_many_in_flight_fails_its_own_request_only() {
         .await
         .unwrap();
 
+    let before = app.metric(WORKER_PUBLISHES).await;
     let (kept_statuses, lost_statuses) = tokio::join!(post_at_once(&app, "kept", 30), post_at_once(&app, "lost", 30));
     assert_eq!(lost_statuses, vec![500; 30], "a returned message answered 200");
     assert_eq!(kept_statuses, vec![200; 30], "a queued message answered 500");
+    assert_eq!(app.metric(WORKER_PUBLISHES).await - before, 60.0);
     let taken = app.broker.take_all(".kept").await;
     let ids: BTreeSet<String> = delivery_ids(&taken).into_iter().collect();
     let expected: BTreeSet<String> = (0..30).map(|n| format!("kept-{n}")).collect();
@@ -217,6 +220,74 @@ async fn a_stalled_worker_connection_fails_what_is_in_flight_in_time_and_is_repl
     for n in 0..5 {
         assert!(ids.contains(&format!("after-{n}")), "after-{n} missing: {ids:?}");
     }
+}
+
+#[tokio::test]
+async fn a_spooling_publish_past_its_own_deadline_fails_alone_and_the_connection_stays() {
+    const SECRET: &str = "spool-secret";
+    let proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let dir = TempDir::new("worker-spool");
+    let sources = dir.write(
+        "sources.toml",
+        &format!(
+            "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n"
+        ),
+    );
+    let broker = TestBroker::new();
+    // A spooling publish waits 200 ms; the connection is given ENQUEUE_TIMEOUT_MS (5 s).
+    let env = env(&broker)
+        .with("AMQP_URL", proxy.amqp_url())
+        .with("HANDLER_WORKERS", 1)
+        .with("SOURCES_FILE", sources.display())
+        .with("SPOOL_DIR", dir.path().join("spool").display())
+        .with("SPOOL_PUBLISH_TIMEOUT_MS", 200);
+    let app = TestApp::spawn_with(broker, &env).await;
+    app.wait_ready().await;
+    eventually("the worker's own connection", Duration::from_secs(10), || async {
+        (app.metric(WORKER_CONNECTIONS).await == 1.0).then_some(())
+    })
+    .await;
+    let post = |body: &'static [u8], delivery: &'static str| {
+        let signature = testkit::sign(SECRET, body);
+        let app = &app;
+        async move {
+            app.post(
+                "/webhooks/gh",
+                body,
+                &[
+                    ("X-Hub-Signature-256", signature.as_str()),
+                    ("X-GitHub-Delivery", delivery),
+                    ("X-GitHub-Event", "push"),
+                ],
+            )
+            .await
+        }
+    };
+    let connections = proxy.connections();
+
+    proxy.stall();
+    let response = post(br#"{"stalled":1}"#, "stalled-1").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await["status"], "spooled");
+    // A second of silence, well inside ENQUEUE_TIMEOUT_MS: the connection is kept.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        assert_eq!(
+            app.metric(WORKER_CONNECTIONS).await,
+            1.0,
+            "dropped for one late confirm"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.restore();
+
+    let before = app.metric(WORKER_PUBLISHES).await;
+    let response = post(br#"{"after":1}"#, "after-1").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await["status"], "queued");
+    assert_eq!(app.metric(WORKER_PUBLISHES).await - before, 1.0);
+    assert_eq!(app.metric(WORKER_CONNECTIONS).await, 1.0);
+    assert_eq!(proxy.connections(), connections, "a connection was opened again");
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@
 //! It only publishes. The [`Publisher`] declares the topology, tells readiness, chooses the
 //! broker address (the thread connects to the node the publisher reached), and takes every
 //! publish while the thread's connection is not up: the first ones, and after a failure while
-//! the thread reconnects in the background, at most once a second. A thread's connection is
+//! the thread reconnects in the background (a second after a failure, backing off to 30 s
+//! while it keeps failing). A thread's connection is
 //! dropped on anything unexpected (a nack, a confirm overdue past the confirm timeout, a
 //! channel or connection closed by the broker, missed heartbeats); publishes waiting on it
 //! fail, and the caller's answer (500, or the spool) is the same as for lapin's failures. A
@@ -41,7 +42,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::{
-    CONNECT_TIMEOUT, Outgoing, PublishError, Publisher, REPLACE_CHANNEL_AT_MOST_EVERY, REPLACEMENTS_BEFORE_RECONNECT,
+    CONNECT_TIMEOUT, NEVER, Outgoing, PublishError, Publisher, REPLACE_CHANNEL_AT_MOST_EVERY,
+    REPLACEMENTS_BEFORE_RECONNECT,
 };
 
 /// The one channel each thread's connection opens.
@@ -191,9 +193,66 @@ struct Link {
     followed: Arc<super::Link>,
     /// The count of workers' connections up, which this one is in until it dies.
     up: Gauge,
+    /// The shared publisher: its counters, name and supervisor.
+    shared: Publisher,
+    /// Attempts that failed in a row before this connection opened, and whether the broker
+    /// has acked anything on it: a connection that dies before its first ack does not reset
+    /// the backoff.
+    failures_before: u32,
+    acked: Cell<bool>,
+    /// When the writer last wrote, for heartbeats.
+    last_write: Cell<Instant>,
 }
 
 impl Link {
+    /// Drops the connection for `why`, with a warning unless it is gone already.
+    fn drop_for(&self, why: &str) {
+        if !self.dead.get() {
+            log::warn!(
+                "{why}: dropping a worker's own broker connection: connection={} thread={:?}",
+                self.shared.inner.name,
+                std::thread::current().name().unwrap_or("?"),
+            );
+        }
+        self.kill();
+    }
+
+    /// The broker nacked `count` publishes: the connection goes (the next one has a fresh
+    /// channel), as the shared publisher replaces a nacked channel, and counts the same way:
+    /// after [`REPLACEMENTS_BEFORE_RECONNECT`] replacements with no ack in between, the shared
+    /// connection is condemned and the next broker address tried, and the workers follow.
+    fn nacked(&self, count: usize) {
+        let inner = &self.shared.inner;
+        inner.counters.nacks.inc_by(count as u64);
+        if self.dead.get() {
+            return;
+        }
+        inner.counters.channels_replaced.inc();
+        // Nacks on the workers' connections count toward replacing the shared one at most once
+        // a second between them, as a shared channel is replaced at most once a second: one
+        // burst of nacks seen by every worker is one replacement, not one per worker.
+        let counted = &self.followed.worker_nack_counted_ms;
+        let now = inner.millis();
+        let last = counted.load(Ordering::SeqCst);
+        let counts = (last == NEVER || now.saturating_sub(last) >= REPLACE_CHANNEL_AT_MOST_EVERY.as_millis() as u64)
+            && counted
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        if counts {
+            let futile = self.followed.futile_replacements.fetch_add(1, Ordering::SeqCst) + 1;
+            if futile > REPLACEMENTS_BEFORE_RECONNECT {
+                log::warn!(
+                    "broker keeps nacking on fresh channels: connection={} replacements={}; reconnecting",
+                    inner.name,
+                    futile - 1
+                );
+                self.followed.condemned.store(true, Ordering::SeqCst);
+                inner.check.notify_one();
+            }
+        }
+        self.drop_for("the broker nacked a publish");
+    }
+
     fn kill(&self) {
         if !self.dead.replace(true) {
             self.up.dec();
@@ -274,6 +333,48 @@ fn write_frame(out: &mut Vec<u8>, frame: &AMQPFrame) -> Result<(), String> {
         .map_err(|error| format!("an AMQP frame could not be serialised: {error:?}"))?;
     *out = context.into_inner().0;
     Ok(())
+}
+
+/// 1 s after the first failure, doubling to 30 s: the shared connection carries the publishes
+/// meanwhile.
+fn backoff(failures: u32) -> Duration {
+    RECONNECT_AFTER
+        .saturating_mul(1 << failures.min(5))
+        .min(MAX_RECONNECT_AFTER)
+}
+
+/// Puts a thread's state back to down if its connect task ends without settling it.
+struct ResetConnecting(Rc<RefCell<State>>);
+
+impl Drop for ResetConnecting {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.try_borrow_mut()
+            && matches!(*state, State::Connecting)
+        {
+            *state = State::Down {
+                retry_at: Some(Instant::now() + RECONNECT_AFTER),
+                failures: 0,
+            };
+        }
+    }
+}
+
+/// A task's hold on a connection: however the task ends (a panic, its runtime stopping), the
+/// connection goes with it.
+struct KillOnDrop(Rc<Link>);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Link;
+
+    fn deref(&self) -> &Link {
+        &self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
 }
 
 /// How a thread's connection stands.
@@ -387,10 +488,8 @@ impl LocalPublisher {
                 Ok(())
             }
             Ok(Ok(Outcome::Returned)) => Err(PublishError::Unroutable),
-            Ok(Ok(Outcome::Nacked)) => {
-                self.nacked(&link);
-                Err(PublishError::Nacked)
-            }
+            // The reader counted it and dropped the connection.
+            Ok(Ok(Outcome::Nacked)) => Err(PublishError::Nacked),
             Ok(Err(_)) => Err(PublishError::Lost),
             // Only this publish gives up: the others in flight keep their own deadlines, and
             // the connection goes only once a confirm is overdue past the confirm timeout.
@@ -420,10 +519,12 @@ impl LocalPublisher {
                 };
                 return None;
             }
-            State::Up(_) => {
+            State::Up(link) => {
+                // Dead. One that died before its first ack keeps the backoff going.
+                let failures = if link.acked.get() { 0 } else { link.failures_before + 1 };
                 *state = State::Down {
-                    retry_at: Some(now + RECONNECT_AFTER),
-                    failures: 0,
+                    retry_at: Some(now + backoff(failures.saturating_sub(1))),
+                    failures,
                 };
                 return None;
             }
@@ -443,58 +544,10 @@ impl LocalPublisher {
         None
     }
 
-    /// A nack drops the connection (the next one has a fresh channel), as the shared publisher
-    /// replaces a nacked channel, and counts the same way: after
-    /// [`REPLACEMENTS_BEFORE_RECONNECT`] replacements with no ack in between, the shared
-    /// connection is condemned and the next broker address tried, and this thread follows.
-    fn nacked(&self, link: &Link) {
-        let counters = &self.shared.inner.counters;
-        counters.nacks.inc();
-        if link.dead.get() {
-            return; // Another nack of this connection counted already.
-        }
-        counters.channels_replaced.inc();
-        // Nacks on the workers' connections count toward replacing the shared one at most once
-        // a second between them, as a shared channel is replaced at most once a second: one
-        // burst of nacks seen by every worker is one replacement, not one per worker.
-        let now = self.shared.inner.millis();
-        let last = link.followed.worker_nack_counted_ms.load(Ordering::SeqCst);
-        let counts = now.saturating_sub(last) >= REPLACE_CHANNEL_AT_MOST_EVERY.as_millis() as u64
-            && link
-                .followed
-                .worker_nack_counted_ms
-                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok();
-        let futile = if counts {
-            link.followed.futile_replacements.fetch_add(1, Ordering::SeqCst) + 1
-        } else {
-            0
-        };
-        if futile > REPLACEMENTS_BEFORE_RECONNECT {
-            log::warn!(
-                "broker keeps nacking on fresh channels: connection={} replacements={}; reconnecting",
-                self.shared.inner.name,
-                futile - 1
-            );
-            link.followed.condemned.store(true, Ordering::SeqCst);
-            self.shared.inner.check.notify_one();
-        }
-        self.drop_link(link, "the broker nacked a publish");
-    }
-
-    fn drop_link(&self, link: &Link, why: &str) {
-        if !link.dead.get() {
-            log::warn!(
-                "{why} on a worker's own broker connection: connection={} thread={:?}; reconnecting in {RECONNECT_AFTER:?}",
-                self.shared.inner.name,
-                std::thread::current().name().unwrap_or("?"),
-            );
-        }
-        link.kill();
-    }
-
     async fn connect(self, followed: Arc<super::Link>, failures: u32) {
-        let opened = tokio::time::timeout(CONNECT_TIMEOUT, self.open(followed)).await;
+        // Should this task end in a panic, the thread is not left "connecting" for good.
+        let _reset = ResetConnecting(Rc::clone(&self.state));
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT, self.open(followed, failures)).await;
         let mut state = self.state.borrow_mut();
         let why = match opened {
             Ok(Ok(link)) => {
@@ -513,10 +566,7 @@ impl LocalPublisher {
             Ok(Err(OpenError::Retry(why))) => why,
             Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
         };
-        // 1 s, doubling to 30 s: the shared connection carries the publishes meanwhile.
-        let delay = RECONNECT_AFTER
-            .saturating_mul(1 << failures.min(5))
-            .min(MAX_RECONNECT_AFTER);
+        let delay = backoff(failures);
         log::warn!(
             "a worker's own broker connection could not be opened: connection={} error=\"{why}\" attempt={} \
              retry_in_ms={}; publishing through the shared connection meanwhile",
@@ -530,7 +580,7 @@ impl LocalPublisher {
         };
     }
 
-    async fn open(&self, followed: Arc<super::Link>) -> Result<Rc<Link>, OpenError> {
+    async fn open(&self, followed: Arc<super::Link>, failures: u32) -> Result<Rc<Link>, OpenError> {
         let address = followed.address;
         let addresses = &self.shared.inner.settings.addresses;
         let url = addresses
@@ -577,10 +627,15 @@ impl LocalPublisher {
             socket,
             followed,
             up: self.shared.inner.counters.worker_connections.clone(),
+            shared: self.shared.clone(),
+            failures_before: failures,
+            acked: Cell::new(false),
+            last_write: Cell::new(Instant::now()),
         });
         link.up.inc();
-        tokio::task::spawn_local(write_loop(Rc::clone(&link), writer));
-        tokio::task::spawn_local(read_loop(Rc::clone(&link), reader, buffer));
+        tokio::task::spawn_local(write_loop(KillOnDrop(Rc::clone(&link)), writer));
+        tokio::task::spawn_local(read_loop(KillOnDrop(Rc::clone(&link)), reader, buffer));
+        tokio::task::spawn_local(watch(KillOnDrop(Rc::clone(&link))));
         log::info!(
             "a worker's own broker connection is up: connection=\"{name}\" url={}",
             url.redacted()
@@ -759,27 +814,10 @@ async fn read_method<S: AsyncRead>(reader: &mut ReadHalf<S>, buffer: &mut Vec<u8
     }
 }
 
-async fn write_loop<S: AsyncWrite>(link: Rc<Link>, mut writer: WriteHalf<S>) {
+async fn write_loop<S: AsyncWrite>(link: KillOnDrop, mut writer: WriteHalf<S>) {
     let mut spare = Vec::with_capacity(64 * 1024);
-    // Heartbeats at half the negotiated interval; the broker is given two intervals.
-    let beat = link.heartbeat.map(|every| every / 2);
-    let mut ticks = tokio::time::interval_at(Instant::now() + TICK, TICK);
-    let mut last_write = Instant::now();
     while !link.dead.get() {
-        tokio::select! {
-            () = link.flush.notified() => {}
-            _ = ticks.tick() => {
-                if let Some(why) = link.checkup(last_write, beat) {
-                    log::warn!("{why}: dropping a worker's own broker connection");
-                    link.kill();
-                    break;
-                }
-                if link.retiring.get() && link.confirms.borrow().pending.is_empty() {
-                    link.kill();
-                    break;
-                }
-            }
-        }
+        link.flush.notified().await;
         std::mem::swap(&mut spare, &mut *link.out.borrow_mut());
         if spare.is_empty() || link.dead.get() {
             continue;
@@ -790,14 +828,38 @@ async fn write_loop<S: AsyncWrite>(link: Rc<Link>, mut writer: WriteHalf<S>) {
         }
         .await;
         if let Err(error) = written {
-            if !link.dead.get() {
-                log::warn!("writing to a worker's own broker connection failed: {error}; dropping it");
-            }
-            link.kill();
+            link.drop_for(&format!("writing to the broker failed: {error}"));
             break;
         }
         spare.clear();
-        last_write = Instant::now();
+        link.last_write.set(Instant::now());
+    }
+}
+
+/// Once a tick, on its own so that a write the broker does not take (a resource alarm, a
+/// partition) cannot hold it up: overdue confirms and missed heartbeats drop the connection
+/// (which ends the stuck write), heartbeats go out, and a connection whose shared one was
+/// replaced retires and then closes.
+async fn watch(link: KillOnDrop) {
+    // Heartbeats at half the negotiated interval.
+    let beat = link.heartbeat.map(|every| every / 2);
+    let mut ticks = tokio::time::interval_at(Instant::now() + TICK, TICK);
+    while !link.dead.get() {
+        ticks.tick().await;
+        if link.dead.get() {
+            break;
+        }
+        if let Some(why) = link.checkup(beat) {
+            link.drop_for(&why);
+            break;
+        }
+        if link.followed.condemned.load(Ordering::Relaxed) {
+            link.retire();
+        }
+        if link.retiring.get() && link.confirms.borrow().pending.is_empty() {
+            link.kill();
+            break;
+        }
     }
 }
 
@@ -805,7 +867,7 @@ impl Link {
     /// Once a tick: whether the connection is stuck (a confirm overdue, the broker's
     /// heartbeats missed), and a heartbeat to send when nothing was written for half the
     /// interval.
-    fn checkup(&self, last_write: Instant, beat: Option<Duration>) -> Option<String> {
+    fn checkup(&self, beat: Option<Duration>) -> Option<String> {
         if let Some(oldest) = self.confirms.borrow().oldest()
             && oldest.elapsed() > self.confirm_timeout
         {
@@ -815,16 +877,17 @@ impl Link {
         if self.last_read.get().elapsed() > beat * 4 {
             return Some("the broker's heartbeats stopped".to_owned());
         }
-        if last_write.elapsed() >= beat
-            && let Err(error) = write_frame(&mut self.out.borrow_mut(), &AMQPFrame::Heartbeat)
-        {
-            return Some(error);
+        if self.last_write.get().elapsed() >= beat {
+            if let Err(error) = write_frame(&mut self.out.borrow_mut(), &AMQPFrame::Heartbeat) {
+                return Some(error);
+            }
+            self.flush.notify_one();
         }
         None
     }
 }
 
-async fn read_loop<S: AsyncRead>(link: Rc<Link>, mut reader: ReadHalf<S>, mut buffer: Vec<u8>) {
+async fn read_loop<S: AsyncRead>(link: KillOnDrop, mut reader: ReadHalf<S>, mut buffer: Vec<u8>) {
     // After a basic.return, its content header names the message.
     let mut returning = false;
     while !link.dead.get() {
@@ -840,19 +903,24 @@ async fn read_loop<S: AsyncRead>(link: Rc<Link>, mut reader: ReadHalf<S>, mut bu
         link.last_read.set(Instant::now());
         match frame {
             AMQPFrame::Method(_, AMQPClass::Basic(basic::AMQPMethod::Ack(ack))) => {
+                link.acked.set(true);
                 let settled = link.confirms.borrow_mut().settle(ack.delivery_tag, ack.multiple, true);
                 for (tell, outcome) in settled {
                     let _ = tell.send(outcome);
                 }
             }
+            // Acted on here, whether or not its publish still waits for the answer.
             AMQPFrame::Method(_, AMQPClass::Basic(basic::AMQPMethod::Nack(nack))) => {
                 let settled = link
                     .confirms
                     .borrow_mut()
                     .settle(nack.delivery_tag, nack.multiple, false);
+                let count = settled.len();
                 for (tell, outcome) in settled {
                     let _ = tell.send(outcome);
                 }
+                link.nacked(count);
+                break;
             }
             AMQPFrame::Method(_, AMQPClass::Basic(basic::AMQPMethod::Return(_))) => returning = true,
             AMQPFrame::Header(_, header) if returning => {

@@ -536,6 +536,9 @@ pub struct Outgoing<'a> {
     pub body: &'a [u8],
 }
 
+/// `worker_nack_counted_ms` before any nack was counted.
+const NEVER: u64 = u64::MAX;
+
 /// How many publishes in a row may fail before the publisher calls itself not ready.
 pub const FAILURES_BEFORE_NOT_READY: u32 = 3;
 /// How long "not ready" lasts after the last failed publish when nothing succeeds meanwhile:
@@ -962,7 +965,7 @@ async fn open_link(inner: &Inner) -> Result<Link, ConnectError> {
             slots,
             futile_replacements: AtomicU32::new(0),
             condemned: AtomicBool::new(false),
-            worker_nack_counted_ms: AtomicU64::new(0),
+            worker_nack_counted_ms: AtomicU64::new(NEVER),
         }),
         Err(error) => {
             connection.close().await;
