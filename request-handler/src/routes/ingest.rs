@@ -293,11 +293,17 @@ async fn accept(
         routing_key: &routing_key,
         body: &body,
     };
-    let publisher = request
-        .app_data::<LocalPublisher>()
-        .cloned()
-        .unwrap_or_else(|| LocalPublisher::shared_only(state.publisher.clone()));
-    let delivered = spool::deliver(&publisher, state.spool.as_deref(), source, message, &envelope).await?;
+    // This worker's publisher (startup.rs installs one per worker), borrowed: a clone would
+    // touch the shared publisher's reference count, which every worker shares, on every request.
+    let shared_only;
+    let publisher = match request.app_data::<LocalPublisher>() {
+        Some(publisher) => publisher,
+        None => {
+            shared_only = LocalPublisher::shared_only(state.publisher.clone());
+            &shared_only
+        }
+    };
+    let delivered = spool::deliver(publisher, state.spool.as_deref(), source, message, &envelope).await?;
     if let Delivered::Spooled(cause) = delivered {
         return Ok(Accepted::Spooled(envelope.delivery_id, cause.label()));
     }

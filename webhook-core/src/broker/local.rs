@@ -37,7 +37,6 @@ use futures_util::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadH
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
@@ -122,7 +121,7 @@ impl<T> Confirms<T> {
 
     /// A `basic.return` came with these properties: the oldest pending publish of that message
     /// id not yet returned is the one (the broker returns a message before it acks it). Without
-    /// a message id, the oldest pending publish not yet returned.
+    /// a message id, the oldest pending publish without one not yet returned.
     fn returned(&mut self, message_id: Option<&ShortString>) {
         if let Some(pending) = self
             .pending
@@ -180,8 +179,6 @@ struct Link {
     /// Set when the shared connection it followed is replaced: it takes no new publishes and
     /// closes once those in flight are settled.
     retiring: Cell<bool>,
-    /// A publish unconfirmed for this long means the connection is stuck: it is dropped.
-    confirm_timeout: Duration,
     /// When the broker last sent anything.
     last_read: Cell<Instant>,
     frame_max: usize,
@@ -191,9 +188,8 @@ struct Link {
     /// The shared publisher's connection this one followed to its node: nacks here count
     /// toward replacing it, and once it is condemned this one goes too.
     followed: Arc<super::Link>,
-    /// The count of workers' connections up, which this one is in until it dies.
-    up: Gauge,
-    /// The shared publisher: its counters, name and supervisor.
+    /// The shared publisher: its counters (this connection is in `worker_connections` until
+    /// it dies), name, confirm timeout and supervisor.
     shared: Publisher,
     /// Attempts that failed in a row before this connection opened, and whether the broker
     /// has acked anything on it: a connection that dies before its first ack does not reset
@@ -255,7 +251,7 @@ impl Link {
 
     fn kill(&self) {
         if !self.dead.replace(true) {
-            self.up.dec();
+            self.shared.inner.counters.worker_connections.dec();
             let _ = self.socket.shutdown(std::net::Shutdown::Both);
             self.confirms.borrow_mut().abandon();
             self.flush.notify_one();
@@ -303,12 +299,6 @@ impl Link {
     fn retire(&self) {
         self.retiring.set(true);
         self.flush.notify_one();
-    }
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -450,16 +440,6 @@ impl LocalPublisher {
         }
     }
 
-    /// The shared publisher it stands beside.
-    pub fn shared(&self) -> &Publisher {
-        &self.shared
-    }
-
-    /// Whether this thread's own connection is up (publishes go through it).
-    pub fn is_connected(&self) -> bool {
-        matches!(&*self.state.borrow(), State::Up(link) if !link.dead.get())
-    }
-
     /// [`Publisher::publish`], from this thread.
     pub async fn publish(&self, message: Outgoing<'_>, properties: BasicProperties) -> Result<(), PublishError> {
         self.publish_within(message, properties, self.shared.inner.confirm_timeout)
@@ -502,7 +482,6 @@ impl LocalPublisher {
     /// The connection to publish on, if it is up; else starts connecting when it may.
     fn link(&self) -> Option<Rc<Link>> {
         let mut state = self.state.borrow_mut();
-        let now = Instant::now();
         match &*state {
             State::Up(link)
                 if !link.dead.get() && !link.retiring.get() && !link.followed.condemned.load(Ordering::Relaxed) =>
@@ -523,13 +502,13 @@ impl LocalPublisher {
                 // Dead. One that died before its first ack keeps the backoff going.
                 let failures = if link.acked.get() { 0 } else { link.failures_before + 1 };
                 *state = State::Down {
-                    retry_at: Some(now + backoff(failures.saturating_sub(1))),
+                    retry_at: Some(Instant::now() + backoff(failures.saturating_sub(1))),
                     failures,
                 };
                 return None;
             }
             State::Connecting | State::SharedOnly => return None,
-            State::Down { retry_at: Some(at), .. } if now < *at => return None,
+            State::Down { retry_at: Some(at), .. } if Instant::now() < *at => return None,
             State::Down { .. } => {}
         }
         let failures = match &*state {
@@ -620,19 +599,17 @@ impl LocalPublisher {
             flush: Notify::new(),
             dead: Cell::new(false),
             retiring: Cell::new(false),
-            confirm_timeout: self.shared.inner.confirm_timeout,
             last_read: Cell::new(Instant::now()),
             frame_max: tuned.frame_max,
             heartbeat: tuned.heartbeat,
             socket,
             followed,
-            up: self.shared.inner.counters.worker_connections.clone(),
             shared: self.shared.clone(),
             failures_before: failures,
             acked: Cell::new(false),
             last_write: Cell::new(Instant::now()),
         });
-        link.up.inc();
+        self.shared.inner.counters.worker_connections.inc();
         tokio::task::spawn_local(write_loop(KillOnDrop(Rc::clone(&link)), writer));
         tokio::task::spawn_local(read_loop(KillOnDrop(Rc::clone(&link)), reader, buffer));
         tokio::task::spawn_local(watch(KillOnDrop(Rc::clone(&link))));
@@ -868,10 +845,11 @@ impl Link {
     /// heartbeats missed), and a heartbeat to send when nothing was written for half the
     /// interval.
     fn checkup(&self, beat: Option<Duration>) -> Option<String> {
+        let confirm_timeout = self.shared.inner.confirm_timeout;
         if let Some(oldest) = self.confirms.borrow().oldest()
-            && oldest.elapsed() > self.confirm_timeout
+            && oldest.elapsed() > confirm_timeout
         {
-            return Some(format!("a publish had no confirm within {:?}", self.confirm_timeout));
+            return Some(format!("a publish had no confirm within {confirm_timeout:?}"));
         }
         let beat = beat?;
         if self.last_read.get().elapsed() > beat * 4 {

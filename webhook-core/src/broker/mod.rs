@@ -780,7 +780,13 @@ impl Publisher {
     /// Counts a publish's outcome toward [`NotReady::Failing`].
     fn record(&self, result: &Result<(), PublishError>) {
         match result {
-            Ok(()) => self.inner.failures_in_a_row.store(0, Ordering::SeqCst),
+            // Read first: every request lands here, from every worker, and a store would
+            // bounce the line between their cores even when nothing changes.
+            Ok(()) => {
+                if self.inner.failures_in_a_row.load(Ordering::Relaxed) != 0 {
+                    self.inner.failures_in_a_row.store(0, Ordering::SeqCst);
+                }
+            }
             Err(_) => self.inner.publish_failed(),
         }
     }
