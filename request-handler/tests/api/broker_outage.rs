@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use testkit::{TcpProxy, TestBroker, eventually};
+use testkit::{TestBroker, eventually};
 
 use crate::helpers::{TestApp, env, json};
 
@@ -38,13 +38,8 @@ async fn with_no_broker_at_all_ingest_is_500_in_time_and_readyz_is_503() {
 
 #[tokio::test]
 async fn when_the_broker_connection_is_cut_ingest_fails_fast_and_recovers_by_itself() {
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
-    let broker = TestBroker::new();
-    let env = env(&broker)
-        .with("AMQP_URL", proxy.amqp_url())
-        .with("ENQUEUE_TIMEOUT_MS", ENQUEUE_TIMEOUT.as_millis());
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let enqueue_timeout = ENQUEUE_TIMEOUT.as_millis().to_string();
+    let (proxy, app) = TestApp::behind_a_proxy(&[("ENQUEUE_TIMEOUT_MS", &enqueue_timeout)]).await;
     assert_eq!(app.post_signed(br#"{"n":1}"#, &[]).await.status(), 200);
 
     proxy.cut();
@@ -101,11 +96,7 @@ async fn an_unroutable_message_is_500_even_though_the_broker_acks_it() {
 
 #[tokio::test]
 async fn requests_during_an_outage_do_not_cut_the_reconnect_backoff_short() {
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
-    let broker = TestBroker::new();
-    let env = env(&broker).with("AMQP_URL", proxy.amqp_url());
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let (proxy, app) = TestApp::behind_a_proxy(&[]).await;
     proxy.cut();
     eventually("readyz to report the lost broker", Duration::from_secs(10), || async {
         (app.get("/readyz").await.status() == 503).then_some(())

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use request_handler::{Application, Settings};
-use testkit::{Env, TestBroker, eventually};
+use testkit::{Env, TcpProxy, TestBroker, eventually};
 use tokio_util::sync::CancellationToken;
 use webhook_core::config::Vars;
 
@@ -50,6 +50,20 @@ impl TestApp {
             shutdown,
             task: Some(task),
         }
+    }
+
+    /// Starts a handler whose broker connections all go through a proxy of the test's own
+    /// (to cut or stall them), with `vars` set besides, and waits until it is ready.
+    pub(crate) async fn behind_a_proxy(vars: &[(&str, &str)]) -> (TcpProxy, Self) {
+        let proxy = TcpProxy::start("127.0.0.1:5672").await;
+        let broker = TestBroker::new();
+        let mut env = env(&broker).with("AMQP_URL", proxy.amqp_url());
+        for (name, value) in vars {
+            env.set(name, value);
+        }
+        let app = Self::spawn_with(broker, &env).await;
+        app.wait_ready().await;
+        (proxy, app)
     }
 
     pub(crate) async fn wait_ready(&self) {

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use testkit::private::TempDir;
-use testkit::{TcpProxy, TestBroker, eventually};
+use testkit::{TestBroker, eventually};
 use webhook_core::envelope::Envelope;
 
 use crate::helpers::{TestApp, env, json};
@@ -19,6 +19,10 @@ const WORKER_PUBLISHES: &str = "webhook_handler_broker_worker_publishes_total";
 const ENQUEUE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Slack for scheduling on a loaded 2-core machine; the point is that it never hangs.
 const MARGIN: Duration = Duration::from_secs(2);
+
+fn enqueue_timeout_ms() -> String {
+    ENQUEUE_TIMEOUT.as_millis().to_string()
+}
 
 /// Posts `count` signed deliveries of event type `event_type` at once; their delivery ids are
 /// `{event_type}-{n}`. Returns each one's status, in order.
@@ -46,11 +50,7 @@ fn delivery_ids(taken: &[testkit::Taken]) -> Vec<String> {
 
 #[tokio::test]
 async fn publishes_go_through_a_workers_own_connection_and_each_arrives_once() {
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
-    let broker = TestBroker::new();
-    let env = env(&broker).with("AMQP_URL", proxy.amqp_url());
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let (proxy, app) = TestApp::behind_a_proxy(&[]).await;
     // Both workers connect once the shared connection is up, before any request.
     eventually("both workers' own connections", Duration::from_secs(10), || async {
         (app.metric(WORKER_CONNECTIONS).await == 2.0).then_some(())
@@ -141,13 +141,7 @@ async fn a_return_among_many_in_flight_fails_its_own_request_only() {
 
 #[tokio::test]
 async fn a_cut_worker_connection_fails_fast_and_the_worker_reconnects_when_the_broker_is_back() {
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
-    let broker = TestBroker::new();
-    let env = env(&broker)
-        .with("AMQP_URL", proxy.amqp_url())
-        .with("ENQUEUE_TIMEOUT_MS", ENQUEUE_TIMEOUT.as_millis());
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let (proxy, app) = TestApp::behind_a_proxy(&[("ENQUEUE_TIMEOUT_MS", &enqueue_timeout_ms())]).await;
     app.until_a_worker_connection_is_up().await;
 
     proxy.cut();
@@ -181,14 +175,8 @@ async fn a_cut_worker_connection_fails_fast_and_the_worker_reconnects_when_the_b
 
 #[tokio::test]
 async fn a_stalled_worker_connection_fails_what_is_in_flight_in_time_and_is_replaced() {
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
-    let broker = TestBroker::new();
-    let env = env(&broker)
-        .with("AMQP_URL", proxy.amqp_url())
-        .with("HANDLER_WORKERS", 1)
-        .with("ENQUEUE_TIMEOUT_MS", ENQUEUE_TIMEOUT.as_millis());
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let (proxy, app) =
+        TestApp::behind_a_proxy(&[("HANDLER_WORKERS", "1"), ("ENQUEUE_TIMEOUT_MS", &enqueue_timeout_ms())]).await;
     app.until_a_worker_connection_is_up().await;
 
     // The broker goes silent with the connections open: the publishes in flight wait for
@@ -225,7 +213,6 @@ async fn a_stalled_worker_connection_fails_what_is_in_flight_in_time_and_is_repl
 #[tokio::test]
 async fn a_spooling_publish_past_its_own_deadline_fails_alone_and_the_connection_stays() {
     const SECRET: &str = "spool-secret";
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
     let dir = TempDir::new("worker-spool");
     let sources = dir.write(
         "sources.toml",
@@ -233,16 +220,15 @@ async fn a_spooling_publish_past_its_own_deadline_fails_alone_and_the_connection
             "[[source]]\nname = \"gh\"\nscheme = \"github\"\nsecrets = [\"{SECRET}\"]\nwhen_broker_down = \"spool\"\n"
         ),
     );
-    let broker = TestBroker::new();
+    let spool = dir.path().join("spool");
     // A spooling publish waits 200 ms; the connection is given ENQUEUE_TIMEOUT_MS (5 s).
-    let env = env(&broker)
-        .with("AMQP_URL", proxy.amqp_url())
-        .with("HANDLER_WORKERS", 1)
-        .with("SOURCES_FILE", sources.display())
-        .with("SPOOL_DIR", dir.path().join("spool").display())
-        .with("SPOOL_PUBLISH_TIMEOUT_MS", 200);
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let (proxy, app) = TestApp::behind_a_proxy(&[
+        ("HANDLER_WORKERS", "1"),
+        ("SOURCES_FILE", sources.to_str().unwrap()),
+        ("SPOOL_DIR", spool.to_str().unwrap()),
+        ("SPOOL_PUBLISH_TIMEOUT_MS", "200"),
+    ])
+    .await;
     eventually("the worker's own connection", Duration::from_secs(10), || async {
         (app.metric(WORKER_CONNECTIONS).await == 1.0).then_some(())
     })
@@ -292,13 +278,7 @@ async fn a_spooling_publish_past_its_own_deadline_fails_alone_and_the_connection
 
 #[tokio::test]
 async fn with_publish_per_worker_false_every_publish_uses_the_shared_connection() {
-    let proxy = TcpProxy::start("127.0.0.1:5672").await;
-    let broker = TestBroker::new();
-    let env = env(&broker)
-        .with("AMQP_URL", proxy.amqp_url())
-        .with("PUBLISH_PER_WORKER", "false");
-    let app = TestApp::spawn_with(broker, &env).await;
-    app.wait_ready().await;
+    let (proxy, app) = TestApp::behind_a_proxy(&[("PUBLISH_PER_WORKER", "false")]).await;
     assert_eq!(post_at_once(&app, "shared", 20).await, vec![200; 20]);
     assert_eq!(app.metric(WORKER_CONNECTIONS).await, 0.0);
     assert_eq!(app.metric(WORKER_PUBLISHES).await, 0.0);
